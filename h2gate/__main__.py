@@ -1,0 +1,4 @@
+from h2gate.cli import main
+
+if __name__ == "__main__":
+    main(prog_name="h2gate")

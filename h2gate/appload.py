@@ -1,0 +1,92 @@
+"""Importing the user's application from ``MODULE:ATTRIBUTE``.
+
+Mistakes in the name (no such module, no such attribute, not callable) become
+one-line :class:`AppLoadError`s. An exception raised while the app's own module
+runs is the app's bug, so it propagates with its traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import sys
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from h2gate.errors import AppLoadError
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def import_app(spec: str, *, factory: bool = False, app_dir: str = ".") -> Any:
+    """Import and return the object named by ``spec``; raises AppLoadError."""
+    module_name, sep, attr_path = spec.partition(":")
+    if not sep or not module_name or not attr_path:
+        raise AppLoadError(f"application {spec!r} must be given as MODULE:ATTRIBUTE, e.g. myapp:app")
+    path = os.path.abspath(app_dir)
+    if path not in sys.path:
+        sys.path.insert(0, path)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        # Only a failure to find the named module (or a parent package) is ours
+        # to explain; a missing import inside the app is the app's traceback.
+        if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
+            raise AppLoadError(f"cannot import module {module_name!r}: no such module (searched from {path})") from None
+        raise
+    obj: Any = module
+    for part in attr_path.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise AppLoadError(f"module {module_name!r} has no attribute {attr_path!r}") from None
+    if not callable(obj):
+        raise AppLoadError(f"{spec} is not callable (it is a {type(obj).__name__})")
+    if factory:
+        try:
+            obj = obj()
+        except TypeError as exc:
+            raise AppLoadError(f"factory {spec} could not be called without arguments: {exc}") from None
+        if not callable(obj):
+            raise AppLoadError(f"factory {spec} returned {type(obj).__name__}, which is not callable")
+    return obj
+
+
+def is_asgi2(app: Any) -> bool:
+    """True for the ASGI 2 double-callable style ``app(scope)(receive, send)``.
+
+    Decided from the signature without calling the app: an ASGI 3 app is a
+    coroutine function (or object with one as ``__call__``) of three arguments.
+    """
+    if inspect.isclass(app):
+        return not hasattr(app, "__await__")
+    call = app if inspect.isfunction(app) or inspect.ismethod(app) else getattr(app, "__call__", app)  # noqa: B004
+    if inspect.iscoroutinefunction(call):
+        return False
+    try:
+        params = [
+            p
+            for p in inspect.signature(call).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+        ]
+        variadic = any(p.kind == p.VAR_POSITIONAL for p in inspect.signature(call).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    return len(params) == 1 and not variadic
+
+
+def as_asgi3(app: Any) -> ASGIApp:
+    """Wrap an ASGI 2 app so the rest of the server only sees ASGI 3."""
+    if not is_asgi2(app):
+        return app  # type: ignore[no-any-return]
+
+    async def asgi2_adapter(scope: Scope, receive: Receive, send: Send) -> None:
+        instance = app(scope)
+        await instance(receive, send)
+
+    return asgi2_adapter

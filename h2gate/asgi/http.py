@@ -1,0 +1,278 @@
+"""ASGI 3 ``http`` scope over one HTTP/2 stream.
+
+The response side is a small state machine (see :class:`_Response`): the
+HEADERS frame is held back until the first body chunk so that a whole response
+can leave as HEADERS+DATA(END_STREAM), and so that an app that fails between
+``http.response.start`` and its first body still gets a clean 500.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+from h2.errors import ErrorCodes
+from h2.exceptions import ProtocolError
+
+from h2gate.appload import Message, Scope
+from h2gate.asgi.runner import AppRunner
+from h2gate.errors import ClientDisconnected
+from h2gate.exchange import Exchange, Headers
+from h2gate.logs import access_log, http_date
+from h2gate.transport import Transport
+
+log = logging.getLogger("h2gate.error")
+
+ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
+#: HTTP/1-only fields that are illegal in HTTP/2 responses (RFC 9113 §8.2.2).
+HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"})
+_warned: set[bytes] = set()
+
+
+class AppMistake(RuntimeError):
+    """The app sent a message that breaks the ASGI spec; the text names the mistake."""
+
+
+def build_scope(exchange: Exchange, transport: Transport, root_path: str, state: dict[str, Any]) -> Scope | None:
+    """The ASGI scope for a request, or None when it has no :path (plain CONNECT)."""
+    method = scheme = authority = raw = b""
+    headers: list[tuple[bytes, bytes]] = []
+    cookies: list[bytes] = []
+    for name, value in exchange.headers:
+        if name[:1] == b":":
+            if name == b":method":
+                method = value
+            elif name == b":path":
+                raw = value
+            elif name == b":scheme":
+                scheme = value
+            elif name == b":authority":
+                authority = value
+        elif name == b"cookie":
+            cookies.append(value)
+        elif name == b"host" and authority:
+            continue
+        else:
+            headers.append((name, value))
+    if not raw:
+        return None
+    if authority:
+        headers = [(b"host", authority), *(h for h in headers if h[0] != b"host")]
+    if cookies:
+        headers.append((b"cookie", b"; ".join(cookies)))
+    raw_path, _, query = raw.partition(b"?")
+    path = unquote_to_bytes(raw_path).decode("utf-8", "replace")
+    root = root_path
+    return {
+        "type": "http",
+        "asgi": ASGI_VERSION,
+        "http_version": "2",
+        "method": method.decode("latin-1"),
+        "scheme": scheme.decode("latin-1") or transport.scheme,
+        "path": root + path if root and not path.startswith(root) else path,
+        "raw_path": (root.encode() + raw_path) if root and not path.startswith(root) else raw_path,
+        "query_string": query,
+        "root_path": root,
+        "headers": headers,
+        "client": transport.peer if transport.peer and transport.peer[1] is not None else None,
+        "server": transport.local,
+        "state": dict(state),
+        "extensions": {},
+    }
+
+
+class _Response:
+    """Turns ASGI send() messages into HEADERS/DATA on the exchange."""
+
+    def __init__(self, exchange: Exchange, head: bool, server_header: bool) -> None:
+        self.exchange = exchange
+        self.head = head
+        self.server_header = server_header
+        self.status = 0
+        self.headers: Headers = []
+        self.started = False  # http.response.start received
+        self.complete = False  # final body message received
+        self.content_length: int | None = None
+        self.body_bytes = 0
+
+    def start(self, message: Message) -> None:
+        if self.started:
+            raise AppMistake("http.response.start sent twice")
+        status = message.get("status")
+        if not isinstance(status, int) or isinstance(status, bool) or not 200 <= status <= 599:
+            raise AppMistake(f"http.response.start has invalid status {status!r} (an int 200-599 is required)")
+        self.headers = self._headers(message.get("headers", []))
+        self.status = status
+        self.started = True
+
+    def _headers(self, raw: Iterable[Any]) -> Headers:
+        out: Headers = [(b":status", b"")]
+        has_server = False
+        try:
+            items = list(raw)
+        except TypeError:
+            raise AppMistake("http.response.start headers must be an iterable of [name, value] pairs") from None
+        for item in items:
+            try:
+                name, value = item
+            except (TypeError, ValueError):
+                raise AppMistake(f"response header {item!r} is not a [name, value] pair") from None
+            if not isinstance(name, bytes) or not isinstance(value, bytes):
+                raise AppMistake(f"response header {item!r} must be a pair of byte strings")
+            name = name.lower()
+            if name in HOP_BY_HOP:
+                if name not in _warned:
+                    _warned.add(name)
+                    log.warning("dropping response header %r: it has no meaning in HTTP/2", name.decode("latin-1"))
+                continue
+            if name == b"content-length":
+                try:
+                    self.content_length = int(value)
+                except ValueError:
+                    raise AppMistake(f"content-length {value!r} is not a number") from None
+            elif name == b"server":
+                has_server = True
+            out.append((name, value))
+        if self.server_header and not has_server:
+            out.append((b"server", b"h2gate"))
+        out.append((b"date", http_date()))
+        return out
+
+    async def body(self, message: Message) -> None:
+        if not self.started:
+            raise AppMistake("http.response.body sent before http.response.start")
+        if self.complete:
+            raise AppMistake("http.response.body sent after the response was complete")
+        body = message.get("body", b"")
+        if not isinstance(body, (bytes, bytearray, memoryview)):
+            raise AppMistake(f"http.response.body body must be bytes, not {type(body).__name__}")
+        more = bool(message.get("more_body", False))
+        self.complete = not more
+        exchange = self.exchange
+        if self.head:
+            body = b""
+        self.body_bytes += len(body)
+        if self.content_length is not None and self.body_bytes > self.content_length and not self.head:
+            raise AppMistake(f"response body is longer than its content-length ({self.content_length})")
+        if (
+            self.complete
+            and self.content_length is not None
+            and not self.head
+            and self.body_bytes < self.content_length
+        ):
+            raise AppMistake(
+                f"response body ended after {self.body_bytes} bytes, "
+                f"short of its content-length ({self.content_length})"
+            )
+        if not exchange.headers_sent:
+            self.headers[0] = (b":status", str(self.status).encode())
+            exchange.status = self.status
+            if not body and (self.complete or self.head):
+                await self._send_headers(end_stream=True)
+                self.complete = True
+                return
+            await self._send_headers(end_stream=False)
+        if body or self.complete:
+            await exchange.send_data(bytes(body), end_stream=self.complete)
+
+    async def _send_headers(self, end_stream: bool) -> None:
+        try:
+            await self.exchange.send_headers(self.headers, end_stream=end_stream)
+        except ProtocolError as exc:
+            raise AppMistake(f"invalid response headers: {exc}") from None
+
+
+class HTTPCycle:
+    """receive()/send() for one request, handed to the app."""
+
+    def __init__(self, exchange: Exchange, scope: Scope, server_header: bool) -> None:
+        self.exchange = exchange
+        self.response = _Response(exchange, scope["method"] == "HEAD", server_header)
+        self._body_done = False  # the final http.request (more_body False) was delivered
+
+    async def receive(self) -> Message:
+        exchange = self.exchange
+        if not self._body_done and not exchange.disconnected:
+            try:
+                body = await exchange.read()
+            except ClientDisconnected:
+                return {"type": "http.disconnect"}
+            self._body_done = exchange.request_ended and not exchange.buffered
+            return {"type": "http.request", "body": body, "more_body": not self._body_done}
+        await exchange.done.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: Message) -> None:
+        kind = message.get("type") if isinstance(message, dict) else None
+        if kind == "http.response.start":
+            self.response.start(message)
+        elif kind == "http.response.body":
+            if self.exchange.disconnected:
+                raise ClientDisconnected(f"stream {self.exchange.stream_id} is closed")
+            await self.response.body(message)
+        else:
+            raise AppMistake(f"unexpected ASGI message type {kind!r} on an http connection")
+
+
+async def handle_http(
+    exchange: Exchange,
+    transport: Transport,
+    runner: AppRunner,
+    *,
+    root_path: str,
+    state: dict[str, Any],
+    server_header: bool,
+) -> None:
+    """Run the app for one request; every fault ends as a 500 or an RST_STREAM."""
+    started = time.perf_counter()
+    scope = build_scope(exchange, transport, root_path, state)
+    if scope is None:
+        await _simple_response(exchange, 501, b"CONNECT is not supported by this server\n", server_header)
+        return
+    cycle = HTTPCycle(exchange, scope, server_header)
+    response = cycle.response
+    try:
+        await runner.call(scope, cycle.receive, cycle.send)
+        if not response.started:
+            log.error("%s %s: the app returned without sending a response", scope["method"], scope["path"])
+            await _simple_response(exchange, 500, b"Internal Server Error\n", server_header)
+        elif not response.complete:
+            log.error("%s %s: the app returned before finishing the response body", scope["method"], scope["path"])
+            exchange.reset(ErrorCodes.INTERNAL_ERROR)
+    except ClientDisconnected:
+        log.debug("stream %d: client went away during %s %s", exchange.stream_id, scope["method"], scope["path"])
+    except AppMistake as exc:
+        log.error("%s %s: ASGI error in the app: %s", scope["method"], scope["path"], exc)
+        await _fail(exchange, server_header)
+    except Exception:
+        log.exception("%s %s: exception in the app", scope["method"], scope["path"])
+        await _fail(exchange, server_header)
+    finally:
+        access_log(transport, scope, exchange, time.perf_counter() - started)
+
+
+async def _fail(exchange: Exchange, server_header: bool) -> None:
+    if exchange.headers_sent or exchange.disconnected:
+        exchange.reset(ErrorCodes.INTERNAL_ERROR)
+    else:
+        await _simple_response(exchange, 500, b"Internal Server Error\n", server_header)
+
+
+async def _simple_response(exchange: Exchange, status: int, body: bytes, server_header: bool) -> None:
+    headers: Headers = [
+        (b":status", str(status).encode()),
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if server_header:
+        headers.append((b"server", b"h2gate"))
+    headers.append((b"date", http_date()))
+    exchange.status = status
+    try:
+        await exchange.send_headers(headers)
+        await exchange.send_data(body, end_stream=True)
+    except ClientDisconnected:
+        pass

@@ -1,0 +1,109 @@
+"""Where the ASGI app's coroutines run: in the server's trio loop, or in asyncio.
+
+Most ASGI apps (Django, anything using asyncio libraries) need an asyncio event
+loop; apps written for trio or anyio can run in the server's own loop, which
+saves two thread hops per message. ``--loop asyncio`` (the default) starts one
+asyncio loop in a thread; each app call is scheduled there, and every
+``receive()``/``send()`` it makes is run as a trio task in the stream's nursery
+with the result posted back to asyncio. The HTTP/2 side never leaves trio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+
+from h2gate.appload import ASGIApp, Message, Receive, Scope, Send
+
+
+class AppRunner:
+    """Runs the app natively in trio."""
+
+    name = "trio"
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def call(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+    def close(self) -> None:
+        """Stop whatever the runner started."""
+
+
+class AsyncioRunner(AppRunner):
+    """Runs the app in an asyncio loop on its own thread."""
+
+    name = "asyncio"
+
+    def __init__(self, app: ASGIApp) -> None:
+        super().__init__(app)
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run_loop, name="h2gate-asyncio", daemon=True)
+        self._thread.start()
+
+    def _run_loop(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    async def call(self, scope: Scope, receive: Receive, send: Send) -> None:
+        token = trio.lowlevel.current_trio_token()
+        loop = self.loop
+        async with trio.open_nursery() as nursery:
+
+            def bridge(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+                async def in_asyncio(*args: Any) -> Any:
+                    future: asyncio.Future[Any] = loop.create_future()
+                    token.run_sync_soon(nursery.start_soon, _run_and_post, loop, future, fn, *args)
+                    return await future
+
+                return in_asyncio
+
+            done = trio.Event()
+            cfuture = asyncio.run_coroutine_threadsafe(self.app(scope, bridge(receive), bridge(send)), loop)
+            cfuture.add_done_callback(lambda _f: token.run_sync_soon(done.set))
+            try:
+                await done.wait()
+            except BaseException:
+                cfuture.cancel()
+                raise
+            nursery.cancel_scope.cancel()
+            cfuture.result()
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=5)
+
+
+async def _run_and_post(
+    loop: asyncio.AbstractEventLoop,
+    future: asyncio.Future[Message | None],
+    fn: Callable[..., Awaitable[Any]],
+    *args: Any,
+) -> None:
+    try:
+        result = await fn(*args)
+    except trio.Cancelled:
+        loop.call_soon_threadsafe(_resolve, future, None, ConnectionError("the stream was cancelled"))
+        raise
+    except BaseException as exc:  # handed to the app, which owns the error
+        loop.call_soon_threadsafe(_resolve, future, None, exc)
+    else:
+        loop.call_soon_threadsafe(_resolve, future, result, None)
+
+
+def _resolve(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
+    if future.done():
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)
+
+
+def make_runner(app: ASGIApp, loop: str) -> AppRunner:
+    return AsyncioRunner(app) if loop == "asyncio" else AppRunner(app)

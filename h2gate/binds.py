@@ -1,0 +1,131 @@
+"""Bind strings (``HOST:PORT``, ``[::1]:PORT``, ``unix:PATH``, ``fd://N``) and their sockets.
+
+Sockets are opened synchronously before the event loop starts so that "port in
+use" is a startup error with a clear line, and so a supervisor can hand them to
+worker processes later.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import stat
+from dataclasses import dataclass
+
+from h2gate.errors import ConfigError, StartupError
+
+
+@dataclass(frozen=True)
+class Bind:
+    kind: str  # "tcp", "unix" or "fd"
+    host: str = ""
+    port: int = 0
+    path: str = ""
+    fd: int = -1
+
+    def __str__(self) -> str:
+        if self.kind == "unix":
+            return f"unix:{self.path}"
+        if self.kind == "fd":
+            return f"fd://{self.fd}"
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def parse_bind(text: str) -> Bind:
+    """Parse one bind string; raises ConfigError with the accepted forms."""
+    forms = "expected HOST:PORT, [IPv6]:PORT, unix:PATH or fd://N"
+    if text.startswith("unix:"):
+        path = text[5:]
+        if not path:
+            raise ConfigError(f"bad bind {text!r}: empty unix socket path")
+        return Bind("unix", path=path)
+    if text.startswith("fd://"):
+        try:
+            fd = int(text[5:])
+        except ValueError:
+            raise ConfigError(f"bad bind {text!r}: fd:// needs a file descriptor number") from None
+        if fd < 0:
+            raise ConfigError(f"bad bind {text!r}: negative file descriptor")
+        return Bind("fd", fd=fd)
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or not rest.startswith(":"):
+            raise ConfigError(f"bad bind {text!r}: {forms}")
+        port_text = rest[1:]
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if not sep or ":" in host:
+            raise ConfigError(f"bad bind {text!r}: {forms}")
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ConfigError(f"bad bind {text!r}: port {port_text!r} is not a number") from None
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"bad bind {text!r}: port must be 0-65535")
+    return Bind("tcp", host=host or "0.0.0.0", port=port)
+
+
+def open_socket(bind: Bind, backlog: int) -> socket.socket:
+    """Create, bind and listen; raises StartupError with the reason in words."""
+    if bind.kind == "fd":
+        try:
+            sock = socket.socket(fileno=bind.fd)
+        except OSError as exc:
+            raise StartupError(f"cannot use {bind}: {exc.strerror or exc}") from None
+        sock.listen(backlog)
+        sock.setblocking(False)
+        return sock
+    if bind.kind == "unix":
+        _remove_stale_unix_socket(bind.path)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        address: object = bind.path
+    else:
+        try:
+            infos = socket.getaddrinfo(bind.host, bind.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        except socket.gaierror as exc:
+            raise StartupError(f"cannot bind {bind}: {exc.strerror}") from None
+        family, _, _, _, address = infos[0]
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    try:
+        sock.bind(address)  # type: ignore[arg-type]
+        sock.listen(backlog)
+    except OSError as exc:
+        sock.close()
+        reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror or str(exc)
+        raise StartupError(f"cannot bind {bind}: {reason}") from None
+    sock.setblocking(False)
+    return sock
+
+
+def _remove_stale_unix_socket(path: str) -> None:
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise StartupError(f"cannot bind unix:{path}: {exc.strerror}") from None
+    if not stat.S_ISSOCK(mode):
+        raise StartupError(f"cannot bind unix:{path}: the path exists and is not a socket")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except OSError:
+        os.unlink(path)  # nobody listens there: a leftover from an earlier run
+    else:
+        raise StartupError(f"cannot bind unix:{path}: address already in use")
+    finally:
+        probe.close()
+
+
+def display_address(sock: socket.socket, tls: bool) -> str:
+    """The URL-ish form printed at startup, e.g. ``https://127.0.0.1:8443``."""
+    if sock.family == socket.AF_UNIX:
+        return f"unix:{sock.getsockname()}" + (" (TLS)" if tls else " (h2c)")
+    host, port = sock.getsockname()[:2]
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{'https' if tls else 'http'}://{host}:{port}"

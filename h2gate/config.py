@@ -1,0 +1,283 @@
+"""The one options table: every knob h2gate has, in one dataclass.
+
+Each field's metadata (see :func:`option`) drives the click option, the
+``H2GATE_*`` environment variable, the TOML key in ``--config`` files and the
+README table. Values are filled in this order, later winning: defaults, the
+config file, the environment, command-line flags. Validation happens while
+reading; a bad value raises :class:`~h2gate.errors.ConfigError` naming where
+it came from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from h2gate.errors import ConfigError
+
+ENV_PREFIX = "H2GATE_"
+
+
+def option(
+    default: Any,
+    help: str,
+    *,
+    flags: tuple[str, ...] = (),
+    metavar: str | None = None,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    cli: bool = True,
+) -> Any:
+    """Declare one option; ``flags`` overrides the derived ``--name`` (e.g. short forms)."""
+    meta = {"help": help, "flags": flags, "metavar": metavar, "min": minimum, "max": maximum, "cli": cli}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
+Lifespan = Literal["auto", "on", "off"]
+AppLoop = Literal["asyncio", "trio"]
+
+
+@dataclass
+class Config:
+    """The resolved configuration of one server run."""
+
+    app: str | None = option(None, "The application, as MODULE:ATTRIBUTE (e.g. myapp:app).", cli=False)
+    factory: bool = option(False, "Treat APP as a callable that returns the application.")
+    app_dir: str = option(".", "Directory put first on sys.path before importing APP.")
+    bind: list[str] = option(
+        ["127.0.0.1:8000"],
+        "Address to listen on: HOST:PORT, [::1]:PORT, unix:PATH or fd://N. Repeatable.",
+        flags=("-b", "--bind"),
+        metavar="ADDRESS",
+    )
+    certfile: str | None = option(None, "TLS certificate chain file (PEM). Enables TLS with ALPN h2.", metavar="FILE")
+    keyfile: str | None = option(
+        None, "TLS private key file (PEM); defaults to the key inside --certfile.", metavar="FILE"
+    )
+    keyfile_password: str | None = option(None, "Password for an encrypted --keyfile.", metavar="PASSWORD")
+    self_signed: bool = option(
+        False, "Serve TLS with a throwaway in-memory certificate for localhost (development only)."
+    )
+    root_path: str = option("", "ASGI root_path / WSGI SCRIPT_NAME, for an app mounted below a URL prefix.")
+    log_level: LogLevel = option("info", "Logging level.")
+    access_log: bool = option(True, "Log one line per request (stream) to stderr.")
+    server_header: bool = option(True, "Add a 'server: h2gate' header to responses.")
+    graceful_timeout: float = option(
+        30.0, "Seconds in-flight streams get to finish after SIGTERM/SIGINT before they are cancelled.", minimum=0
+    )
+    loop: AppLoop = option(
+        "asyncio",
+        "Event loop the ASGI app runs in: asyncio (what most apps, Django included, need) "
+        "or trio (for trio/anyio apps: no thread hop, fastest).",
+    )
+    lifespan: Lifespan = option("auto", "ASGI lifespan protocol: auto (use it if the app supports it), on, off.")
+    max_concurrent_streams: int = option(
+        100, "SETTINGS_MAX_CONCURRENT_STREAMS: open streams allowed per connection.", minimum=1, maximum=2**31 - 1
+    )
+    initial_window_size: int = option(
+        262_144,
+        "SETTINGS_INITIAL_WINDOW_SIZE: request-body bytes a client may send per stream before the app reads them.",
+        minimum=1,
+        maximum=2**31 - 1,
+    )
+    connection_window_size: int = option(
+        1_048_576,
+        "Connection-level receive window: request-body bytes buffered per connection across all streams.",
+        minimum=65_535,
+        maximum=2**31 - 1,
+    )
+    max_header_list_size: int = option(
+        65_536, "SETTINGS_MAX_HEADER_LIST_SIZE: largest request header block accepted, in bytes.", minimum=1024
+    )
+    max_frame_size: int = option(
+        16_384, "SETTINGS_MAX_FRAME_SIZE: largest frame payload accepted.", minimum=16_384, maximum=16_777_215
+    )
+    keep_alive_timeout: float = option(
+        60.0, "Close a connection (GOAWAY NO_ERROR) after this many idle seconds with no open streams.", minimum=0
+    )
+    handshake_timeout: float = option(
+        10.0, "Seconds a client gets to finish the TLS handshake and send the HTTP/2 preface.", minimum=0.1
+    )
+    max_resets_per_second: int = option(
+        200,
+        "Client RST_STREAMs tolerated per second per connection before GOAWAY ENHANCE_YOUR_CALM (rapid reset).",
+        minimum=1,
+    )
+    backlog: int = option(1024, "Listen backlog of each bound socket.", minimum=1)
+    config: str | None = option(None, "TOML file of options (keys as in this table).", metavar="FILE", cli=True)
+
+    @property
+    def use_tls(self) -> bool:
+        return bool(self.certfile or self.self_signed)
+
+
+def fields() -> tuple[dataclasses.Field[Any], ...]:
+    return dataclasses.fields(Config)
+
+
+def field_type(f: dataclasses.Field[Any]) -> Any:
+    return typing.get_type_hints(Config)[f.name]
+
+
+def describe_type(tp: Any) -> tuple[type, bool, tuple[str, ...] | None]:
+    """Return (base type, optional?, choices) for a field annotation."""
+    optional = False
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        optional = True
+        tp = args[0]
+        origin = typing.get_origin(tp)
+    if origin is Literal:
+        return str, optional, tuple(typing.get_args(tp))
+    if origin is list:
+        return list, optional, None
+    return tp, optional, None
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _coerce(f: dataclasses.Field[Any], value: Any, source: str, *, from_text: bool) -> Any:
+    """Check (and for env text, convert) one value; raise ConfigError naming ``source``."""
+    base, optional, choices = describe_type(field_type(f))
+    if value is None and optional:
+        return None
+    try:
+        if from_text:
+            value = _from_text(base, value)
+        value = _check_type(base, value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    if choices is not None and value not in choices:
+        raise ConfigError(f"{source}: must be one of {', '.join(choices)}, got {value!r}")
+    lo, hi = f.metadata.get("min"), f.metadata.get("max")
+    if lo is not None and value < lo:
+        raise ConfigError(f"{source}: must be at least {lo:g}, got {value}")
+    if hi is not None and value > hi:
+        raise ConfigError(f"{source}: must be at most {hi:g}, got {value}")
+    return value
+
+
+def _from_text(base: type, text: str) -> Any:
+    text = text.strip()
+    if base is bool:
+        if text.lower() in _TRUE:
+            return True
+        if text.lower() in _FALSE:
+            return False
+        raise ValueError(f"expected a boolean (true/false), got {text!r}")
+    if base is list:
+        return [part.strip() for part in text.split(",") if part.strip()]
+    if base is int:
+        try:
+            return int(text)
+        except ValueError:
+            raise ValueError(f"expected an integer, got {text!r}") from None
+    if base is float:
+        try:
+            return float(text)
+        except ValueError:
+            raise ValueError(f"expected a number, got {text!r}") from None
+    return text
+
+
+def _check_type(base: type, value: Any) -> Any:
+    names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list of strings"}
+    if base is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if base is list and isinstance(value, str):
+        return [value]
+    ok = isinstance(value, base) and not (base is int and isinstance(value, bool))
+    if base is list and ok:
+        ok = all(isinstance(v, str) for v in value)
+    if not ok:
+        raise TypeError(f"expected {names.get(base, base.__name__)}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def read_toml(path: str) -> dict[str, Any]:
+    """Read and validate a config file; unknown keys and wrong types are errors naming file and key."""
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} not found") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    known = {f.name: f for f in fields() if f.name != "config"}
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        f = known.get(key) or known.get(key.replace("-", "_"))
+        if f is None:
+            raise ConfigError(f"config file {path}: unknown key {key!r}")
+        out[f.name] = _coerce(f, value, f"config file {path}: key {key!r}", from_text=False)
+    return out
+
+
+def read_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for f in fields():
+        name = ENV_PREFIX + f.name.upper()
+        if name in environ:
+            out[f.name] = _coerce(f, environ[name], f"environment variable {name}", from_text=True)
+    return out
+
+
+def load_config(
+    cli_values: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Build the Config: defaults < config file < environment < ``cli_values``.
+
+    ``cli_values`` holds only options the user gave explicitly. Raises ConfigError.
+    """
+    cli_values = dict(cli_values or {})
+    env = read_env(os.environ if environ is None else environ)
+    known = {f.name: f for f in fields()}
+    for key, value in cli_values.items():
+        cli_values[key] = _coerce(known[key], value, "--" + key.replace("_", "-"), from_text=False)
+    config_path = cli_values.get("config") or env.get("config")
+    values: dict[str, Any] = {}
+    if config_path:
+        values.update(read_toml(config_path))
+    values.update(env)
+    values.update(cli_values)
+    if config_path:
+        values["config"] = config_path
+    config = Config(**values)
+    _cross_check(config)
+    return config
+
+
+def _cross_check(config: Config) -> None:
+    if config.keyfile and not config.certfile:
+        raise ConfigError("--keyfile needs --certfile")
+    if config.self_signed and config.certfile:
+        raise ConfigError("--self-signed and --certfile are mutually exclusive")
+    if not config.bind:
+        raise ConfigError("at least one --bind address is needed")
+
+
+def default_repr(f: dataclasses.Field[Any]) -> str:
+    """The default as shown in --help, the README table and conf/h2gate.toml."""
+    value = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default  # type: ignore[misc]
+    if value is None:
+        return "(none)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return ", ".join(value)
+    return str(value) if value != "" else '""'

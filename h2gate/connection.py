@@ -1,0 +1,347 @@
+"""The protocol loop: one task group per connection owning one ``H2Connection``.
+
+Theory of operation. Three kinds of task live in the connection's nursery:
+
+* the *reader* pulls bytes off the transport, feeds them to h2 and dispatches
+  the resulting events (synchronously: no task switch per frame), then wakes
+  the writer once for the whole batch;
+* the *writer* is the only code that sends on the transport: it takes
+  everything h2 has queued (``data_to_send``) and sends it in one call, so
+  frames produced by a batch of input or by several streams go out together;
+* one *stream task* per request runs the application through an adapter
+  (``h2gate.asgi``), talking to h2 through :class:`~h2gate.exchange.Exchange`.
+
+All of them run in the same trio thread, so h2 is never touched concurrently.
+The connection ends when the peer goes away, when h2 reports a connection
+error (its GOAWAY is flushed first), on idle timeout, or after a graceful
+shutdown has let the in-flight streams finish.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+import h2.settings
+import trio
+from h2.errors import ErrorCodes
+from hyperframe.frame import GoAwayFrame
+
+from h2gate.config import Config
+from h2gate.exchange import Exchange
+from h2gate.transport import Transport
+
+log = logging.getLogger("h2gate.error")
+
+#: Writer queue size above which a sending stream waits for the socket to drain.
+HIGH_WATER = 256 * 1024
+#: Control frames (PING/SETTINGS) answered while the writer could not drain before we call it a flood.
+MAX_UNFLUSHED_CONTROL_FRAMES = 10_000
+#: Seconds between the first (2^31-1) and the final GOAWAY of a graceful close (RFC 9113 §6.8).
+GOAWAY_GRACE = 0.2
+READ_SIZE = 256 * 1024
+
+StreamHandler = Callable[["Connection", Exchange], Awaitable[None]]
+
+
+class Connection:
+    def __init__(self, transport: Transport, config: Config, handler: StreamHandler) -> None:
+        self.transport = transport
+        self.config = config
+        self.handler = handler
+        self.h2 = h2.connection.H2Connection(
+            h2.config.H2Configuration(client_side=False, header_encoding=None, validate_inbound_headers=True)
+        )
+        self.exchanges: dict[int, Exchange] = {}
+        self.closed = False  # no more bytes will reach the peer
+        self.queued = 0  # DATA bytes handed to h2 since the writer last took its buffer
+        self._wake = trio.Event()
+        self._drained = trio.Event()
+        self._finished = trio.Event()
+        self._nursery: trio.Nursery | None = None
+        self._read_scope = trio.CancelScope()
+        self._accept_streams = True
+        self._last_stream_id = 2**31 - 1
+        self._peer_goaway = False
+        self._closing = False
+        self._unflushed_control = 0
+        self._resets: deque[float] = deque()
+        self._raw_out: list[bytes] = []
+        self._writing = False
+        self.requests = 0
+
+    # -- setup -------------------------------------------------------------------
+
+    def _initiate(self) -> None:
+        cfg = self.config
+        h2c = self.h2
+        h2c.local_settings = h2.settings.Settings(
+            client=False,
+            initial_values={
+                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: cfg.max_concurrent_streams,
+                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: cfg.initial_window_size,
+                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: cfg.max_header_list_size,
+                h2.settings.SettingCodes.MAX_FRAME_SIZE: cfg.max_frame_size,
+                h2.settings.SettingCodes.ENABLE_PUSH: 0,
+            },
+        )
+        h2c.max_inbound_frame_size = cfg.max_frame_size
+        h2c.decoder.max_header_list_size = cfg.max_header_list_size
+        h2c.initiate_connection()
+        extra = cfg.connection_window_size - h2c.inbound_flow_control_window
+        if extra > 0:
+            h2c.increment_flow_control_window(extra)
+
+    # -- lifetime ------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Serve the connection until it is done; never raises for peer misbehaviour."""
+        self._initiate()
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(self._writer)
+                nursery.start_soon(self._reader)
+                self.wake_writer()
+                await self._finished.wait()
+                await self._final_flush()
+                nursery.cancel_scope.cancel()
+        finally:
+            self.closed = True
+            for exchange in list(self.exchanges.values()):
+                exchange.on_reset(ErrorCodes.CANCEL)
+            with trio.CancelScope(shield=True), trio.move_on_after(1):
+                await self.transport.stream.aclose()
+
+    def _finish(self) -> None:
+        self._finished.set()
+
+    async def _final_flush(self) -> None:
+        """Give the writer a bounded moment to put the last frames (GOAWAY) on the wire."""
+        with trio.move_on_after(1):
+            while (self._wake.is_set() or self._writing) and not self.closed:
+                self._drained = trio.Event()
+                await self._drained.wait()
+
+    def shutdown(self) -> None:
+        """Graceful close (server shutdown): GOAWAY, let in-flight streams finish, then close."""
+        if self._closing or self._finished.is_set():
+            return
+        self._closing = True
+        assert self._nursery is not None
+        self._nursery.start_soon(self._graceful_goaway)
+
+    async def _graceful_goaway(self) -> None:
+        # First GOAWAY with the largest id tells the client to stop opening
+        # streams without losing ones already in flight; the final one names
+        # the last stream we will process (RFC 9113 §6.8).
+        self._send_goaway(2**31 - 1, ErrorCodes.NO_ERROR)
+        await trio.sleep(GOAWAY_GRACE)
+        self._last_stream_id = self.h2.highest_inbound_stream_id
+        self._accept_streams = False
+        self._send_goaway(self._last_stream_id, ErrorCodes.NO_ERROR)
+        self._maybe_finish()
+
+    def _send_goaway(self, last_stream_id: int, code: ErrorCodes, debug: bytes = b"") -> None:
+        # Written as a raw frame so h2's state machine stays open for the
+        # streams still in flight (h2's close_connection would end them).
+        frame = GoAwayFrame(0)
+        frame.last_stream_id = last_stream_id
+        frame.error_code = code
+        frame.additional_data = debug
+        self._raw_out.append(frame.serialize())
+        self.wake_writer()
+
+    def _fatal(self, code: ErrorCodes, reason: str) -> None:
+        """Connection error we detected ourselves: GOAWAY with ``code``, then close."""
+        log.warning("closing connection from %s: %s (GOAWAY %s)", self.peer_text, reason, code.name)
+        self._send_goaway(self.h2.highest_inbound_stream_id, code, reason.encode()[:256])
+        self._stop_reading()
+        self._finish()
+
+    def _stop_reading(self) -> None:
+        self._read_scope.cancel()
+
+    def _maybe_finish(self) -> None:
+        if not self.exchanges and (self._peer_goaway or (self._closing and not self._accept_streams)):
+            self._finish()
+        self._update_idle_deadline()
+
+    def _update_idle_deadline(self) -> None:
+        if self.exchanges or not self.config.keep_alive_timeout:
+            self._read_scope.deadline = math.inf
+        else:
+            self._read_scope.deadline = trio.current_time() + self.config.keep_alive_timeout
+
+    @property
+    def peer_text(self) -> str:
+        peer = self.transport.peer
+        return f"{peer[0]}:{peer[1]}" if peer and peer[1] is not None else "unix socket"
+
+    # -- writer --------------------------------------------------------------------
+
+    def wake_writer(self) -> None:
+        self._wake.set()
+
+    async def wait_flushable(self) -> None:
+        """Backpressure for senders: wait while the writer holds more than HIGH_WATER bytes."""
+        while self.queued > HIGH_WATER and not self.closed:
+            self._drained = trio.Event()
+            await self._drained.wait()
+
+    async def _writer(self) -> None:
+        send_all = self.transport.stream.send_all
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake = trio.Event()
+                data = self.h2.data_to_send()
+                if self._raw_out:
+                    data += b"".join(self._raw_out)
+                    self._raw_out.clear()
+                self.queued = 0
+                self._unflushed_control = 0
+                if data:
+                    self._writing = True
+                    await send_all(data)
+                    self._writing = False
+                self._drained.set()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            log.debug("connection from %s lost while writing: %r", self.peer_text, exc)
+            self.closed = True
+            self._drained.set()
+            self._stop_reading()
+            self._finish()
+
+    # -- reader --------------------------------------------------------------------
+
+    async def _reader(self) -> None:
+        receive_some = self.transport.stream.receive_some
+        self._update_idle_deadline()
+        with self._read_scope:
+            try:
+                while True:
+                    data = await receive_some(READ_SIZE)
+                    if not data:
+                        log.debug("connection from %s closed by peer", self.peer_text)
+                        break
+                    try:
+                        events = self.h2.receive_data(data)
+                    except h2.exceptions.ProtocolError as exc:
+                        code = getattr(exc, "error_code", ErrorCodes.PROTOCOL_ERROR)
+                        log.info("protocol error from %s: %s (GOAWAY %s)", self.peer_text, exc, ErrorCodes(code).name)
+                        self.wake_writer()
+                        break
+                    for event in events:
+                        self._dispatch(event)
+                    self.wake_writer()
+                    if self._finished.is_set():
+                        return
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                log.debug("connection from %s lost: %r", self.peer_text, exc)
+                self.closed = True
+        if self._read_scope.cancelled_caught and not self._finished.is_set():
+            log.debug("closing idle connection from %s", self.peer_text)
+            self._send_goaway(self.h2.highest_inbound_stream_id, ErrorCodes.NO_ERROR)
+        self._finish()
+
+    def _dispatch(self, event: h2.events.Event) -> None:
+        handler = _DISPATCH.get(type(event))
+        if handler is not None:
+            handler(self, event)
+
+    def _on_request(self, event: h2.events.RequestReceived) -> None:
+        stream_id = event.stream_id
+        if not self._accept_streams and stream_id > self._last_stream_id:
+            self.h2.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
+            return
+        exchange = Exchange(self, stream_id, list(event.headers))  # type: ignore[arg-type]
+        if event.stream_ended is not None:
+            exchange.request_ended = True
+        self.exchanges[stream_id] = exchange
+        self.requests += 1
+        self._read_scope.deadline = math.inf
+        assert self._nursery is not None
+        self._nursery.start_soon(self._run_exchange, exchange)
+
+    async def _run_exchange(self, exchange: Exchange) -> None:
+        try:
+            await self.handler(self, exchange)
+        finally:
+            if not exchange.done.is_set():
+                exchange.reset(ErrorCodes.CANCEL)
+            self.exchanges.pop(exchange.stream_id, None)
+            self._maybe_finish()
+
+    def _on_data(self, event: h2.events.DataReceived) -> None:
+        exchange = self.exchanges.get(event.stream_id)
+        if exchange is None or exchange.disconnected:
+            # Nobody will read these bytes: give the connection window back now.
+            self.h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            return
+        exchange.on_data(event.data, event.flow_controlled_length)
+
+    def _on_stream_ended(self, event: h2.events.StreamEnded) -> None:
+        exchange = self.exchanges.get(event.stream_id)
+        if exchange is not None:
+            exchange.on_end()
+
+    def _on_reset(self, event: h2.events.StreamReset) -> None:
+        exchange = self.exchanges.get(event.stream_id)
+        if exchange is not None and event.remote_reset:
+            log.debug("client reset stream %d (%s)", event.stream_id, event.error_code)
+            exchange.on_reset(event.error_code)
+        now = time.monotonic()
+        self._resets.append(now)
+        while self._resets and self._resets[0] < now - 1.0:
+            self._resets.popleft()
+        if len(self._resets) > self.config.max_resets_per_second:
+            self._fatal(ErrorCodes.ENHANCE_YOUR_CALM, "too many stream resets per second (rapid reset)")
+
+    def _on_window(self, event: h2.events.WindowUpdated) -> None:
+        if event.stream_id:
+            exchange = self.exchanges.get(event.stream_id)
+            if exchange is not None:
+                exchange.on_window()
+        else:
+            for exchange in self.exchanges.values():
+                exchange.on_window()
+
+    def _on_settings(self, event: h2.events.RemoteSettingsChanged) -> None:
+        self._count_control()
+        if h2.settings.SettingCodes.INITIAL_WINDOW_SIZE in event.changed_settings:
+            for exchange in self.exchanges.values():
+                exchange.on_window()
+
+    def _on_goaway(self, event: h2.events.ConnectionTerminated) -> None:
+        if event.error_code:
+            log.info("client %s sent GOAWAY %s", self.peer_text, event.error_code)
+            self._finish()
+            return
+        self._peer_goaway = True
+        self._maybe_finish()
+
+    def _count_control(self, event: Any = None) -> None:
+        self._unflushed_control += 1
+        if self._unflushed_control > MAX_UNFLUSHED_CONTROL_FRAMES:
+            self._fatal(ErrorCodes.ENHANCE_YOUR_CALM, "flood of control frames while not reading our replies")
+
+
+_DISPATCH: dict[type, Callable[[Connection, Any], None]] = {
+    h2.events.RequestReceived: Connection._on_request,
+    h2.events.DataReceived: Connection._on_data,
+    h2.events.StreamEnded: Connection._on_stream_ended,
+    h2.events.StreamReset: Connection._on_reset,
+    h2.events.WindowUpdated: Connection._on_window,
+    h2.events.RemoteSettingsChanged: Connection._on_settings,
+    h2.events.ConnectionTerminated: Connection._on_goaway,
+    h2.events.PingReceived: Connection._count_control,
+}

@@ -1,0 +1,187 @@
+"""One request/response exchange on one HTTP/2 stream, as adapters see it.
+
+Theory of operation: the connection's reader task feeds inbound events in
+(``on_data``, ``on_end``, ``on_reset``, ``on_window``); the stream's own task
+(running the app) pulls the body with :meth:`read` and pushes the response
+with :meth:`send_headers` / :meth:`send_data`. Both sides run in the
+connection's trio thread, so touching the ``H2Connection`` here is safe; the
+bytes h2 produces go to the socket only through the connection's writer.
+
+Flow control is the backpressure: request bytes are acknowledged to h2 (which
+sends WINDOW_UPDATE) only when :meth:`read` hands them to the app, and
+:meth:`send_data` returns only once every byte fit in the peer's windows and
+the writer's queue is below its high-water mark.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING
+
+import trio
+from h2.errors import ErrorCodes
+from h2.exceptions import FlowControlError, ProtocolError, StreamClosedError
+
+from h2gate.errors import ClientDisconnected
+
+if TYPE_CHECKING:
+    from h2gate.connection import Connection
+
+Headers = list[tuple[bytes, bytes]]
+
+
+class Exchange:
+    def __init__(self, conn: Connection, stream_id: int, headers: Headers) -> None:
+        self.conn = conn
+        self.stream_id = stream_id
+        self.headers = headers
+        self._chunks: deque[tuple[bytes, int]] = deque()
+        self.buffered = 0
+        self.request_ended = False
+        self.reset_code: int | None = None
+        self.headers_sent = False
+        self.response_ended = False
+        self.status = 0
+        self.bytes_sent = 0
+        self._readable = trio.Event()
+        self._writable = trio.Event()
+        self.done = trio.Event()
+
+    # -- inbound, called by the connection's reader ---------------------------------
+
+    def on_data(self, data: bytes, flow_controlled_length: int) -> None:
+        self._chunks.append((data, flow_controlled_length))
+        self.buffered += len(data)
+        self._readable.set()
+
+    def on_end(self) -> None:
+        self.request_ended = True
+        self._readable.set()
+        self._check_done()
+
+    def on_reset(self, code: int) -> None:
+        """The client reset the stream or the connection is gone: wake everyone."""
+        if self.reset_code is None:
+            self.reset_code = code
+        self._release_buffered()
+        self._readable.set()
+        self._writable.set()
+        self.done.set()
+
+    def on_window(self) -> None:
+        self._writable.set()
+
+    # -- request body ------------------------------------------------------------------
+
+    @property
+    def disconnected(self) -> bool:
+        return self.reset_code is not None
+
+    async def read(self) -> bytes:
+        """Everything buffered so far (at least one byte), or b"" at the end of the body.
+
+        Raises ClientDisconnected if the stream was reset before the body ended.
+        """
+        while not self._chunks:
+            if self.reset_code is not None:
+                raise ClientDisconnected(f"stream {self.stream_id} was reset (error code {self.reset_code})")
+            if self.request_ended:
+                return b""
+            self._readable = trio.Event()
+            await self._readable.wait()
+        if len(self._chunks) == 1:
+            data, acked = self._chunks.popleft()
+        else:
+            parts = list(self._chunks)
+            self._chunks.clear()
+            data = b"".join(p[0] for p in parts)
+            acked = sum(p[1] for p in parts)
+        self.buffered -= len(data)
+        self._acknowledge(acked)
+        return data
+
+    def _acknowledge(self, size: int) -> None:
+        if size and not self.conn.closed:
+            self.conn.h2.acknowledge_received_data(size, self.stream_id)
+            self.conn.wake_writer()
+
+    def _release_buffered(self) -> None:
+        """Return the connection window held by bytes the app will never read."""
+        size = sum(p[1] for p in self._chunks)
+        self._chunks.clear()
+        self.buffered = 0
+        self._acknowledge(size)
+
+    # -- response ----------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self.reset_code is not None or self.conn.closed:
+            raise ClientDisconnected(f"stream {self.stream_id} is closed (client reset or connection lost)")
+
+    async def send_headers(self, headers: Headers, *, end_stream: bool = False) -> None:
+        self._check_open()
+        try:
+            self.conn.h2.send_headers(self.stream_id, headers, end_stream=end_stream)
+        except StreamClosedError:
+            raise ClientDisconnected(f"stream {self.stream_id} is closed") from None
+        self.headers_sent = True
+        if end_stream:
+            self._response_finished()
+        self.conn.wake_writer()
+        await self.conn.wait_flushable()
+
+    async def send_data(self, data: bytes, *, end_stream: bool = False) -> None:
+        """Queue ``data`` as DATA frames, waiting for window as needed."""
+        h2 = self.conn.h2
+        view = memoryview(data)
+        offset, total = 0, len(data)
+        while offset < total:
+            self._check_open()
+            try:
+                window = h2.local_flow_control_window(self.stream_id)
+            except StreamClosedError:
+                raise ClientDisconnected(f"stream {self.stream_id} is closed") from None
+            if window <= 0:
+                self._writable = trio.Event()
+                self.conn.wake_writer()
+                await self._writable.wait()
+                continue
+            max_frame = h2.max_outbound_frame_size
+            end = min(total, offset + window)
+            while offset < end:
+                size = min(end - offset, max_frame)
+                last = end_stream and offset + size == total
+                h2.send_data(self.stream_id, view[offset : offset + size], end_stream=last)
+                offset += size
+                self.conn.queued += size
+            self.conn.wake_writer()
+            await self.conn.wait_flushable()
+        self.bytes_sent += total
+        if end_stream:
+            if total == 0:
+                self._check_open()
+                h2.end_stream(self.stream_id)
+                self.conn.wake_writer()
+            self._response_finished()
+
+    def _response_finished(self) -> None:
+        self.response_ended = True
+        if not self.request_ended:
+            # The app answered without reading the whole body: stop the upload
+            # (RFC 9113 §8.1) and give back the window its buffered bytes held.
+            self.reset(ErrorCodes.NO_ERROR)
+        self._check_done()
+
+    def reset(self, code: ErrorCodes = ErrorCodes.INTERNAL_ERROR) -> None:
+        """Reset the stream from our side (app fault, limit broken, early response)."""
+        if self.reset_code is None and not self.conn.closed:
+            try:
+                self.conn.h2.reset_stream(self.stream_id, code)
+            except (StreamClosedError, ProtocolError, FlowControlError):
+                pass
+            self.conn.wake_writer()
+        self.on_reset(code)
+
+    def _check_done(self) -> None:
+        if self.response_ended and self.request_ended:
+            self.done.set()

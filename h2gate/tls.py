@@ -1,0 +1,277 @@
+"""Building the pyOpenSSL server context, and reading what a handshake agreed.
+
+Everything that can go wrong with the user's certificate or key is found here,
+at startup, and reported as one :class:`~h2gate.errors.ConfigError` line that
+names the file, instead of an OpenSSL error stack at the first connection.
+The key is parsed with ``cryptography`` rather than OpenSSL's file loader so
+that "encrypted but no password" and "wrong password" get distinct messages.
+
+The settings follow RFC 9113 §9.2: TLS 1.2 or later, no compression, no
+renegotiation, and for TLS 1.2 only ephemeral ECDHE key exchange with AEAD
+ciphers. TLS 1.3 suites all qualify and are left at OpenSSL's defaults, as are
+the ECDHE groups (X25519, P-256, ... in OpenSSL 3; ``set_tmp_ecdh`` would
+narrow them to a single curve).
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeAlias
+
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from OpenSSL import SSL
+
+from h2gate.errors import ConfigError
+
+__all__ = [
+    "DEFAULT_ALPN",
+    "TLSInfo",
+    "build_server_context",
+    "self_signed_context",
+    "tls_info",
+]
+
+DEFAULT_ALPN: tuple[bytes, ...] = (b"h2", b"http/1.1")
+
+# TLS 1.2 suites allowed by RFC 9113 §9.2.2 (ephemeral ECDHE, AEAD only); the
+# mandatory ECDHE-RSA-AES128-GCM-SHA256 is among them. With server preference
+# on, AES-GCM (hardware accelerated almost everywhere) is tried first.
+_TLS12_CIPHERS = b":".join(
+    (
+        b"ECDHE-ECDSA-AES128-GCM-SHA256",
+        b"ECDHE-RSA-AES128-GCM-SHA256",
+        b"ECDHE-ECDSA-AES256-GCM-SHA384",
+        b"ECDHE-RSA-AES256-GCM-SHA384",
+        b"ECDHE-ECDSA-CHACHA20-POLY1305",
+        b"ECDHE-RSA-CHACHA20-POLY1305",
+    )
+)
+
+# The type of SSL.NO_OVERLAPPING_PROTOCOLS, which pyOpenSSL keeps private.
+_NoOverlap: TypeAlias = "SSL._NoOverlappingProtocols"
+
+# Key types OpenSSL can serve with (what pyOpenSSL accepts).
+_SERVER_KEY_TYPES = (
+    rsa.RSAPrivateKey,
+    ec.EllipticCurvePrivateKey,
+    ed25519.Ed25519PrivateKey,
+    ed448.Ed448PrivateKey,
+    dsa.DSAPrivateKey,
+)
+
+# SSL_MODE_ENABLE_PARTIAL_WRITE from OpenSSL's ssl.h (pyOpenSSL has no name for it).
+_MODE_ENABLE_PARTIAL_WRITE = 0x00000001
+
+# SSL_OP_NO_RENEGOTIATION from OpenSSL's ssl.h, for pyOpenSSL builds that lack it.
+_OP_NO_RENEGOTIATION: int = getattr(SSL, "OP_NO_RENEGOTIATION", 0x40000000)
+
+
+@dataclass(frozen=True, slots=True)
+class TLSInfo:
+    """What one handshake negotiated; filled in once, read by the protocol layer."""
+
+    tls_version: str
+    cipher: str
+    alpn: str | None
+    server_name: str | None
+    peer_cert_pem: bytes | None
+
+
+def tls_info(conn: SSL.Connection) -> TLSInfo:
+    """Snapshot the negotiated parameters of a connection whose handshake is done."""
+    alpn = conn.get_alpn_proto_negotiated()
+    server_name = conn.get_servername()
+    peer = conn.get_peer_certificate(as_cryptography=True)
+    return TLSInfo(
+        tls_version=conn.get_protocol_version_name(),
+        cipher=conn.get_cipher_name() or "",
+        alpn=alpn.decode("ascii", "replace") if alpn else None,
+        server_name=server_name.decode("ascii", "replace") if server_name else None,
+        peer_cert_pem=peer.public_bytes(serialization.Encoding.PEM) if peer else None,
+    )
+
+
+def build_server_context(
+    certfile: str,
+    keyfile: str | None,
+    password: str | None,
+    alpn: tuple[bytes, ...] = DEFAULT_ALPN,
+) -> SSL.Context:
+    """Load the certificate chain and key into a new server context.
+
+    ``keyfile`` None means the key is in ``certfile``. ``alpn`` is the server's
+    preference order for ALPN. Raises :class:`ConfigError` (one line, naming
+    the file) if a file is missing or unreadable, is not PEM, the key is
+    encrypted without a password or with a wrong one, or the key does not
+    belong to the certificate.
+    """
+    cert_data = _read(certfile, "certificate file")
+    try:
+        certs = x509.load_pem_x509_certificates(cert_data)
+    except ValueError as exc:
+        raise ConfigError(f"certificate file {certfile} does not contain a PEM certificate") from exc
+    if keyfile is None:
+        keyfile, key_data = certfile, cert_data
+    else:
+        key_data = _read(keyfile, "key file")
+    key = _load_key(key_data, keyfile, password)
+    if not _same_public_key(certs[0], key):
+        raise ConfigError(f"key file {keyfile} does not match the certificate in {certfile}")
+
+    context = _new_context(alpn)
+    try:
+        # OpenSSL sends the whole chain from this file, leaf first.
+        context.use_certificate_chain_file(certfile)
+    except SSL.Error as exc:
+        raise ConfigError(f"certificate file {certfile} cannot be used: {_ssl_reason(exc)}") from exc
+    _use_key(context, key, keyfile)
+    return context
+
+
+def self_signed_context(
+    alpn: tuple[bytes, ...] = DEFAULT_ALPN,
+) -> tuple[SSL.Context, str]:
+    """Make a throwaway certificate for localhost, for trying the server out.
+
+    The key never touches the disk. Returns the context and the certificate's
+    SHA-256 fingerprint (``AB:CD:...``) for the startup warning, so a user who
+    accepts it in a browser can check it is the one this process printed.
+    """
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=7))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [
+                    x509.DNSName("localhost"),
+                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                    x509.IPAddress(ipaddress.ip_address("::1")),
+                ]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    context = _new_context(alpn)
+    context.use_certificate(cert)
+    context.use_privatekey(key)
+    context.check_privatekey()
+    return context, cert.fingerprint(hashes.SHA256()).hex(":").upper()
+
+
+def _new_context(alpn: Sequence[bytes]) -> SSL.Context:
+    """A server context with every setting except the certificate and key."""
+    preference = tuple(alpn)
+    context = SSL.Context(SSL.TLS_SERVER_METHOD)
+    context.set_min_proto_version(SSL.TLS1_2_VERSION)
+    context.set_options(SSL.OP_NO_COMPRESSION | _OP_NO_RENEGOTIATION | SSL.OP_CIPHER_SERVER_PREFERENCE)
+    context.set_cipher_list(_TLS12_CIPHERS)
+    # pyOpenSSL turns on partial writes (one record per SSL_write); over a
+    # memory BIO, which never fills, one call can encrypt a whole chunk.
+    context.clear_mode(_MODE_ENABLE_PARTIAL_WRITE)
+
+    def select_alpn(conn: SSL.Connection, offered: list[bytes]) -> bytes | _NoOverlap:
+        # Our preference, not the client's: h2 whenever the client offers it.
+        # No overlap is not fatal: the handshake finishes without ALPN and the
+        # server decides afterwards (prior-knowledge h2, or a polite refusal).
+        for proto in preference:
+            if proto in offered:
+                return proto
+        return SSL.NO_OVERLAPPING_PROTOCOLS
+
+    context.set_alpn_select_callback(select_alpn)
+    context.set_tlsext_servername_callback(_on_server_name)
+    return context
+
+
+def _on_server_name(conn: SSL.Connection) -> None:
+    """SNI hook, called mid-handshake once the client has named a host.
+
+    Nothing to do while there is one certificate: the name is read after the
+    handshake with ``conn.get_servername()``. To serve a certificate per name,
+    look the name up here and ``conn.set_context(...)`` to that name's context.
+    Must not raise: pyOpenSSL turns an exception into a fatal alert.
+    """
+
+
+def _read(path: str, what: str) -> bytes:
+    """Read a whole file, turning OS errors into one line that names it."""
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{what} not found: {path}") from exc
+    except IsADirectoryError as exc:
+        raise ConfigError(f"{what} {path} is a directory, not a file") from exc
+    except PermissionError as exc:
+        raise ConfigError(f"{what} {path} is not readable (permission denied)") from exc
+    except OSError as exc:
+        raise ConfigError(f"{what} {path} cannot be read: {exc.strerror or exc}") from exc
+
+
+def _load_key(data: bytes, keyfile: str, password: str | None) -> PrivateKeyTypes:
+    """Parse a PEM private key, telling 'needs a password' from 'wrong password'."""
+    try:
+        # Probe without a password first: the error says whether it is encrypted.
+        return serialization.load_pem_private_key(data, None)
+    except TypeError:
+        pass  # encrypted
+    except ValueError as exc:
+        raise ConfigError(f"key file {keyfile} does not contain a PEM private key") from exc
+    except UnsupportedAlgorithm as exc:
+        raise ConfigError(f"key file {keyfile} holds a key of an unsupported type") from exc
+    if password is None:
+        raise ConfigError(f"key file {keyfile} is encrypted: pass --keyfile-password")
+    try:
+        return serialization.load_pem_private_key(data, password.encode("utf-8"))
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"wrong password for key file {keyfile}") from exc
+    except UnsupportedAlgorithm as exc:
+        raise ConfigError(f"key file {keyfile} holds a key of an unsupported type") from exc
+
+
+def _same_public_key(cert: x509.Certificate, key: PrivateKeyTypes) -> bool:
+    """Whether ``key`` is the private half of the certificate's public key."""
+    spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    try:
+        return cert.public_key().public_bytes(*spki) == key.public_key().public_bytes(*spki)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        return False
+
+
+def _use_key(context: SSL.Context, key: PrivateKeyTypes, keyfile: str) -> None:
+    """Install the key; OpenSSL re-checks that it matches the leaf certificate."""
+    # pyOpenSSL takes cryptography keys directly (its PKey wrapper is deprecated).
+    if not isinstance(key, _SERVER_KEY_TYPES):
+        raise ConfigError(f"key file {keyfile} holds a key of an unsupported type")
+    try:
+        context.use_privatekey(key)
+        context.check_privatekey()
+    except SSL.Error as exc:
+        raise ConfigError(f"key file {keyfile} cannot be used: {_ssl_reason(exc)}") from exc
+
+
+def _ssl_reason(exc: SSL.Error) -> str:
+    """The last OpenSSL reason string of an error, for a one-line message."""
+    details = exc.args[0] if exc.args else None
+    if isinstance(details, list) and details and isinstance(details[-1], tuple):
+        return str(details[-1][-1])
+    return str(exc) or type(exc).__name__
