@@ -32,6 +32,7 @@ import h2.events
 import h2.exceptions
 import h2.settings
 import trio
+from h2.connection import ConnectionState
 from h2.errors import ErrorCodes
 from hyperframe.frame import GoAwayFrame
 
@@ -75,6 +76,7 @@ class Connection:
         self._unflushed_control = 0
         self._resets: deque[float] = deque()
         self._raw_out: list[bytes] = []
+        self._preface_seen = False
         self._writing = False
         self.requests = 0
 
@@ -176,6 +178,8 @@ class Connection:
         self._update_idle_deadline()
 
     def _update_idle_deadline(self) -> None:
+        if not self._preface_seen:
+            return
         if self.exchanges or not self.config.keep_alive_timeout:
             self._read_scope.deadline = math.inf
         else:
@@ -225,7 +229,8 @@ class Connection:
 
     async def _reader(self) -> None:
         receive_some = self.transport.stream.receive_some
-        self._update_idle_deadline()
+        # Until the client's preface and SETTINGS arrive, the handshake timeout applies.
+        self._read_scope.deadline = trio.current_time() + self.config.handshake_timeout
         with self._read_scope:
             try:
                 while True:
@@ -236,9 +241,7 @@ class Connection:
                     try:
                         events = self.h2.receive_data(data)
                     except h2.exceptions.ProtocolError as exc:
-                        code = getattr(exc, "error_code", ErrorCodes.PROTOCOL_ERROR)
-                        log.info("protocol error from %s: %s (GOAWAY %s)", self.peer_text, exc, ErrorCodes(code).name)
-                        self.wake_writer()
+                        self._on_protocol_error(exc)
                         break
                     for event in events:
                         self._dispatch(event)
@@ -249,9 +252,21 @@ class Connection:
                 log.debug("connection from %s lost: %r", self.peer_text, exc)
                 self.closed = True
         if self._read_scope.cancelled_caught and not self._finished.is_set():
-            log.debug("closing idle connection from %s", self.peer_text)
+            if self._preface_seen:
+                log.debug("closing idle connection from %s", self.peer_text)
+            else:
+                log.info("no HTTP/2 preface from %s within %gs", self.peer_text, self.config.handshake_timeout)
             self._send_goaway(self.h2.highest_inbound_stream_id, ErrorCodes.NO_ERROR)
         self._finish()
+
+    def _on_protocol_error(self, exc: h2.exceptions.ProtocolError) -> None:
+        """A connection error found by h2: make sure a GOAWAY with its code goes out."""
+        code = ErrorCodes(getattr(exc, "error_code", ErrorCodes.PROTOCOL_ERROR))
+        log.info("protocol error from %s: %s (GOAWAY %s)", self.peer_text, exc, code.name)
+        if self.h2.state_machine.state != ConnectionState.CLOSED:
+            # h2 raises some errors (a bad client preface) before it queues a GOAWAY.
+            self._send_goaway(self.h2.highest_inbound_stream_id, code, str(exc).encode()[:256])
+        self.wake_writer()
 
     def _dispatch(self, event: h2.events.Event) -> None:
         handler = _DISPATCH.get(type(event))
@@ -317,6 +332,9 @@ class Connection:
 
     def _on_settings(self, event: h2.events.RemoteSettingsChanged) -> None:
         self._count_control()
+        if not self._preface_seen:
+            self._preface_seen = True
+            self._update_idle_deadline()
         if h2.settings.SettingCodes.INITIAL_WINDOW_SIZE in event.changed_settings:
             for exchange in self.exchanges.values():
                 exchange.on_window()

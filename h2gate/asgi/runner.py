@@ -18,6 +18,7 @@ from typing import Any
 import trio
 
 from h2gate.appload import ASGIApp, Message, Receive, Scope, Send
+from h2gate.errors import ClientDisconnected
 
 
 class AppRunner:
@@ -53,26 +54,37 @@ class AsyncioRunner(AppRunner):
     async def call(self, scope: Scope, receive: Receive, send: Send) -> None:
         token = trio.lowlevel.current_trio_token()
         loop = self.loop
+        open_for_calls = True
+
+        def spawn(future: asyncio.Future[Any], fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...]) -> None:
+            # Runs in the trio thread. Once the app call is over, late calls from
+            # a still-running asyncio task get an error instead of a task.
+            if open_for_calls:
+                nursery.start_soon(_run_and_post, loop, future, fn, *args)
+            else:
+                loop.call_soon_threadsafe(_resolve, future, None, ClientDisconnected("the stream is finished"))
+
+        def bridge(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+            async def in_asyncio(*args: Any) -> Any:
+                future: asyncio.Future[Any] = loop.create_future()
+                token.run_sync_soon(spawn, future, fn, args)
+                return await future
+
+            return in_asyncio
+
         async with trio.open_nursery() as nursery:
-
-            def bridge(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-                async def in_asyncio(*args: Any) -> Any:
-                    future: asyncio.Future[Any] = loop.create_future()
-                    token.run_sync_soon(nursery.start_soon, _run_and_post, loop, future, fn, *args)
-                    return await future
-
-                return in_asyncio
-
             done = trio.Event()
             cfuture = asyncio.run_coroutine_threadsafe(self.app(scope, bridge(receive), bridge(send)), loop)
-            cfuture.add_done_callback(lambda _f: token.run_sync_soon(done.set))
+            cfuture.add_done_callback(lambda _f: _wake_trio(token, done))
             try:
                 await done.wait()
             except BaseException:
                 cfuture.cancel()
                 raise
-            nursery.cancel_scope.cancel()
-            cfuture.result()
+            finally:
+                open_for_calls = False
+                nursery.cancel_scope.cancel()
+        cfuture.result()
 
     def close(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -94,6 +106,13 @@ async def _run_and_post(
         loop.call_soon_threadsafe(_resolve, future, None, exc)
     else:
         loop.call_soon_threadsafe(_resolve, future, result, None)
+
+
+def _wake_trio(token: trio.lowlevel.TrioToken, event: trio.Event) -> None:
+    try:
+        token.run_sync_soon(event.set)
+    except trio.RunFinishedError:
+        pass  # the server is gone; nobody waits for this call any more
 
 
 def _resolve(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
