@@ -37,7 +37,7 @@ from h2.errors import ErrorCodes
 from hyperframe.frame import GoAwayFrame
 
 from h2gate.config import Config
-from h2gate.exchange import Exchange
+from h2gate.exchange import Exchange, Signal
 from h2gate.transport import Transport
 
 log = logging.getLogger("h2gate.error")
@@ -65,7 +65,7 @@ class Connection:
         self.closed = False  # no more bytes will reach the peer
         self.queued = 0  # DATA bytes handed to h2 since the writer last took its buffer
         self._wake = trio.Event()
-        self._drained = trio.Event()
+        self._drained = Signal()
         self._finished = trio.Event()
         self._nursery: trio.Nursery | None = None
         self._read_scope = trio.CancelScope()
@@ -130,7 +130,6 @@ class Connection:
         """Give the writer a bounded moment to put the last frames (GOAWAY) on the wire."""
         with trio.move_on_after(1):
             while (self._wake.is_set() or self._writing) and not self.closed:
-                self._drained = trio.Event()
                 await self._drained.wait()
 
     def shutdown(self) -> None:
@@ -198,7 +197,6 @@ class Connection:
     async def wait_flushable(self) -> None:
         """Backpressure for senders: wait while the writer holds more than HIGH_WATER bytes."""
         while self.queued > HIGH_WATER and not self.closed:
-            self._drained = trio.Event()
             await self._drained.wait()
 
     async def _writer(self) -> None:
@@ -217,11 +215,11 @@ class Connection:
                     self._writing = True
                     await send_all(data)
                     self._writing = False
-                self._drained.set()
+                self._drained.fire()
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             log.debug("connection from %s lost while writing: %r", self.peer_text, exc)
             self.closed = True
-            self._drained.set()
+            self._drained.fire()
             self._stop_reading()
             self._finish()
 

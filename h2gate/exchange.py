@@ -30,6 +30,22 @@ if TYPE_CHECKING:
 Headers = list[tuple[bytes, bytes]]
 
 
+class Signal:
+    """A re-armable wake-up: ``fire()`` wakes every current waiter, later waiters wait for the next one."""
+
+    __slots__ = ("_event",)
+
+    def __init__(self) -> None:
+        self._event = trio.Event()
+
+    def fire(self) -> None:
+        event, self._event = self._event, trio.Event()
+        event.set()
+
+    async def wait(self) -> None:
+        await self._event.wait()
+
+
 class Exchange:
     def __init__(self, conn: Connection, stream_id: int, headers: Headers) -> None:
         self.conn = conn
@@ -43,8 +59,8 @@ class Exchange:
         self.response_ended = False
         self.status = 0
         self.bytes_sent = 0
-        self._readable = trio.Event()
-        self._writable = trio.Event()
+        self._readable = Signal()
+        self._writable = Signal()
         self.done = trio.Event()
 
     # -- inbound, called by the connection's reader ---------------------------------
@@ -52,11 +68,11 @@ class Exchange:
     def on_data(self, data: bytes, flow_controlled_length: int) -> None:
         self._chunks.append((data, flow_controlled_length))
         self.buffered += len(data)
-        self._readable.set()
+        self._readable.fire()
 
     def on_end(self) -> None:
         self.request_ended = True
-        self._readable.set()
+        self._readable.fire()
         self._check_done()
 
     def on_reset(self, code: int) -> None:
@@ -64,12 +80,12 @@ class Exchange:
         if self.reset_code is None:
             self.reset_code = code
         self._release_buffered()
-        self._readable.set()
-        self._writable.set()
+        self._readable.fire()
+        self._writable.fire()
         self.done.set()
 
     def on_window(self) -> None:
-        self._writable.set()
+        self._writable.fire()
 
     # -- request body ------------------------------------------------------------------
 
@@ -87,7 +103,6 @@ class Exchange:
                 raise ClientDisconnected(f"stream {self.stream_id} was reset (error code {self.reset_code})")
             if self.request_ended:
                 return b""
-            self._readable = trio.Event()
             await self._readable.wait()
         if len(self._chunks) == 1:
             data, acked = self._chunks.popleft()
@@ -142,7 +157,6 @@ class Exchange:
             except StreamClosedError:
                 raise ClientDisconnected(f"stream {self.stream_id} is closed") from None
             if window <= 0:
-                self._writable = trio.Event()
                 self.conn.wake_writer()
                 await self._writable.wait()
                 continue

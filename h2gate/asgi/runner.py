@@ -87,8 +87,22 @@ class AsyncioRunner(AppRunner):
         cfuture.result()
 
     def close(self) -> None:
+        """Cancel app tasks still pending (e.g. a lifespan that never returned), then stop the loop."""
+
+        async def cancel_pending() -> None:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        try:
+            asyncio.run_coroutine_threadsafe(cancel_pending(), self.loop).result(timeout=5)
+        except Exception:  # a task that refuses to die must not block exit
+            pass
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=5)
+        if not self._thread.is_alive():
+            self.loop.close()
 
 
 async def _run_and_post(
