@@ -25,11 +25,22 @@ class AppRunner:
     """Runs the app natively in trio."""
 
     name = "trio"
+    #: True when the app runs outside the trio thread and each call costs a round trip.
+    bridged = False
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def call(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def call(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        *,
+        first: Message | None = None,
+        local_send: Callable[[Message], bool] | None = None,
+    ) -> None:
+        """Run the app for one scope. ``first`` / ``local_send`` only matter to bridged runners."""
         await self.app(scope, receive, send)
 
     def close(self) -> None:
@@ -40,6 +51,7 @@ class AsyncioRunner(AppRunner):
     """Runs the app in an asyncio loop on its own thread."""
 
     name = "asyncio"
+    bridged = True
 
     def __init__(self, app: ASGIApp) -> None:
         super().__init__(app)
@@ -51,7 +63,21 @@ class AsyncioRunner(AppRunner):
         asyncio.set_event_loop(self.loop)
         self.loop.run_forever()
 
-    async def call(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def call(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        *,
+        first: Message | None = None,
+        local_send: Callable[[Message], bool] | None = None,
+    ) -> None:
+        """Run the app in asyncio.
+
+        ``first`` is a message the app's first ``receive()`` returns without a
+        round trip; ``local_send(message)`` may handle a message in the asyncio
+        thread (returning True) when that needs no I/O.
+        """
         token = trio.lowlevel.current_trio_token()
         loop = self.loop
         open_for_calls = True
@@ -74,7 +100,19 @@ class AsyncioRunner(AppRunner):
 
         async with trio.open_nursery() as nursery:
             done = trio.Event()
-            cfuture = asyncio.run_coroutine_threadsafe(self.app(scope, bridge(receive), bridge(send)), loop)
+            remote_receive, remote_send = bridge(receive), bridge(send)
+            prefetched = [first] if first is not None else []
+
+            async def app_receive() -> Message:
+                if prefetched:
+                    return prefetched.pop()
+                return await remote_receive()  # type: ignore[no-any-return]
+
+            async def app_send(message: Message) -> None:
+                if local_send is None or not local_send(message):
+                    await remote_send(message)
+
+            cfuture = asyncio.run_coroutine_threadsafe(self.app(scope, app_receive, app_send), loop)
             cfuture.add_done_callback(lambda _f: _wake_trio(token, done))
             try:
                 await done.wait()
