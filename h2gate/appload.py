@@ -7,6 +7,7 @@ runs is the app's bug, so it propagates with its traceback.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import os
@@ -49,9 +50,12 @@ def import_app(spec: str, *, factory: bool = False, app_dir: str = ".") -> Any:
         raise AppLoadError(f"{spec} is not callable (it is a {type(obj).__name__})")
     if factory:
         try:
-            obj = obj()
+            inspect.signature(obj).bind()
         except TypeError as exc:
             raise AppLoadError(f"factory {spec} could not be called without arguments: {exc}") from None
+        except ValueError:
+            pass  # no signature to check (some builtins): just call it
+        obj = obj()  # an exception in here is the app's bug: keep its traceback
         if not callable(obj):
             raise AppLoadError(f"factory {spec} returned {type(obj).__name__}, which is not callable")
     return obj
@@ -65,7 +69,8 @@ def is_asgi2(app: Any) -> bool:
     """
     if inspect.isclass(app):
         return not hasattr(app, "__await__")
-    call = app if inspect.isfunction(app) or inspect.ismethod(app) else getattr(app, "__call__", app)  # noqa: B004
+    direct = inspect.isfunction(app) or inspect.ismethod(app) or isinstance(app, functools.partial)
+    call = app if direct else getattr(app, "__call__", app)  # noqa: B004
     if inspect.iscoroutinefunction(call):
         return False
     try:

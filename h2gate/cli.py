@@ -41,8 +41,24 @@ def _click_option(f: Any) -> Any:
     return click.option(*flags, f.name, **kwargs)
 
 
+class _OneLineUsageError(click.UsageError):
+    def show(self, file: Any = None) -> None:
+        message = " ".join(self.format_message().split())
+        click.echo(f"h2gate: error: {message} (see h2gate --help)", err=True)
+
+
+class _Command(click.Command):
+    """Bad or unknown flags are reported like every other startup error: one ``h2gate: error:`` line."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except click.UsageError as exc:
+            raise _OneLineUsageError(exc.format_message()) from None
+
+
 def _build() -> click.Command:
-    @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+    @click.command(cls=_Command, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
     @click.argument("app", required=False)
     @click.version_option(__version__, "--version", prog_name="h2gate", message="%(prog)s %(version)s")
     @click.pass_context
@@ -51,6 +67,7 @@ def _build() -> click.Command:
 
         Without --certfile/--keyfile (or --self-signed) the server speaks cleartext
         HTTP/2 (h2c, prior knowledge); browsers only speak HTTP/2 over TLS.
+        APP may also come from H2GATE_APP or the config file's `app` key.
         """
         given = {
             name: value

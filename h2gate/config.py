@@ -11,6 +11,7 @@ it came from.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 import types
@@ -159,13 +160,17 @@ def _coerce(f: dataclasses.Field[Any], value: Any, source: str, *, from_text: bo
         value = _check_type(base, value)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{source}: {exc}") from None
+    if isinstance(value, float) and math.isnan(value):  # compares false with any bound
+        raise ConfigError(f"{source}: expected a number, got nan")
+    if choices is not None and from_text and isinstance(value, str):
+        value = value.lower()
     if choices is not None and value not in choices:
         raise ConfigError(f"{source}: must be one of {', '.join(choices)}, got {value!r}")
     lo, hi = f.metadata.get("min"), f.metadata.get("max")
     if lo is not None and value < lo:
-        raise ConfigError(f"{source}: must be at least {lo:g}, got {value}")
+        raise ConfigError(f"{source}: must be at least {lo}, got {value}")
     if hi is not None and value > hi:
-        raise ConfigError(f"{source}: must be at most {hi:g}, got {value}")
+        raise ConfigError(f"{source}: must be at most {hi}, got {value}")
     return value
 
 

@@ -74,9 +74,10 @@ def run(config: Config) -> int:
             raise server.failure
         return server.exit_code
     finally:
-        for sock in sockets:
-            if sock.family == socket.AF_UNIX:
-                path = sock.getsockname()
-                if path and os.path.exists(path):
-                    os.unlink(path)
+        # The listeners have closed the sockets by now (getsockname() would
+        # fail), so the paths come from the binds; an fd:// socket's path
+        # belongs to whoever passed it in and is left alone.
+        for bind, sock in zip(binds, sockets, strict=False):  # shorter if a bind failed
             sock.close()
+            if bind.kind == "unix" and os.path.exists(bind.path):
+                os.unlink(bind.path)

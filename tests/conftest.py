@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 import trustme
 
@@ -129,6 +130,8 @@ class ServerProcess:
             os.killpg(self.proc.pid, signal.SIGKILL)
             code = self.proc.wait()
         self._reader.join(5)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
         return code
 
 
@@ -137,8 +140,14 @@ def serve(certs: Certs) -> Iterator[object]:
     """``serve(app, *flags, tls=False, env=None)`` starts h2gate on 127.0.0.1:0 and waits for it."""
     procs: list[ServerProcess] = []
 
-    def start(app: str, *flags: str, tls: bool = False, env: dict[str, str] | None = None,
-              bind: bool = True, wait: bool = True) -> ServerProcess:
+    def start(
+        app: str,
+        *flags: str,
+        tls: bool = False,
+        env: dict[str, str] | None = None,
+        bind: bool = True,
+        wait: bool = True,
+    ) -> ServerProcess:
         args = [app, *flags]
         if bind:
             args += ["-b", "127.0.0.1:0"]
@@ -154,13 +163,9 @@ def serve(certs: Certs) -> Iterator[object]:
             proc.stop(signal.SIGKILL)
 
 
-def h2c_client(**kwargs: object) -> "httpx.Client":  # noqa: F821
-    import httpx
-
+def h2c_client(**kwargs: object) -> httpx.Client:
     return httpx.Client(http1=False, http2=True, timeout=30, **kwargs)  # type: ignore[arg-type]
 
 
-def tls_client(certs: Certs, **kwargs: object) -> "httpx.Client":  # noqa: F821
-    import httpx
-
+def tls_client(certs: Certs, **kwargs: object) -> httpx.Client:
     return httpx.Client(http2=True, verify=certs.ca_pem, timeout=30, **kwargs)  # type: ignore[arg-type]

@@ -66,8 +66,13 @@ class RawClient:
         if data:
             self.sock.sendall(data)
 
-    def request(self, path: str = "/", method: str = "GET", body: bytes | None = None,
-                headers: list[tuple[str, str]] | None = None) -> int:
+    def request(
+        self,
+        path: str = "/",
+        method: str = "GET",
+        body: bytes | None = None,
+        headers: list[tuple[str, str]] | None = None,
+    ) -> int:
         sid = self.conn.get_next_available_stream_id()
         hdrs = [(":method", method), (":path", path), (":scheme", "http"), (":authority", "localhost")]
         self.conn.send_headers(sid, hdrs + (headers or []), end_stream=body is None)

@@ -28,7 +28,9 @@ log = logging.getLogger("h2gate.error")
 
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
 #: HTTP/1-only fields that are illegal in HTTP/2 responses (RFC 9113 §8.2.2).
-HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"})
+HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade", b"te"})
+#: RFC 9110 token characters (lowercase only: HTTP/2 field names must be lowercase, RFC 9113 §8.2.1).
+_NAME_CHARS = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz")
 _warned: set[bytes] = set()
 
 
@@ -72,8 +74,9 @@ def build_scope(exchange: Exchange, transport: Transport, root_path: str, state:
         "http_version": "2",
         "method": method.decode("latin-1"),
         "scheme": scheme.decode("latin-1") or transport.scheme,
-        "path": root + path if root and not path.startswith(root) else path,
-        "raw_path": (root.encode() + raw_path) if root and not path.startswith(root) else raw_path,
+        # As uvicorn does: path and raw_path always include root_path (the proxy stripped it).
+        "path": root + path,
+        "raw_path": root.encode() + raw_path,
         "query_string": query,
         "root_path": root,
         "headers": headers,
@@ -123,16 +126,23 @@ class _Response:
             if not isinstance(name, bytes) or not isinstance(value, bytes):
                 raise AppMistake(f"response header {item!r} must be a pair of byte strings")
             name = name.lower()
+            # Checked here because h2 would only notice halfway through HPACK-encoding
+            # the block (leaving the stream and encoder unusable), or not at all and
+            # the client would reject the whole connection (RFC 9113 §8.2.1).
+            if not name or not _NAME_CHARS.issuperset(name):
+                raise AppMistake(f"response header name {name!r} is not a valid field name")
+            if b"\r" in value or b"\n" in value or b"\0" in value:
+                raise AppMistake(f"response header value {value!r} for {name!r} contains CR, LF or NUL")
+            value = value.strip(b" \t")
             if name in HOP_BY_HOP:
                 if name not in _warned:
                     _warned.add(name)
                     log.warning("dropping response header %r: it has no meaning in HTTP/2", name.decode("latin-1"))
                 continue
             if name == b"content-length":
-                try:
-                    self.content_length = int(value)
-                except ValueError:
-                    raise AppMistake(f"content-length {value!r} is not a number") from None
+                if not value.isdigit():
+                    raise AppMistake(f"content-length {value!r} is not a number")
+                self.content_length = int(value)
             elif name == b"server":
                 has_server = True
             out.append((name, value))
@@ -172,9 +182,10 @@ class _Response:
             exchange.status = self.status
             if not body and (self.complete or self.head):
                 await self._send_headers(end_stream=True)
-                self.complete = True
                 return
             await self._send_headers(end_stream=False)
+        elif self.head:
+            return  # HEAD: the headers already ended the stream; later body messages are dropped
         if body or self.complete:
             await exchange.send_data(bytes(body), end_stream=self.complete)
 
@@ -182,6 +193,8 @@ class _Response:
         try:
             await self.exchange.send_headers(self.headers, end_stream=end_stream)
         except ProtocolError as exc:
+            # h2 has already moved the stream on: a second HEADERS (the 500) is impossible.
+            self.exchange.reset(ErrorCodes.INTERNAL_ERROR)
             raise AppMistake(f"invalid response headers: {exc}") from None
 
 
@@ -204,6 +217,24 @@ class HTTPCycle:
             return {"type": "http.request", "body": body, "more_body": not self._body_done}
         await exchange.done.wait()
         return {"type": "http.disconnect"}
+
+    def prefetch(self) -> Message | None:
+        """The first ``http.request`` when the whole body (none) has already arrived.
+
+        A bridged (asyncio) app then gets it without a round trip to trio.
+        """
+        exchange = self.exchange
+        if exchange.request_ended and not exchange.buffered and not self._body_done:
+            self._body_done = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        return None
+
+    def send_local(self, message: Message) -> bool:
+        """Handle, wherever the app runs, the messages that need no I/O (``http.response.start``)."""
+        if isinstance(message, dict) and message.get("type") == "http.response.start":
+            self.response.start(message)
+            return True
+        return False
 
     async def send(self, message: Message) -> None:
         kind = message.get("type") if isinstance(message, dict) else None
@@ -235,8 +266,15 @@ async def handle_http(
     cycle = HTTPCycle(exchange, scope, server_header)
     response = cycle.response
     try:
-        await runner.call(scope, cycle.receive, cycle.send)
-        if not response.started:
+        if runner.bridged:
+            await runner.call(scope, cycle.receive, cycle.send, first=cycle.prefetch(), local_send=cycle.send_local)
+        else:
+            await runner.call(scope, cycle.receive, cycle.send)
+        if exchange.reset_code is not None and not response.complete:
+            # The client reset the stream (or the connection went): an app that
+            # stops after http.disconnect / a failed send() did nothing wrong.
+            log.debug("stream %d: client went away during %s %s", exchange.stream_id, scope["method"], scope["path"])
+        elif not response.started:
             log.error("%s %s: the app returned without sending a response", scope["method"], scope["path"])
             await _simple_response(exchange, 500, b"Internal Server Error\n", server_header)
         elif not response.complete:

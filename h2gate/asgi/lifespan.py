@@ -20,6 +20,11 @@ from h2gate.errors import StartupError
 log = logging.getLogger("h2gate.error")
 
 
+def _one_line(text: object) -> str:
+    """The app's failure message as one line: it ends up in a one-line startup error or log line."""
+    return " ".join(str(text).split()) or "(no message)"
+
+
 class LifespanFailure(StartupError):
     """The app reported lifespan.startup.failed (or broke the lifespan protocol under --lifespan on)."""
 
@@ -81,7 +86,7 @@ class Lifespan:
                 log.info("the app does not support ASGI lifespan (%s: %s); serving without it", type(exc).__name__, exc)
             else:
                 log.exception("exception in the app's lifespan startup")
-                self._failure = self._failure or f"{type(exc).__name__}: {exc}"
+                self._failure = self._failure or _one_line(f"{type(exc).__name__}: {exc}")
         else:
             if not self._answered_startup:
                 if self.mode == "auto":
@@ -101,12 +106,12 @@ class Lifespan:
             self._startup_done.set()
         elif kind == "lifespan.startup.failed":
             self._answered_startup = True
-            self._failure = str(message.get("message", "")) or "(no message)"
+            self._failure = _one_line(message.get("message", ""))
             self._startup_done.set()
         elif kind == "lifespan.shutdown.complete":
             self._shutdown_done.set()
         elif kind == "lifespan.shutdown.failed":
-            self._failure = str(message.get("message", "")) or "(no message)"
+            self._failure = _one_line(message.get("message", ""))
             self._shutdown_done.set()
         else:
             raise RuntimeError(f"unexpected ASGI message {kind!r} in lifespan")

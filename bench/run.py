@@ -1,0 +1,669 @@
+"""HTTP/2-over-TLS load comparison: h2gate vs Hypercorn (vs Granian when installed).
+
+Run from anywhere:  python bench/run.py [--quick] [--requests N] [--servers a,b,...]
+
+For each server in turn this script starts it on a free 127.0.0.1 port (one
+worker process, same ASGI app: bench/app.py), waits until it answers a real
+HTTP/2 request, drives it with h2load (a small-response run and a 5 MiB
+download run), samples its resident memory while h2load runs, stops it, and
+finally prints one table side by side.  It also times the ``h2`` state machine
+alone in-process (the "h2 floor"): no server built on h2 can beat that figure
+on one core.
+
+The figures are printed, never checked: this is a measuring tool, not a test.
+See bench/README.md for how to read the output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = "bench.app:app"
+HOST = "127.0.0.1"
+BASELINE = "hypercorn-asyncio"
+ALL_SERVERS = ("h2gate-asyncio", "h2gate-trio", "hypercorn-asyncio", "hypercorn-trio", "granian")
+HELLO = b"Hello, world!"
+
+
+# --------------------------------------------------------------------------- certificates
+
+
+def make_cert(directory: Path) -> tuple[Path, Path]:
+    """Write a throwaway certificate for 127.0.0.1/localhost; return (certfile, keyfile)."""
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    try:
+        import trustme
+    except ImportError:
+        trustme = None
+    if trustme is not None:
+        ca = trustme.CA()
+        leaf = ca.issue_cert(HOST, "localhost")
+        leaf.private_key_pem.write_to_path(str(key_path))
+        with cert_path.open("wb") as fh:
+            for blob in leaf.cert_chain_pems:
+                fh.write(blob.bytes())
+        return cert_path, key_path
+    # Fallback: a self-signed certificate made with cryptography (a hard h2gate dependency).
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "h2gate bench")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address(HOST))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path
+
+
+# --------------------------------------------------------------------------- server command lines
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def _h2gate(loop: str) -> Callable[[int, Path, Path], list[str]]:
+    def argv(port: int, cert: Path, key: Path) -> list[str]:
+        return [
+            sys.executable, "-m", "h2gate", APP, "--app-dir", str(ROOT),
+            "-b", f"{HOST}:{port}", "--certfile", str(cert), "--keyfile", str(key),
+            "--loop", loop, "--no-access-log", "--log-level", "warning",
+        ]  # fmt: skip
+
+    return argv
+
+
+def _hypercorn(worker: str) -> Callable[[int, Path, Path], list[str]]:
+    def argv(port: int, cert: Path, key: Path) -> list[str]:
+        # Hypercorn closes a connection after keep_alive_max_requests (default 1000) requests and
+        # h2load does not reconnect, so a 20000-request run on 10 connections would half fail.
+        # The setting has no command-line flag; raise it through a config file.
+        config = cert.parent / "hypercorn.toml"
+        config.write_text("keep_alive_max_requests = 1000000000\n")
+        return [
+            sys.executable, "-m", "hypercorn", APP, "--config", str(config),
+            "--certfile", str(cert), "--keyfile", str(key),
+            "-b", f"{HOST}:{port}", "--workers", "1", "-k", worker,
+        ]  # fmt: skip
+
+    return argv
+
+
+def _granian(port: int, cert: Path, key: Path) -> list[str]:
+    return [
+        sys.executable, "-m", "granian", "--interface", "asgi", "--http", "2", "--no-ws",
+        "--host", HOST, "--port", str(port), "--workers", "1",
+        "--ssl-certificate", str(cert), "--ssl-keyfile", str(key), APP,
+    ]  # fmt: skip
+
+
+@dataclass
+class ServerSpec:
+    name: str
+    argv: Callable[[int, Path, Path], list[str]]
+    module: str  # importable module that must exist for the server to be tried
+
+
+SPECS: dict[str, ServerSpec] = {
+    "h2gate-asyncio": ServerSpec("h2gate-asyncio", _h2gate("asyncio"), "h2gate"),
+    "h2gate-trio": ServerSpec("h2gate-trio", _h2gate("trio"), "h2gate"),
+    "hypercorn-asyncio": ServerSpec("hypercorn-asyncio", _hypercorn("asyncio"), "hypercorn"),
+    "hypercorn-trio": ServerSpec("hypercorn-trio", _hypercorn("trio"), "hypercorn"),
+    "granian": ServerSpec("granian", _granian, "granian"),
+}
+
+
+def module_version(module: str) -> str:
+    from importlib import metadata
+
+    dist = {"h2gate": "h2gate", "hypercorn": "Hypercorn", "granian": "granian"}.get(module, module)
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+# --------------------------------------------------------------------------- server lifecycle
+
+
+class ServerProcess:
+    """One server under test, started in its own session so its workers can be stopped together."""
+
+    def __init__(self, spec: ServerSpec, port: int, cert: Path, key: Path, log_path: Path) -> None:
+        self.spec = spec
+        self.port = port
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+        env["PYTHONUNBUFFERED"] = "1"
+        self.proc = subprocess.Popen(
+            spec.argv(port, cert, key),
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def _signal_group(self, sig: int) -> None:
+        # The server was started with start_new_session=True, so its process group id is its pid:
+        # this reaches the server and any workers it spawned, and nothing else.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, sig)
+
+    def stop(self, grace: float = 10.0) -> None:
+        if self.proc.poll() is None:
+            self._signal_group(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                self._signal_group(signal.SIGKILL)
+                self.proc.wait(timeout=5)
+        # Workers may outlive their parent for a moment; make sure none is left behind.
+        self._signal_group(signal.SIGKILL)
+        self._log.close()
+
+
+def h2_get(port: int, path: str = "/", timeout: float = 2.0) -> tuple[int, bytes]:
+    """One HTTP/2 GET over TLS (ALPN h2) with the h2 library; return (status, body)."""
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE  # throwaway certificate; this request only proves readiness
+    ctx.set_alpn_protocols(["h2"])
+    with socket.create_connection((HOST, port), timeout=timeout) as raw, ctx.wrap_socket(raw) as sock:
+        if sock.selected_alpn_protocol() != "h2":
+            raise ConnectionError(f"ALPN negotiated {sock.selected_alpn_protocol()!r}, not h2")
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
+        conn.initiate_connection()
+        sid = conn.get_next_available_stream_id()
+        conn.send_headers(
+            sid,
+            [(":method", "GET"), (":path", path), (":scheme", "https"), (":authority", f"{HOST}:{port}")],
+            end_stream=True,
+        )
+        sock.sendall(conn.data_to_send())
+        status, body = 0, bytearray()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            data = sock.recv(65536)
+            if not data:
+                raise ConnectionError("connection closed before the response ended")
+            for event in conn.receive_data(data):
+                if isinstance(event, h2.events.ResponseReceived) and event.stream_id == sid:
+                    status = int(dict(event.headers)[":status"])
+                elif isinstance(event, h2.events.DataReceived) and event.stream_id == sid:
+                    body += event.data
+                    conn.acknowledge_received_data(event.flow_controlled_length, sid)
+                elif isinstance(event, h2.events.StreamEnded) and event.stream_id == sid:
+                    return status, bytes(body)
+                elif isinstance(event, h2.events.StreamReset | h2.events.ConnectionTerminated):
+                    raise ConnectionError(f"server ended the exchange: {event!r}")
+            sock.sendall(conn.data_to_send())
+        raise TimeoutError("no complete response in time")
+
+
+def wait_ready(server: ServerProcess, timeout: float) -> str | None:
+    """Poll TCP connect + one real h2 request until it succeeds; return an error string on failure."""
+    deadline = time.monotonic() + timeout
+    last = "no attempt made"
+    while time.monotonic() < deadline:
+        if server.proc.poll() is not None:
+            return f"exited with code {server.proc.returncode} before becoming ready"
+        try:
+            with socket.create_connection((HOST, server.port), timeout=0.5):
+                pass
+            status, body = h2_get(server.port, "/", timeout=min(2.0, max(0.1, deadline - time.monotonic())))
+            if status == 200 and body == HELLO:
+                return None
+            last = f"unexpected response {status} {body[:40]!r}"
+        except (OSError, ConnectionError, TimeoutError, ValueError) as exc:
+            last = f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # h2 protocol errors and the like: keep polling until the deadline
+            last = f"{type(exc).__name__}: {exc}"
+        time.sleep(0.05)
+    return f"not ready after {timeout:.0f}s ({last})"
+
+
+# --------------------------------------------------------------------------- memory sampling
+
+
+class RssSampler:
+    """Sample the summed RSS of a process and all its descendants every ``interval`` seconds."""
+
+    def __init__(self, pid: int, interval: float = 0.05) -> None:
+        import psutil
+
+        self._psutil = psutil
+        self._root = psutil.Process(pid)
+        self.interval = interval
+        self.peak = 0
+        self.max_procs = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def sample(self) -> int:
+        psutil = self._psutil
+        total, count = 0, 0
+        try:
+            procs = [self._root, *self._root.children(recursive=True)]
+        except psutil.Error:
+            return 0
+        for proc in procs:
+            try:
+                total += proc.memory_info().rss
+                count += 1
+            except psutil.Error:
+                continue
+        self.peak = max(self.peak, total)
+        self.max_procs = max(self.max_procs, count)
+        return total
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.sample()
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[None]:
+        self._stop.clear()
+        self.sample()
+        self._thread = threading.Thread(target=self._loop, name="rss-sampler", daemon=True)
+        self._thread.start()
+        try:
+            yield
+        finally:
+            self._stop.set()
+            self._thread.join()
+            self.sample()
+
+
+# --------------------------------------------------------------------------- h2load
+
+
+@dataclass
+class LoadResult:
+    ok: bool = False
+    error: str = ""
+    protocol: str = ""
+    seconds: float = 0.0
+    req_per_s: float = 0.0
+    total: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    errored: int = 0
+    timed_out: int = 0
+    status_2xx: int = 0
+    data_bytes: int = 0
+
+    @property
+    def failures(self) -> int:
+        """Requests asked for that did not come back as a 2xx response."""
+        return max(0, self.total - self.status_2xx)
+
+    @property
+    def body_mb_per_s(self) -> float:
+        return self.data_bytes / self.seconds / 1e6 if self.seconds > 0 else 0.0
+
+
+_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
+_FINISHED = re.compile(r"^finished in ([\d.]+)(s|ms|us), ([\d.]+) req/s", re.M)
+_REQUESTS = re.compile(
+    r"^requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout",
+    re.M,
+)
+_STATUS = re.compile(r"^status codes: (\d+) 2xx", re.M)
+_TRAFFIC = re.compile(r"^traffic: .*?\((\d+)\) total, .*?\((\d+)\) headers .*?\((\d+)\) data", re.M)
+_PROTOCOL = re.compile(r"^Application protocol: (\S+)", re.M)
+
+
+def parse_h2load(text: str) -> LoadResult:
+    res = LoadResult()
+    if m := _PROTOCOL.search(text):
+        res.protocol = m.group(1)
+    if m := _FINISHED.search(text):
+        res.seconds = float(m.group(1)) * _UNITS[m.group(2)]
+        res.req_per_s = float(m.group(3))
+    if m := _REQUESTS.search(text):
+        res.total, _started, _done, res.succeeded, res.failed, res.errored, res.timed_out = map(int, m.groups())
+    if m := _STATUS.search(text):
+        res.status_2xx = int(m.group(1))
+    if m := _TRAFFIC.search(text):
+        res.data_bytes = int(m.group(3))
+    res.ok = bool(res.seconds and res.total)
+    if not res.ok:
+        res.error = "could not parse h2load output"
+    elif res.protocol and res.protocol != "h2":
+        res.error = f"negotiated {res.protocol}, not h2"
+    return res
+
+
+def run_h2load(url: str, requests: int, clients: int, streams: int, time_limit: float) -> LoadResult:
+    argv = [
+        "h2load", "--npn-list=h2", "-t", "1", "-c", str(clients), "-m", str(streams), "-n", str(requests),
+        f"--connection-inactivity-timeout={max(1, int(time_limit))}", url,
+    ]  # fmt: skip
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=time_limit, check=False)
+    except subprocess.TimeoutExpired:
+        return LoadResult(error=f"h2load killed after {time_limit:.0f}s time bound", total=requests)
+    res = parse_h2load(done.stdout)
+    if done.returncode != 0 and not res.error:
+        res.error = f"h2load exit code {done.returncode}"
+    if not res.ok:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+        res.error = f"{res.error}: {tail[0]}"
+    return res
+
+
+# --------------------------------------------------------------------------- per-server run
+
+
+@dataclass
+class ServerResult:
+    name: str
+    version: str = ""
+    skipped: str = ""
+    hello: LoadResult = field(default_factory=LoadResult)
+    download: LoadResult = field(default_factory=LoadResult)
+    rss_idle: int = 0
+    rss_peak: int = 0
+    procs: int = 0
+
+    @property
+    def failures(self) -> int:
+        return self.hello.failures + self.download.failures
+
+
+def bench_server(spec: ServerSpec, args: argparse.Namespace, cert: Path, key: Path, workdir: Path) -> ServerResult:
+    result = ServerResult(spec.name, version=module_version(spec.module))
+    if importlib.util.find_spec(spec.module) is None:
+        result.skipped = f"{spec.module} is not installed"
+        return result
+    port = free_port()
+    server = ServerProcess(spec, port, cert, key, workdir / f"{spec.name}.log")
+    try:
+        err = wait_ready(server, args.startup_timeout)
+        if err:
+            result.skipped = err
+            tail = server.log_tail()
+            print(f"  {spec.name}: {err}" + ("\n    log: " + tail.replace("\n", "\n    log: ") if tail else ""))
+            return result
+        sampler = RssSampler(server.proc.pid)
+        result.rss_idle = sampler.sample()
+        base = f"https://{HOST}:{port}"
+        if args.warmup:
+            run_h2load(f"{base}/", args.warmup, args.clients, args.streams, args.duration)
+        with sampler.running():
+            result.hello = run_h2load(f"{base}/", args.requests, args.clients, args.streams, args.duration)
+        print(f"  {spec.name}: {describe_run(result.hello, 'req/s')}", flush=True)
+        with sampler.running():
+            result.download = run_h2load(f"{base}/download", args.downloads, 1, 1, args.duration)
+        print(f"  {spec.name}: download {describe_run(result.download, 'MB/s')}", flush=True)
+        result.rss_peak, result.procs = sampler.peak, sampler.max_procs
+        if server.proc.poll() is not None:
+            result.skipped = f"server exited during the run (code {server.proc.returncode})"
+    finally:
+        server.stop()
+    return result
+
+
+def describe_run(res: LoadResult, unit: str) -> str:
+    if not res.ok:
+        return f"FAILED ({res.error})"
+    figure = res.req_per_s if unit == "req/s" else res.body_mb_per_s
+    note = f", {res.error}" if res.error else ""
+    return f"{figure:,.1f} {unit} over {res.total} requests in {res.seconds:.2f}s, {res.failures} failed{note}"
+
+
+# --------------------------------------------------------------------------- h2 floor
+
+
+def h2_floor(iterations: int, rounds: int = 3) -> tuple[float, float]:
+    """Best-of-``rounds`` microseconds per request/response exchange through two in-memory h2 connections.
+
+    Returns (whole exchange, server side only).  The server side is what any h2-based server must
+    at least spend per request: parse the request frames, emit response HEADERS + a 13-byte DATA.
+    """
+    from h2.config import H2Configuration
+    from h2.connection import H2Connection
+    from h2.events import DataReceived, RequestReceived
+
+    req_headers = [
+        (b":method", b"GET"), (b":path", b"/"), (b":scheme", b"https"), (b":authority", b"127.0.0.1:8443"),
+        (b"user-agent", b"h2load nghttp2/1.52.0"),
+    ]  # fmt: skip
+    resp_headers = [
+        (b":status", b"200"), (b"content-type", b"text/plain"), (b"content-length", b"13"), (b"server", b"h2gate"),
+    ]  # fmt: skip
+    best_total = best_server = float("inf")
+    for _ in range(rounds):
+        client = H2Connection(H2Configuration(client_side=True, header_encoding=None))
+        server = H2Connection(H2Configuration(client_side=False, header_encoding=None))
+        client.initiate_connection()
+        server.initiate_connection()
+        for _ in range(3):  # preface, SETTINGS and their ACKs
+            server.receive_data(client.data_to_send())
+            client.receive_data(server.data_to_send())
+        server_time = 0.0
+        perf = time.perf_counter
+        start = perf()
+        for _ in range(iterations):
+            sid = client.get_next_available_stream_id()
+            client.send_headers(sid, req_headers, end_stream=True)
+            wire = client.data_to_send()  # also carries any WINDOW_UPDATE from the previous exchange
+            t0 = perf()
+            for event in server.receive_data(wire):
+                if isinstance(event, RequestReceived):
+                    server.send_headers(event.stream_id, resp_headers)
+                    server.send_data(event.stream_id, HELLO, end_stream=True)
+            out = server.data_to_send()
+            server_time += perf() - t0
+            for event in client.receive_data(out):
+                if isinstance(event, DataReceived):
+                    client.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+        total = perf() - start
+        best_total = min(best_total, total / iterations * 1e6)
+        best_server = min(best_server, server_time / iterations * 1e6)
+    return best_total, best_server
+
+
+def print_floor(iterations: int) -> None:
+    exchange_us, server_us = h2_floor(iterations)
+    print(
+        "\nh2 floor (the h2 state machines alone, in memory, no sockets/TLS/ASGI, one core):\n"
+        f"  server side only:              {server_us:7.1f} us/request -> ceiling {1e6 / server_us:9,.0f} req/s\n"
+        f"  full exchange (client+server): {exchange_us:7.1f} us/request -> ceiling {1e6 / exchange_us:9,.0f} req/s\n"
+        f"  ({iterations} exchanges per round, best of 3 rounds, h2 {module_version('h2')}; under h2load the client\n"
+        "  half runs in C, so the server-side line is the one an h2-based Python server cannot beat)",
+        flush=True,
+    )
+
+
+# --------------------------------------------------------------------------- report
+
+
+def fmt_mb(n: int) -> str:
+    return f"{n / 1e6:.1f}" if n else "-"
+
+
+def print_table(results: list[ServerResult]) -> None:
+    base = next((r for r in results if r.name == BASELINE and r.hello.ok), None)
+    headers = ["server", "version", "req/s", f"vs {BASELINE}", "download MB/s", "RSS idle MB", "RSS peak MB"]
+    headers += ["procs", "failures", "note"]
+    rows = []
+    for r in results:
+        if r.skipped and not r.hello.ok:
+            rows.append([r.name, r.version, "-", "-", "-", "-", "-", "-", "-", r.skipped])
+            continue
+        notes = [n for n in (r.skipped, r.hello.error, r.download.error) if n]
+        rps = f"{r.hello.req_per_s:,.0f}" if r.hello.ok else "-"
+        ratio = f"{r.hello.req_per_s / base.hello.req_per_s:.2f}x" if base and r.hello.ok else "n/a"
+        mbps = f"{r.download.body_mb_per_s:,.1f}" if r.download.ok else "-"
+        rows.append(
+            [
+                r.name, r.version, rps, ratio, mbps, fmt_mb(r.rss_idle), fmt_mb(r.rss_peak),
+                str(r.procs or "-"), str(r.failures), "; ".join(notes),
+            ]
+        )  # fmt: skip
+    widths = [max([len(h), *(len(row[i]) for row in rows)]) for i, h in enumerate(headers)]
+    right = {2, 3, 4, 5, 6, 7, 8}
+
+    def line(cells: list[str]) -> str:
+        out = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))]
+        return "  ".join(out).rstrip()
+
+    print(line(headers))
+    print(line(["-" * w for w in widths]))
+    for row in rows:
+        print(line(row))
+
+
+def h2load_version() -> str:
+    try:
+        out = subprocess.run(["h2load", "--version"], capture_output=True, text=True, timeout=10, check=False).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return out.strip().splitlines()[0] if out.strip() else "unknown"
+
+
+# --------------------------------------------------------------------------- main
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--requests", "-n", type=int, default=None, help="requests in the '/' run (default 20000)")
+    p.add_argument("--clients", "-c", type=int, default=10, help="h2load connections for '/' (default 10)")
+    p.add_argument("--streams", "-m", type=int, default=10, help="concurrent streams per connection (default 10)")
+    p.add_argument("--downloads", type=int, default=None, help="5 MiB downloads on one stream (default 20)")
+    p.add_argument("--warmup", type=int, default=None, help="unmeasured '/' requests first (default requests/10)")
+    p.add_argument(
+        "--duration", type=float, default=None, help="time bound in seconds for each h2load run (default 120)"
+    )
+    p.add_argument("--startup-timeout", type=float, default=15.0, help="seconds a server gets to become ready")
+    p.add_argument("--floor-iterations", type=int, default=None, help="h2 floor exchanges per round (default 5000)")
+    p.add_argument("--servers", default=",".join(ALL_SERVERS), help="comma list from: " + ", ".join(ALL_SERVERS))
+    p.add_argument("--quick", action="store_true", help="small smoke run (2000 requests, 3 downloads, short bounds)")
+    args = p.parse_args(argv)
+    quick = args.quick
+    defaults = {
+        "requests": 2000 if quick else 20000,
+        "downloads": 3 if quick else 20,
+        "duration": 30.0 if quick else 120.0,
+        "floor_iterations": 1000 if quick else 5000,
+    }
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    if args.warmup is None:
+        args.warmup = min(2000, args.requests // 10)
+    names = [s.strip() for s in args.servers.split(",") if s.strip()]
+    unknown = [n for n in names if n not in SPECS]
+    if unknown:
+        p.error(f"unknown server(s) {', '.join(unknown)}; choose from {', '.join(ALL_SERVERS)}")
+    if args.requests < 1 or args.downloads < 1 or args.duration <= 0:
+        p.error("--requests, --downloads and --duration must be positive")
+    args.server_names = names
+    return args
+
+
+def _raise_interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if shutil.which("h2load") is None:
+        print("h2load not found on PATH (install nghttp2-client)", file=sys.stderr)
+        return 2
+    if importlib.util.find_spec("psutil") is None:
+        print("psutil is required: pip install psutil (or pip install -e '.[bench]')", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, _raise_interrupt)  # so a SIGTERM also runs the cleanup below
+
+    print(
+        f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs; {h2load_version()}\n"
+        f"'/' run: h2load -c {args.clients} -m {args.streams} -n {args.requests} (after {args.warmup} warm-up); "
+        f"download run: h2load -c 1 -m 1 -n {args.downloads} (5 MiB each); bound {args.duration:.0f}s per run",
+        flush=True,
+    )
+    results: list[ServerResult] = []
+    interrupted = False
+    try:
+        with tempfile.TemporaryDirectory(prefix="h2gate-bench-") as tmp:
+            workdir = Path(tmp)
+            cert, key = make_cert(workdir)
+            for name in args.server_names:
+                print(f"[{name}] (1-min load average before start: {os.getloadavg()[0]:.2f})", flush=True)
+                result = bench_server(SPECS[name], args, cert, key, workdir)
+                if result.skipped and not result.hello.ok and name == "granian":
+                    print(f"  granian unavailable: {result.skipped}", flush=True)
+                results.append(result)
+    except KeyboardInterrupt:
+        interrupted = True
+        print("\ninterrupted: servers stopped; partial results follow", file=sys.stderr)
+
+    if not interrupted:
+        print_floor(args.floor_iterations)
+    print()
+    if results:
+        print_table(results)
+    else:
+        print("no server run completed")
+    return 130 if interrupted else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
