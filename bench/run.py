@@ -1,9 +1,10 @@
-"""HTTP/2-over-TLS load comparison: h2gate vs Hypercorn (vs Granian when installed).
+"""HTTP/2-over-TLS load comparison: h2gate vs Hypercorn (vs Granian when installed), ASGI and WSGI.
 
 Run from anywhere:  python bench/run.py [--quick] [--requests N] [--servers a,b,...]
 
 For each server in turn this script starts it on a free 127.0.0.1 port (one
-worker process, same ASGI app: bench/app.py), waits until it answers a real
+worker process, same ASGI app: bench/app.py; the ``*-wsgi`` servers serve the
+same routes from the WSGI app bench/wsgi_app.py), waits until it answers a real
 HTTP/2 request, drives it with h2load (a small-response run and a 5 MiB
 download run), samples its resident memory while h2load runs, stops it, and
 finally prints one table side by side.  It also times the ``h2`` state machine
@@ -37,9 +38,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = "bench.app:app"
+WSGI_APP = "bench.wsgi_app:app"
 HOST = "127.0.0.1"
 BASELINE = "hypercorn-asyncio"
-ALL_SERVERS = ("h2gate-asyncio", "h2gate-trio", "hypercorn-asyncio", "hypercorn-trio", "granian")
+WSGI_BASELINE = "hypercorn-wsgi"  # the WSGI rows are compared with this one
+ALL_SERVERS = (
+    "h2gate-asyncio", "h2gate-trio", "hypercorn-asyncio", "hypercorn-trio", "granian",
+    "h2gate-wsgi", "hypercorn-wsgi", "gunicorn-wsgi",
+)  # fmt: skip
 HELLO = b"Hello, world!"
 
 
@@ -114,6 +120,49 @@ def _h2gate(loop: str) -> Callable[[int, Path, Path], list[str]]:
     return argv
 
 
+def _h2gate_wsgi(port: int, cert: Path, key: Path) -> list[str]:
+    # Interface detected from the app's signature, as a user would run it; default --threads (10).
+    return [
+        sys.executable, "-m", "h2gate", WSGI_APP, "--app-dir", str(ROOT),
+        "-b", f"{HOST}:{port}", "--certfile", str(cert), "--keyfile", str(key),
+        "--no-access-log", "--log-level", "warning",
+    ]  # fmt: skip
+
+
+def _hypercorn_wsgi(port: int, cert: Path, key: Path) -> list[str]:
+    # Hypercorn serves a WSGI app (it detects the interface) from a thread pool in its asyncio worker.
+    config = cert.parent / "hypercorn.toml"
+    config.write_text("keep_alive_max_requests = 1000000000\n")
+    return [
+        sys.executable, "-m", "hypercorn", WSGI_APP, "--config", str(config),
+        "--certfile", str(cert), "--keyfile", str(key),
+        "-b", f"{HOST}:{port}", "--workers", "1", "-k", "asyncio",
+    ]  # fmt: skip
+
+
+def _gunicorn_wsgi(port: int, cert: Path, key: Path) -> list[str]:
+    # Gunicorn >= 25 speaks HTTP/2 with --http-protocols h2 (TLS, ALPN); one gthread worker, 10 threads.
+    return [
+        sys.executable, "-m", "gunicorn", WSGI_APP, "--chdir", str(ROOT),
+        "-b", f"{HOST}:{port}", "--certfile", str(cert), "--keyfile", str(key),
+        "--http-protocols", "h2", "--workers", "1", "--worker-class", "gthread", "--threads", "10",
+        "--log-level", "warning",
+    ]  # fmt: skip
+
+
+def gunicorn_h2_support() -> str | None:
+    """None when the installed Gunicorn can serve HTTP/2, else why not."""
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "gunicorn", "--help"], capture_output=True, text=True, timeout=30, check=False
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"gunicorn --help failed: {exc}"
+    if "--http-protocols" not in out:
+        return f"gunicorn {module_version('gunicorn')} has no --http-protocols (HTTP/2 needs gunicorn>=25)"
+    return None
+
+
 def _hypercorn(worker: str) -> Callable[[int, Path, Path], list[str]]:
     def argv(port: int, cert: Path, key: Path) -> list[str]:
         # Hypercorn closes a connection after keep_alive_max_requests (default 1000) requests and
@@ -151,13 +200,20 @@ SPECS: dict[str, ServerSpec] = {
     "hypercorn-asyncio": ServerSpec("hypercorn-asyncio", _hypercorn("asyncio"), "hypercorn"),
     "hypercorn-trio": ServerSpec("hypercorn-trio", _hypercorn("trio"), "hypercorn"),
     "granian": ServerSpec("granian", _granian, "granian"),
+    "h2gate-wsgi": ServerSpec("h2gate-wsgi", _h2gate_wsgi, "h2gate"),
+    "hypercorn-wsgi": ServerSpec("hypercorn-wsgi", _hypercorn_wsgi, "hypercorn"),
+    "gunicorn-wsgi": ServerSpec("gunicorn-wsgi", _gunicorn_wsgi, "gunicorn"),
 }
+#: servers that may be missing or too old: their absence is reported, not an error
+OPTIONAL = ("granian", "gunicorn-wsgi")
 
 
 def module_version(module: str) -> str:
     from importlib import metadata
 
-    dist = {"h2gate": "h2gate", "hypercorn": "Hypercorn", "granian": "granian"}.get(module, module)
+    dist = {"h2gate": "h2gate", "hypercorn": "Hypercorn", "granian": "granian", "gunicorn": "gunicorn"}.get(
+        module, module
+    )
     try:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
@@ -432,6 +488,9 @@ def bench_server(spec: ServerSpec, args: argparse.Namespace, cert: Path, key: Pa
     if importlib.util.find_spec(spec.module) is None:
         result.skipped = f"{spec.module} is not installed"
         return result
+    if spec.module == "gunicorn" and (why := gunicorn_h2_support()):
+        result.skipped = why
+        return result
     port = free_port()
     server = ServerProcess(spec, port, cert, key, workdir / f"{spec.name}.log")
     try:
@@ -541,7 +600,8 @@ def fmt_mb(n: int) -> str:
 
 def print_table(results: list[ServerResult]) -> None:
     base = next((r for r in results if r.name == BASELINE and r.hello.ok), None)
-    headers = ["server", "version", "req/s", f"vs {BASELINE}", "download MB/s", "RSS idle MB", "RSS peak MB"]
+    wsgi_base = next((r for r in results if r.name == WSGI_BASELINE and r.hello.ok), None)
+    headers = ["server", "version", "req/s", "vs baseline", "download MB/s", "RSS idle MB", "RSS peak MB"]
     headers += ["procs", "failures", "note"]
     rows = []
     for r in results:
@@ -550,7 +610,8 @@ def print_table(results: list[ServerResult]) -> None:
             continue
         notes = [n for n in (r.skipped, r.hello.error, r.download.error) if n]
         rps = f"{r.hello.req_per_s:,.0f}" if r.hello.ok else "-"
-        ratio = f"{r.hello.req_per_s / base.hello.req_per_s:.2f}x" if base and r.hello.ok else "n/a"
+        ref = wsgi_base if r.name.endswith("-wsgi") else base
+        ratio = f"{r.hello.req_per_s / ref.hello.req_per_s:.2f}x" if ref and r.hello.ok else "n/a"
         mbps = f"{r.download.body_mb_per_s:,.1f}" if r.download.ok else "-"
         rows.append(
             [
@@ -569,6 +630,7 @@ def print_table(results: list[ServerResult]) -> None:
     print(line(["-" * w for w in widths]))
     for row in rows:
         print(line(row))
+    print(f"(baseline: {BASELINE} for ASGI rows, {WSGI_BASELINE} for the *-wsgi rows)")
 
 
 def h2load_version() -> str:
@@ -648,8 +710,8 @@ def main(argv: list[str] | None = None) -> int:
             for name in args.server_names:
                 print(f"[{name}] (1-min load average before start: {os.getloadavg()[0]:.2f})", flush=True)
                 result = bench_server(SPECS[name], args, cert, key, workdir)
-                if result.skipped and not result.hello.ok and name == "granian":
-                    print(f"  granian unavailable: {result.skipped}", flush=True)
+                if result.skipped and not result.hello.ok and name in OPTIONAL:
+                    print(f"  {name} unavailable: {result.skipped}", flush=True)
                 results.append(result)
     except KeyboardInterrupt:
         interrupted = True

@@ -7,6 +7,7 @@ runs is the app's bug, so it propagates with its traceback.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import importlib
 import inspect
@@ -95,3 +96,59 @@ def as_asgi3(app: Any) -> ASGIApp:
         await instance(receive, send)
 
     return asgi2_adapter
+
+
+def _is_async(fn: Any) -> bool:
+    """A coroutine function, also one marked as such by asgiref on Python < 3.12."""
+    if inspect.iscoroutinefunction(fn):
+        return True
+    marker = getattr(asyncio.coroutines, "_is_coroutine", None)
+    return marker is not None and getattr(fn, "_is_coroutine", None) is marker
+
+
+def _required_positional(fn: Any) -> tuple[list[str], bool] | None:
+    """Names of required positional parameters and whether ``*args`` is accepted; None if unknown."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    names = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty]
+    return names, any(p.kind == p.VAR_POSITIONAL for p in params)
+
+
+def detect_interface(app: Any, spec: str) -> str:
+    """``"asgi"`` or ``"wsgi"``, decided from the app's call signature without calling it.
+
+    ASGI 3: a coroutine function (or an object whose ``__call__`` is one) of
+    (scope, receive, send). ASGI 2: a class, or a callable of one argument
+    (scope). WSGI: a plain callable of (environ, start_response), e.g. Flask
+    and Django's WSGIHandler. Raises AppLoadError when the signature does not say.
+    """
+    if inspect.isclass(app):
+        shape = _required_positional(app)  # the __init__ signature, self excluded
+        if shape is not None and len(shape[0]) == 2 and not shape[1]:
+            return "wsgi"  # PEP 3333 allows a class: instantiating it is the call
+        return "asgi"  # ASGI 2: app(scope) builds the instance
+    direct = inspect.isfunction(app) or inspect.ismethod(app) or isinstance(app, functools.partial)
+    call = app if direct else getattr(app, "__call__", app)  # noqa: B004
+    if _is_async(call) or (isinstance(app, functools.partial) and _is_async(app.func)):
+        return "asgi"
+    shape = _required_positional(call)
+    if shape is not None:
+        names, variadic = shape
+        if len(names) == 2 and not variadic:
+            return "wsgi"
+        if len(names) in (1, 3) and not variadic:
+            return "asgi"  # ASGI 2 app(scope), or a sync-looking ASGI 3 wrapper that returns an awaitable
+    raise AppLoadError(
+        f"cannot tell whether {spec} is an ASGI or a WSGI application from its signature "
+        f"({type(app).__name__} taking {_describe(shape)}); pass --interface asgi or --interface wsgi"
+    )
+
+
+def _describe(shape: tuple[list[str], bool] | None) -> str:
+    if shape is None:
+        return "an unknown signature"
+    names, variadic = shape
+    args = ", ".join(names + (["*args"] if variadic else []))
+    return f"({args})"

@@ -66,7 +66,7 @@ def _build() -> click.Command:
         """Serve the ASGI application APP (MODULE:ATTRIBUTE) over HTTP/2.
 
         Without --certfile/--keyfile (or --self-signed) the server speaks cleartext
-        HTTP/2 (h2c, prior knowledge); browsers only speak HTTP/2 over TLS.
+        HTTP/2 (h2c: prior knowledge or HTTP/1.1 Upgrade); browsers only speak HTTP/2 over TLS.
         APP may also come from H2GATE_APP or the config file's `app` key.
         """
         given = {
@@ -76,8 +76,9 @@ def _build() -> click.Command:
         }
         if app is not None:
             given["app"] = app
-        if "bind" in given:
-            given["bind"] = list(given["bind"])
+        for name, value in given.items():
+            if isinstance(value, tuple):  # repeatable options (--bind, --cert)
+                given[name] = list(value)
         try:
             config = load_config(given)
             if not config.app:

@@ -45,6 +45,9 @@ def option(
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
 Lifespan = Literal["auto", "on", "off"]
 AppLoop = Literal["asyncio", "trio"]
+VerifyClient = Literal["none", "optional", "required"]
+TLSVersion = Literal["1.2", "1.3"]
+Interface = Literal["auto", "asgi", "wsgi"]
 
 
 @dataclass
@@ -68,6 +71,32 @@ class Config:
     self_signed: bool = option(
         False, "Serve TLS with a throwaway in-memory certificate for localhost (development only)."
     )
+    cert: list[str] = option(
+        [],
+        "Extra certificate for one TLS server name (SNI), as HOSTNAME=CERTFILE:KEYFILE; HOSTNAME may be "
+        "*.example.com (one label). Other names get --certfile. Repeatable; reloaded on SIGHUP.",
+        metavar="HOST=CERT:KEY",
+    )
+    ca_certs: str | None = option(
+        None, "CA certificates (PEM) that client certificates are verified against (mTLS).", metavar="FILE"
+    )
+    verify_client: VerifyClient = option(
+        "none",
+        "Client certificates (mTLS, needs --ca-certs): none, optional (verified if sent) or required. "
+        "A failed verification ends the handshake.",
+    )
+    ocsp_response: str | None = option(
+        None,
+        "DER OCSP response to staple for --certfile (refreshed on SIGHUP); stale or mismatched ones are not stapled.",
+        metavar="FILE",
+    )
+    ssl_min_version: TLSVersion = option("1.2", "Lowest TLS version accepted: 1.2 or 1.3.")
+    ciphers: str | None = option(
+        None,
+        "TLS 1.2 cipher list (OpenSSL syntax); only ECDHE+AEAD suites are allowed (RFC 9113 §9.2.2). "
+        "Default: ECDHE with AES-GCM and ChaCha20-Poly1305.",
+        metavar="LIST",
+    )
     root_path: str = option("", "ASGI root_path / WSGI SCRIPT_NAME, for an app mounted below a URL prefix.")
     log_level: LogLevel = option("info", "Logging level.")
     access_log: bool = option(True, "Log one line per request (stream) to stderr.")
@@ -81,6 +110,18 @@ class Config:
         "or trio (for trio/anyio apps: no thread hop, fastest).",
     )
     lifespan: Lifespan = option("auto", "ASGI lifespan protocol: auto (use it if the app supports it), on, off.")
+    interface: Interface = option(
+        "auto",
+        "Application interface: auto (tell ASGI from WSGI by the app's call signature, without calling it), "
+        "asgi or wsgi.",
+    )
+    threads: int = option(
+        10,
+        "WSGI worker threads: app calls running at once (more streams wait for a free thread). "
+        "Fixed rather than per CPU: WSGI apps mostly wait on I/O, and the GIL runs one at a time anyway.",
+        minimum=1,
+        maximum=1024,
+    )
     max_concurrent_streams: int = option(
         100, "SETTINGS_MAX_CONCURRENT_STREAMS: open streams allowed per connection.", minimum=1, maximum=2**31 - 1
     )
@@ -107,6 +148,10 @@ class Config:
     )
     handshake_timeout: float = option(
         10.0, "Seconds a client gets to finish the TLS handshake and send the HTTP/2 preface.", minimum=0.1
+    )
+    http1_answer: bool = option(
+        True,
+        "Answer plain HTTP/1.1 requests with '505 HTTP Version Not Supported' and a hint; off: just close.",
     )
     max_resets_per_second: int = option(
         200,
@@ -272,6 +317,13 @@ def _cross_check(config: Config) -> None:
         raise ConfigError("--keyfile needs --certfile")
     if config.self_signed and config.certfile:
         raise ConfigError("--self-signed and --certfile are mutually exclusive")
+    for name in ("cert", "ocsp_response"):
+        if getattr(config, name) and not config.certfile:
+            raise ConfigError(f"--{name.replace('_', '-')} needs --certfile")
+    if config.verify_client != "none" and not config.ca_certs:
+        raise ConfigError(f"--verify-client {config.verify_client} needs --ca-certs")
+    if config.verify_client != "none" and not config.use_tls:
+        raise ConfigError("--verify-client needs TLS (--certfile)")
     if not config.bind:
         raise ConfigError("at least one --bind address is needed")
 

@@ -38,6 +38,7 @@ from hyperframe.frame import GoAwayFrame
 
 from h2gate.config import Config
 from h2gate.exchange import Exchange, Signal
+from h2gate.negotiate import H2CUpgrade
 from h2gate.transport import Transport
 
 log = logging.getLogger("h2gate.error")
@@ -54,8 +55,11 @@ StreamHandler = Callable[["Connection", Exchange], Awaitable[None]]
 
 
 class Connection:
-    def __init__(self, transport: Transport, config: Config, handler: StreamHandler) -> None:
+    def __init__(
+        self, transport: Transport, config: Config, handler: StreamHandler, upgrade: H2CUpgrade | None = None
+    ) -> None:
         self.transport = transport
+        self.upgrade = upgrade  # set when the client arrived by HTTP/1.1 Upgrade: h2c
         self.config = config
         self.handler = handler
         self.h2 = h2.connection.H2Connection(
@@ -66,6 +70,7 @@ class Connection:
         self.queued = 0  # DATA bytes handed to h2 since the writer last took its buffer
         self._wake = trio.Event()
         self._drained = Signal()
+        self._streams_changed = Signal()
         self._finished = trio.Event()
         self._nursery: trio.Nursery | None = None
         self._read_scope = trio.CancelScope()
@@ -97,7 +102,11 @@ class Connection:
         )
         h2c.max_inbound_frame_size = cfg.max_frame_size
         h2c.decoder.max_header_list_size = cfg.max_header_list_size
-        h2c.initiate_connection()
+        if self.upgrade is None:
+            h2c.initiate_connection()
+        else:
+            # Applies the client's HTTP2-Settings and opens stream 1 half-closed (remote).
+            h2c.initiate_upgrade_connection(self.upgrade.settings)
         extra = cfg.connection_window_size - h2c.inbound_flow_control_window
         if extra > 0:
             h2c.increment_flow_control_window(extra)
@@ -107,21 +116,37 @@ class Connection:
     async def run(self) -> None:
         """Serve the connection until it is done; never raises for peer misbehaviour."""
         self._initiate()
-        try:
-            async with trio.open_nursery() as nursery:
-                self._nursery = nursery
-                nursery.start_soon(self._writer)
-                nursery.start_soon(self._reader)
-                self.wake_writer()
-                await self._finished.wait()
-                await self._final_flush()
-                nursery.cancel_scope.cancel()
-        finally:
-            self.closed = True
-            for exchange in list(self.exchanges.values()):
-                exchange.on_reset(ErrorCodes.CANCEL)
-            with trio.CancelScope(shield=True), trio.move_on_after(1):
-                await self.transport.stream.aclose()
+        async with trio.open_nursery() as streams:
+            self._nursery = streams
+            try:
+                async with trio.open_nursery() as io:
+                    io.start_soon(self._writer)
+                    io.start_soon(self._reader)
+                    if self.upgrade is not None:
+                        self._start_upgraded_request(self.upgrade)
+                    self.wake_writer()
+                    await self._finished.wait()
+                    await self._final_flush()
+                    io.cancel_scope.cancel()
+            finally:
+                self.closed = True
+                with trio.CancelScope(shield=True), trio.move_on_after(1):
+                    await self.transport.stream.aclose()
+            await self._release_streams()
+            streams.cancel_scope.cancel()
+
+    async def _release_streams(self) -> None:
+        """The connection is gone: tell every stream's app, then give the apps a bounded moment.
+
+        Apps see ``http.disconnect`` or an OSError from ``send()`` rather than a
+        cancellation, so work after a complete response (background tasks) can
+        finish; whatever still runs after ``graceful_timeout`` is cancelled.
+        """
+        for exchange in list(self.exchanges.values()):
+            exchange.on_reset(ErrorCodes.CANCEL)
+        with trio.move_on_after(self.config.graceful_timeout):
+            while self.exchanges:
+                await self._streams_changed.wait()
 
     def _finish(self) -> None:
         self._finished.set()
@@ -285,6 +310,21 @@ class Connection:
         assert self._nursery is not None
         self._nursery.start_soon(self._run_exchange, exchange)
 
+    def _start_upgraded_request(self, upgrade: H2CUpgrade) -> None:
+        """Run the HTTP/1.1 request that carried ``Upgrade: h2c`` as stream 1 (RFC 7540 §3.2).
+
+        Its body arrived before the switch, outside HTTP/2 flow control, so
+        nothing is acknowledged for it.
+        """
+        exchange = Exchange(self, 1, list(upgrade.headers))
+        if upgrade.body:
+            exchange.on_data(upgrade.body, 0)
+        exchange.on_end()
+        self.exchanges[1] = exchange
+        self.requests += 1
+        assert self._nursery is not None
+        self._nursery.start_soon(self._run_exchange, exchange)
+
     async def _run_exchange(self, exchange: Exchange) -> None:
         try:
             await self.handler(self, exchange)
@@ -292,6 +332,7 @@ class Connection:
             if not exchange.done.is_set():
                 exchange.reset(ErrorCodes.CANCEL)
             self.exchanges.pop(exchange.stream_id, None)
+            self._streams_changed.fire()
             self._maybe_finish()
 
     def _on_data(self, event: h2.events.DataReceived) -> None:

@@ -31,6 +31,10 @@ _EXAMPLES: dict[str, Any] = {
     "certfile": "/etc/h2gate/cert.pem",
     "keyfile": "/etc/h2gate/key.pem",
     "keyfile_password": "change-me",
+    "cert": ["www.example.com=/etc/h2gate/www.pem:/etc/h2gate/www.key"],
+    "ca_certs": "/etc/h2gate/client-ca.pem",
+    "ocsp_response": "/etc/h2gate/ocsp.der",
+    "ciphers": "ECDHE+AESGCM:ECDHE+CHACHA20",
 }
 
 

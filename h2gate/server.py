@@ -16,23 +16,29 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import signal
 import socket
+import threading
 from typing import Any
 
 import trio
-from OpenSSL import SSL
 
 from h2gate.asgi.http import handle_http
 from h2gate.asgi.lifespan import Lifespan, LifespanFailure
 from h2gate.asgi.runner import AppRunner
+from h2gate.certstore import CertStore
 from h2gate.config import Config
 from h2gate.connection import Connection
 from h2gate.exchange import Exchange
+from h2gate.negotiate import H2CUpgrade, Handoff, negotiate
 from h2gate.tls_stream import TLSStream
 from h2gate.transport import Address, CleartextTransport, TLSTransport, Transport
+from h2gate.wsgi import WSGIHandler
 
 log = logging.getLogger("h2gate.error")
+#: Seconds a second SIGINT waits for cancelled work before the process exits regardless.
+FORCED_EXIT_DELAY = 2.0
 
 
 def _address(sock: trio.socket.SocketType, peer: bool) -> Address:
@@ -51,8 +57,9 @@ class Server:
         config: Config,
         runner: AppRunner,
         sockets: list[socket.socket],
-        ssl_context: SSL.Context | None,
+        ssl_context: CertStore | None,
         on_ready: Any = None,
+        wsgi: WSGIHandler | None = None,
     ) -> None:
         self.config = config
         self.runner = runner
@@ -62,7 +69,8 @@ class Server:
         self.connections: set[Connection] = set()
         self.exit_code = 0
         self.failure: LifespanFailure | None = None
-        self.lifespan = Lifespan(runner, config.lifespan)
+        self.wsgi = wsgi
+        self.lifespan = Lifespan(runner, "off" if wsgi is not None else config.lifespan)
         self._shutdown = trio.Event()
         self._stopping = False
 
@@ -106,8 +114,15 @@ class Server:
         self._shutdown.set()
 
     async def _watch_signals(self, root_scope: trio.CancelScope) -> None:
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
             async for signum in signals:
+                if signum == signal.SIGHUP:
+                    if self.ssl_context is None:
+                        log.info("received SIGHUP: nothing to reload (no TLS)")
+                    else:
+                        log.info("received SIGHUP: reloading certificates")
+                        self.ssl_context.reload()
+                    continue
                 if not self._shutdown.is_set():
                     log.info("received %s: stopping gracefully", signal.Signals(signum).name)
                     self._shutdown.set()
@@ -115,15 +130,21 @@ class Server:
                     log.warning("second SIGINT: exiting now")
                     self.exit_code = 130
                     root_scope.cancel()
+                    # App threads (WSGI, or the asyncio loop) cannot be cancelled:
+                    # if one holds the process, leave without it.
+                    timer = threading.Timer(FORCED_EXIT_DELAY, os._exit, (130,))
+                    timer.daemon = True
+                    timer.start()
                     return
 
     async def _handle(self, stream: trio.SocketStream) -> None:
         try:
-            transport = await self._open_transport(stream)
-            if transport is None or self._stopping:
+            opened = await self._open_transport(stream)
+            if opened is None or self._stopping:
                 await stream.aclose()
                 return
-            conn = Connection(transport, self.config, self._handle_exchange)
+            transport, upgrade = opened
+            conn = Connection(transport, self.config, self._handle_exchange, upgrade)
             self.connections.add(conn)
             try:
                 await conn.run()
@@ -134,32 +155,57 @@ class Server:
             with trio.CancelScope(shield=True):
                 await stream.aclose()
 
-    async def _open_transport(self, stream: trio.SocketStream) -> Transport | None:
+    async def _open_transport(self, stream: trio.SocketStream) -> tuple[Transport, H2CUpgrade | None] | None:
+        """The transport HTTP/2 runs on (plus an h2c upgrade to answer), or None to close."""
         peer = _address(stream.socket, peer=True)
         local = _address(stream.socket, peer=False)
         if stream.socket.family != socket.AF_UNIX:
             stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
-        if self.ssl_context is None:
-            return CleartextTransport(stream, peer, local)
-        tls = TLSStream(stream, self.ssl_context)
         who = f"{peer[0]}:{peer[1]}" if peer else "unix socket"
+        if self.ssl_context is None:
+            # Prior knowledge, HTTP/1.1 Upgrade: h2c or a refusal, told apart by the first bytes.
+            handoff = await self._negotiate(stream, who, allow_upgrade=True)
+            if handoff is None:
+                return None
+            return CleartextTransport(handoff.stream, peer, local), handoff.upgrade
+        tls = TLSStream(stream, self.ssl_context.context)
         with trio.move_on_after(self.config.handshake_timeout) as timeout:
             try:
                 await tls.do_handshake()
             except trio.BrokenResourceError as exc:
-                log.debug("TLS handshake with %s failed: %s", who, exc.__cause__ or exc)
+                if tls.peer_cert_error is not None:
+                    log.warning(
+                        "TLS handshake with %s failed: client certificate rejected: %s", who, tls.peer_cert_error
+                    )
+                else:
+                    log.debug("TLS handshake with %s failed: %s", who, exc.__cause__ or exc)
                 return None
         if timeout.cancelled_caught:
             log.debug("TLS handshake with %s timed out after %gs", who, self.config.handshake_timeout)
             return None
-        if tls.info.alpn != "h2":
-            offered = tls.info.alpn or "no ALPN"
-            log.info("client %s did not negotiate HTTP/2 (%s); this server speaks HTTP/2 only", who, offered)
+        if tls.info.alpn == "h2":
+            return TLSTransport(tls, peer, local, tls.info), None
+        # No ALPN or http/1.1 only: h2 by prior knowledge is still possible,
+        # otherwise the HTTP/1.1 request gets the 505 hint (no h2c over TLS).
+        offered = tls.info.alpn or "no ALPN"
+        log.info("client %s did not negotiate HTTP/2 (%s); this server speaks HTTP/2 only", who, offered)
+        handoff = await self._negotiate(tls, who, allow_upgrade=False)
+        if handoff is None:
             await tls.aclose()
             return None
-        return TLSTransport(tls, peer, local, tls.info)
+        return TLSTransport(handoff.stream, peer, local, tls.info), None
+
+    async def _negotiate(self, stream: trio.abc.Stream, who: str, *, allow_upgrade: bool) -> Handoff | None:
+        try:
+            return await negotiate(stream, self.config, who, allow_upgrade=allow_upgrade)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            log.debug("connection from %s lost before HTTP/2 started: %r", who, exc)
+            return None
 
     async def _handle_exchange(self, conn: Connection, exchange: Exchange) -> None:
+        if self.wsgi is not None:
+            await self.wsgi.handle(exchange, conn.transport)
+            return
         await handle_http(
             exchange,
             conn.transport,

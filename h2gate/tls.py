@@ -1,4 +1,4 @@
-"""Building the pyOpenSSL server context, and reading what a handshake agreed.
+"""Building the pyOpenSSL server context: certificate, key and handshake policy.
 
 Everything that can go wrong with the user's certificate or key is found here,
 at startup, and reported as one :class:`~h2gate.errors.ConfigError` line that
@@ -10,17 +10,24 @@ The settings follow RFC 9113 §9.2: TLS 1.2 or later, no compression, no
 renegotiation, and for TLS 1.2 only ephemeral ECDHE key exchange with AEAD
 ciphers. TLS 1.3 suites all qualify and are left at OpenSSL's defaults, as are
 the ECDHE groups (X25519, P-256, ... in OpenSSL 3; ``set_tmp_ecdh`` would
-narrow them to a single curve).
+narrow them to a single curve). ``--ciphers`` may narrow the TLS 1.2 list but
+not widen it past that rule (:func:`check_ciphers`), and client certificates
+(mTLS) are verified by OpenSSL against ``--ca-certs``; a rejection's reason is
+kept for the log line (:func:`client_cert_failure`). What a finished
+handshake agreed lives in :mod:`h2gate.tls_info` (re-exported here).
 """
 
 from __future__ import annotations
 
 import datetime
+import functools
 import ipaddress
-from collections.abc import Sequence
-from dataclasses import dataclass
+import logging
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -31,14 +38,21 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from OpenSSL import SSL
 
 from h2gate.errors import ConfigError
+from h2gate.tls_info import TLSInfo, asgi_tls_extension, tls_info, wsgi_tls_environ
 
 __all__ = [
     "DEFAULT_ALPN",
     "TLSInfo",
+    "TLSOptions",
+    "asgi_tls_extension",
     "build_server_context",
+    "check_ciphers",
     "self_signed_context",
     "tls_info",
+    "wsgi_tls_environ",
 ]
+
+log = logging.getLogger("h2gate.error")
 
 DEFAULT_ALPN: tuple[bytes, ...] = (b"h2", b"http/1.1")
 
@@ -76,28 +90,18 @@ _OP_NO_RENEGOTIATION: int = getattr(SSL, "OP_NO_RENEGOTIATION", 0x40000000)
 
 
 @dataclass(frozen=True, slots=True)
-class TLSInfo:
-    """What one handshake negotiated; filled in once, read by the protocol layer."""
+class TLSOptions:
+    """The handshake policy beyond certificate and key (see the ``--ssl-*`` options)."""
 
-    tls_version: str
-    cipher: str
-    alpn: str | None
-    server_name: str | None
-    peer_cert_pem: bytes | None
+    min_version: str = "1.2"
+    ciphers: str | None = None  # TLS 1.2 cipher list; None = the RFC 9113 set below
+    ca_certs: str | None = None
+    verify_client: str = "none"  # none | optional | required
+    keylog_file: str | None = None
+    alpn: tuple[bytes, ...] = field(default=DEFAULT_ALPN)
 
 
-def tls_info(conn: SSL.Connection) -> TLSInfo:
-    """Snapshot the negotiated parameters of a connection whose handshake is done."""
-    alpn = conn.get_alpn_proto_negotiated()
-    server_name = conn.get_servername()
-    peer = conn.get_peer_certificate(as_cryptography=True)
-    return TLSInfo(
-        tls_version=conn.get_protocol_version_name(),
-        cipher=conn.get_cipher_name() or "",
-        alpn=alpn.decode("ascii", "replace") if alpn else None,
-        server_name=server_name.decode("ascii", "replace") if server_name else None,
-        peer_cert_pem=peer.public_bytes(serialization.Encoding.PEM) if peer else None,
-    )
+ServerNameHook = Callable[[SSL.Connection], None]
 
 
 def build_server_context(
@@ -105,14 +109,19 @@ def build_server_context(
     keyfile: str | None,
     password: str | None,
     alpn: tuple[bytes, ...] = DEFAULT_ALPN,
+    *,
+    options: TLSOptions | None = None,
+    on_server_name: ServerNameHook | None = None,
 ) -> SSL.Context:
     """Load the certificate chain and key into a new server context.
 
     ``keyfile`` None means the key is in ``certfile``. ``alpn`` is the server's
-    preference order for ALPN. Raises :class:`ConfigError` (one line, naming
-    the file) if a file is missing or unreadable, is not PEM, the key is
-    encrypted without a password or with a wrong one, or the key does not
-    belong to the certificate.
+    preference order for ALPN (``options.alpn`` wins when ``options`` is
+    given). ``on_server_name`` is the SNI hook (see :func:`_on_server_name`).
+    Raises :class:`ConfigError` (one line, naming the file) if a file is
+    missing or unreadable, is not PEM, the key is encrypted without a password
+    or with a wrong one, the key does not belong to the certificate, or an
+    option in ``options`` is unusable.
     """
     cert_data = _read(certfile, "certificate file")
     try:
@@ -127,7 +136,7 @@ def build_server_context(
     if not _same_public_key(certs[0], key):
         raise ConfigError(f"key file {keyfile} does not match the certificate in {certfile}")
 
-    context = _new_context(alpn)
+    context = _new_context(alpn, options, on_server_name)
     try:
         # OpenSSL sends the whole chain from this file, leaf first.
         context.use_certificate_chain_file(certfile)
@@ -138,7 +147,7 @@ def build_server_context(
 
 
 def self_signed_context(
-    alpn: tuple[bytes, ...] = DEFAULT_ALPN,
+    alpn: tuple[bytes, ...] = DEFAULT_ALPN, *, options: TLSOptions | None = None
 ) -> tuple[SSL.Context, str]:
     """Make a throwaway certificate for localhost, for trying the server out.
 
@@ -171,20 +180,25 @@ def self_signed_context(
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .sign(key, hashes.SHA256())
     )
-    context = _new_context(alpn)
+    context = _new_context(alpn, options, None)
     context.use_certificate(cert)
     context.use_privatekey(key)
     context.check_privatekey()
     return context, cert.fingerprint(hashes.SHA256()).hex(":").upper()
 
 
-def _new_context(alpn: Sequence[bytes]) -> SSL.Context:
+def _new_context(
+    alpn: Sequence[bytes], options: TLSOptions | None, on_server_name: ServerNameHook | None
+) -> SSL.Context:
     """A server context with every setting except the certificate and key."""
+    if options is not None:
+        alpn = options.alpn
+    options = options or TLSOptions()
     preference = tuple(alpn)
     context = SSL.Context(SSL.TLS_SERVER_METHOD)
-    context.set_min_proto_version(SSL.TLS1_2_VERSION)
+    context.set_min_proto_version(SSL.TLS1_3_VERSION if options.min_version == "1.3" else SSL.TLS1_2_VERSION)
     context.set_options(SSL.OP_NO_COMPRESSION | _OP_NO_RENEGOTIATION | SSL.OP_CIPHER_SERVER_PREFERENCE)
-    context.set_cipher_list(_TLS12_CIPHERS)
+    context.set_cipher_list(check_ciphers(options.ciphers) if options.ciphers else _TLS12_CIPHERS)
     # pyOpenSSL turns on partial writes (one record per SSL_write); over a
     # memory BIO, which never fills, one call can encrypt a whole chunk.
     context.clear_mode(_MODE_ENABLE_PARTIAL_WRITE)
@@ -199,16 +213,108 @@ def _new_context(alpn: Sequence[bytes]) -> SSL.Context:
         return SSL.NO_OVERLAPPING_PROTOCOLS
 
     context.set_alpn_select_callback(select_alpn)
-    context.set_tlsext_servername_callback(_on_server_name)
+    context.set_tlsext_servername_callback(on_server_name or _on_server_name)
+    if options.verify_client != "none":
+        _require_client_certs(context, options)
+    if options.keylog_file:
+        context.set_keylog_callback(functools.partial(_write_keylog, options.keylog_file))
     return context
 
 
-def _on_server_name(conn: SSL.Connection) -> None:
-    """SNI hook, called mid-handshake once the client has named a host.
+def _require_client_certs(context: SSL.Context, options: TLSOptions) -> None:
+    """mTLS: ask for a client certificate and verify it against ``ca_certs``."""
+    ca = options.ca_certs
+    if not ca:
+        raise ConfigError(f"--verify-client {options.verify_client} needs --ca-certs")
+    try:
+        x509.load_pem_x509_certificates(_read(ca, "CA certificates file"))
+    except ValueError as exc:
+        raise ConfigError(f"CA certificates file {ca} does not contain a PEM certificate") from exc
+    try:
+        context.load_verify_locations(ca)
+        context.load_client_ca(ca.encode())  # the CA names sent in CertificateRequest
+    except SSL.Error as exc:
+        raise ConfigError(f"CA certificates file {ca} cannot be used: {_ssl_reason(exc)}") from exc
+    mode = SSL.VERIFY_PEER | SSL.VERIFY_CLIENT_ONCE
+    if options.verify_client == "required":
+        mode |= SSL.VERIFY_FAIL_IF_NO_PEER_CERT
+    context.set_verify(mode, _verify_client)
 
-    Nothing to do while there is one certificate: the name is read after the
-    handshake with ``conn.get_servername()``. To serve a certificate per name,
-    look the name up here and ``conn.set_context(...)`` to that name's context.
+
+#: Why a client certificate was rejected, per connection (read when the handshake fails).
+_verify_failures: weakref.WeakKeyDictionary[SSL.Connection, str] = weakref.WeakKeyDictionary()
+
+
+def _verify_client(conn: SSL.Connection, cert: Any, errno: int, depth: int, ok: int) -> bool:
+    """OpenSSL's verdict stands; a failure's reason is kept for the log line."""
+    if not ok and conn not in _verify_failures:
+        try:
+            subject = cert.to_cryptography().subject.rfc4514_string()
+        except Exception:  # only decorates a log line
+            subject = "?"
+        _verify_failures[conn] = f"{_verify_reason(errno)} (depth {depth}, subject {subject or '(empty)'})"
+    return bool(ok)
+
+
+def _verify_reason(errno: int) -> str:
+    try:
+        from OpenSSL._util import ffi, lib  # private, but the only way to OpenSSL's text
+
+        return ffi.string(lib.X509_verify_cert_error_string(errno)).decode()
+    except Exception:
+        return f"verify error {errno}"
+
+
+def client_cert_failure(conn: SSL.Connection, exc: BaseException | None = None) -> str | None:
+    """Why the client's certificate ended this handshake, or None if that was not the cause."""
+    reason = _verify_failures.get(conn)
+    if reason is not None:
+        return reason
+    if exc is not None and "peer did not return a certificate" in str(exc):
+        return "no client certificate sent (--verify-client required)"
+    return None
+
+
+def _write_keylog(path: str, conn: SSL.Connection, line: bytes) -> None:
+    """SSLKEYLOGFILE: append one NSS key log line (lets Wireshark decrypt; debugging only)."""
+    try:
+        with open(path, "ab") as fh:
+            fh.write(line + b"\n")
+    except OSError as exc:
+        log.warning("cannot write TLS key log %s: %s", path, exc.strerror or exc)
+
+
+def check_ciphers(ciphers: str) -> bytes:
+    """Validate a TLS 1.2 cipher list for HTTP/2; returns it as bytes.
+
+    Raises ConfigError (one line) if OpenSSL matches nothing, or if it allows
+    a suite RFC 9113 §9.2.2 forbids: TLS 1.2 must use ephemeral ECDHE key
+    exchange and an AEAD cipher (TLS 1.3 suites are not affected).
+    """
+    probe = SSL.Context(SSL.TLS_SERVER_METHOD)
+    try:
+        probe.set_cipher_list(ciphers.encode("ascii"))
+    except (SSL.Error, UnicodeEncodeError) as exc:
+        raise ConfigError(f"--ciphers {ciphers!r} matches no cipher OpenSSL knows") from exc
+    names = [n for n in SSL.Connection(probe, None).get_cipher_list() if not n.startswith("TLS_")]
+    if not names:
+        raise ConfigError(f"--ciphers {ciphers!r} leaves no TLS 1.2 cipher")
+    for name in names:
+        aead = any(tag in name for tag in ("-GCM-", "-CHACHA20-POLY1305", "-CCM"))
+        if not name.startswith("ECDHE-") or "PSK" in name or not aead:
+            raise ConfigError(
+                f"--ciphers {ciphers!r} allows {name}, which HTTP/2 forbids (RFC 9113 §9.2.2: "
+                "TLS 1.2 needs ECDHE key exchange and an AEAD cipher)"
+            )
+    return ciphers.encode("ascii")
+
+
+def _on_server_name(conn: SSL.Connection) -> None:
+    """Default SNI hook (one certificate): nothing to switch.
+
+    The name is read after the handshake with ``conn.get_servername()``.
+    :class:`h2gate.certstore.CertStore` passes its own hook, which looks the
+    name up and ``conn.set_context(...)`` to that name's context.
     Must not raise: pyOpenSSL turns an exception into a fatal alert.
     """
 

@@ -45,7 +45,7 @@ from typing import NoReturn
 import trio
 from OpenSSL import SSL
 
-from h2gate.tls import TLSInfo, tls_info
+from h2gate.tls import TLSInfo, client_cert_failure, tls_info
 
 __all__ = ["TLSStream"]
 
@@ -108,6 +108,8 @@ class TLSStream(trio.abc.Stream):
         self._handshook = False
         self._eof = False  # close_notify or transport EOF seen
         self._info: TLSInfo | None = None
+        #: Why the client's certificate ended the handshake (mTLS), once it has.
+        self.peer_cert_error: str | None = None
         self._outgoing: list[bytes] = []
         self._send_lock = trio.Lock()
         self._handshake_lock = trio.Lock()
@@ -365,6 +367,8 @@ class TLSStream(trio.abc.Stream):
         if self._state is _State.CLOSED:
             raise trio.ClosedResourceError("this TLSStream was closed") from exc
         self._break()
+        if not self._handshook:
+            self.peer_cert_error = client_cert_failure(self._conn, exc)
         self._drain()
         if self._outgoing and not self._send_lock.locked():
             with (

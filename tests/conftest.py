@@ -62,6 +62,7 @@ class ServerProcess:
         )
         self.lines: list[str] = []
         self.urls: list[str] = []
+        self.signalled = False
         self._ready = threading.Event()
         self._cond = threading.Condition()
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -120,10 +121,13 @@ class ServerProcess:
 
     def send_signal(self, signum: int = signal.SIGTERM) -> None:
         if self.proc.poll() is None:
+            self.signalled = True
             self.proc.send_signal(signum)
 
     def stop(self, signum: int = signal.SIGTERM, timeout: float = 30) -> int:
-        self.send_signal(signum)
+        """Stop the server (unless a test already signalled it) and return its exit code."""
+        if not self.signalled or signum == signal.SIGKILL:
+            self.send_signal(signum)
         try:
             code = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:

@@ -18,7 +18,7 @@ from h2gate.config import Config, fields, load_config, read_toml
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 CONF = ROOT / "conf" / "h2gate.toml"
-SETTING_LINE = re.compile(r"^# ([a-z_]+) = (.*)$")
+SETTING_LINE = re.compile(r"^# ([a-z0-9_]+) = (.*)$")
 
 
 def uncomment(text: str) -> str:

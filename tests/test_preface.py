@@ -15,7 +15,8 @@ PROTOCOL_ERROR = 1
 def test_wrong_preface_gets_goaway_protocol_error(serve) -> None:
     server = serve("apps.basic:app")
     with socket.create_connection(("127.0.0.1", server.port)) as sock:
-        sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        # Starts like the preface (so it is HTTP/2 by prior knowledge) but is not one.
+        sock.sendall(b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n")
         data, closed = read_until_closed(sock)
     frames = parse_frames(data)
     assert closed
@@ -46,15 +47,17 @@ def test_tls_handshake_timeout(serve) -> None:
     server.wait_for_log("TLS handshake with .* timed out")
 
 
-def test_tls_without_h2_alpn_is_closed(serve, certs) -> None:
+def test_tls_without_h2_alpn_gets_505(serve, certs) -> None:
     server = serve("apps.basic:app", tls=True)
     ctx = ssl.create_default_context(cafile=certs.ca_pem)
     ctx.set_alpn_protocols(["http/1.1"])
     with socket.create_connection(("127.0.0.1", server.port)) as raw:
         with ctx.wrap_socket(raw, server_hostname="localhost") as sock:
             assert sock.selected_alpn_protocol() == "http/1.1"
-            _, closed = read_until_closed(sock)
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            data, closed = read_until_closed(sock)
     assert closed
+    assert data.startswith(b"HTTP/1.1 505 HTTP Version Not Supported")
     server.wait_for_log("did not negotiate HTTP/2")
 
 

@@ -21,17 +21,14 @@ from h2gate.appload import Message, Scope
 from h2gate.asgi.runner import AppRunner
 from h2gate.errors import ClientDisconnected
 from h2gate.exchange import Exchange, Headers
-from h2gate.logs import access_log, http_date
+from h2gate.logs import access_log
+from h2gate.response import HeaderError, fail, prepare_headers, simple_response
+from h2gate.tls import asgi_tls_extension
 from h2gate.transport import Transport
 
 log = logging.getLogger("h2gate.error")
 
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
-#: HTTP/1-only fields that are illegal in HTTP/2 responses (RFC 9113 §8.2.2).
-HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade", b"te"})
-#: RFC 9110 token characters (lowercase only: HTTP/2 field names must be lowercase, RFC 9113 §8.2.1).
-_NAME_CHARS = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz")
-_warned: set[bytes] = set()
 
 
 class AppMistake(RuntimeError):
@@ -83,7 +80,7 @@ def build_scope(exchange: Exchange, transport: Transport, root_path: str, state:
         "client": transport.peer if transport.peer and transport.peer[1] is not None else None,
         "server": transport.local,
         "state": dict(state),
-        "extensions": {},
+        "extensions": {"tls": asgi_tls_extension(transport.tls)} if transport.tls is not None else {},
     }
 
 
@@ -112,12 +109,11 @@ class _Response:
         self.started = True
 
     def _headers(self, raw: Iterable[Any]) -> Headers:
-        out: Headers = [(b":status", b"")]
-        has_server = False
         try:
             items = list(raw)
         except TypeError:
             raise AppMistake("http.response.start headers must be an iterable of [name, value] pairs") from None
+        pairs = []
         for item in items:
             try:
                 name, value = item
@@ -125,30 +121,11 @@ class _Response:
                 raise AppMistake(f"response header {item!r} is not a [name, value] pair") from None
             if not isinstance(name, bytes) or not isinstance(value, bytes):
                 raise AppMistake(f"response header {item!r} must be a pair of byte strings")
-            name = name.lower()
-            # Checked here because h2 would only notice halfway through HPACK-encoding
-            # the block (leaving the stream and encoder unusable), or not at all and
-            # the client would reject the whole connection (RFC 9113 §8.2.1).
-            if not name or not _NAME_CHARS.issuperset(name):
-                raise AppMistake(f"response header name {name!r} is not a valid field name")
-            if b"\r" in value or b"\n" in value or b"\0" in value:
-                raise AppMistake(f"response header value {value!r} for {name!r} contains CR, LF or NUL")
-            value = value.strip(b" \t")
-            if name in HOP_BY_HOP:
-                if name not in _warned:
-                    _warned.add(name)
-                    log.warning("dropping response header %r: it has no meaning in HTTP/2", name.decode("latin-1"))
-                continue
-            if name == b"content-length":
-                if not value.isdigit():
-                    raise AppMistake(f"content-length {value!r} is not a number")
-                self.content_length = int(value)
-            elif name == b"server":
-                has_server = True
-            out.append((name, value))
-        if self.server_header and not has_server:
-            out.append((b"server", b"h2gate"))
-        out.append((b"date", http_date()))
+            pairs.append((name, value))
+        try:
+            out, self.content_length = prepare_headers(pairs, self.server_header)
+        except HeaderError as exc:
+            raise AppMistake(str(exc)) from None
         return out
 
     async def body(self, message: Message) -> None:
@@ -261,7 +238,7 @@ async def handle_http(
     started = time.perf_counter()
     scope = build_scope(exchange, transport, root_path, state)
     if scope is None:
-        await _simple_response(exchange, 501, b"CONNECT is not supported by this server\n", server_header)
+        await simple_response(exchange, 501, b"CONNECT is not supported by this server\n", server_header)
         return
     cycle = HTTPCycle(exchange, scope, server_header)
     response = cycle.response
@@ -276,7 +253,7 @@ async def handle_http(
             log.debug("stream %d: client went away during %s %s", exchange.stream_id, scope["method"], scope["path"])
         elif not response.started:
             log.error("%s %s: the app returned without sending a response", scope["method"], scope["path"])
-            await _simple_response(exchange, 500, b"Internal Server Error\n", server_header)
+            await simple_response(exchange, 500, b"Internal Server Error\n", server_header)
         elif not response.complete:
             log.error("%s %s: the app returned before finishing the response body", scope["method"], scope["path"])
             exchange.reset(ErrorCodes.INTERNAL_ERROR)
@@ -284,33 +261,9 @@ async def handle_http(
         log.debug("stream %d: client went away during %s %s", exchange.stream_id, scope["method"], scope["path"])
     except AppMistake as exc:
         log.error("%s %s: ASGI error in the app: %s", scope["method"], scope["path"], exc)
-        await _fail(exchange, server_header)
+        await fail(exchange, server_header)
     except Exception:
         log.exception("%s %s: exception in the app", scope["method"], scope["path"])
-        await _fail(exchange, server_header)
+        await fail(exchange, server_header)
     finally:
         access_log(transport, scope, exchange, time.perf_counter() - started)
-
-
-async def _fail(exchange: Exchange, server_header: bool) -> None:
-    if exchange.headers_sent or exchange.disconnected:
-        exchange.reset(ErrorCodes.INTERNAL_ERROR)
-    else:
-        await _simple_response(exchange, 500, b"Internal Server Error\n", server_header)
-
-
-async def _simple_response(exchange: Exchange, status: int, body: bytes, server_header: bool) -> None:
-    headers: Headers = [
-        (b":status", str(status).encode()),
-        (b"content-type", b"text/plain; charset=utf-8"),
-        (b"content-length", str(len(body)).encode()),
-    ]
-    if server_header:
-        headers.append((b"server", b"h2gate"))
-    headers.append((b"date", http_date()))
-    exchange.status = status
-    try:
-        await exchange.send_headers(headers)
-        await exchange.send_data(body, end_stream=True)
-    except ClientDisconnected:
-        pass

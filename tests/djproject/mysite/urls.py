@@ -11,4 +11,8 @@ urlpatterns = [
     path("guarded", views.guarded),
     path("async", views.slow),
     path("things/<str:name>", views.missing),
+    path("form", views.form),
+    path("upload", views.upload),
+    path("streaming", views.streaming),
+    path("file", views.file),
 ]

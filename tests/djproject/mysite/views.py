@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 
@@ -46,3 +46,41 @@ async def slow(request: HttpRequest) -> JsonResponse:
 
 def missing(request: HttpRequest, name: str) -> HttpResponse:
     raise Http404(f"no such thing: {name}")
+
+
+# -- views the WSGI tests use ----------------------------------------------------------------------
+
+
+def form(request: HttpRequest) -> HttpResponse:
+    """GET: a form with a CSRF token (and the csrftoken cookie); POST: the submitted fields."""
+    from django.middleware.csrf import get_token
+
+    if request.method == "POST":
+        return JsonResponse({k: v for k, v in request.POST.items() if k != "csrfmiddlewaretoken"})
+    return HttpResponse(f'<form method="post"><input name="csrfmiddlewaretoken" value="{get_token(request)}"></form>')
+
+
+@csrf_exempt
+def upload(request: HttpRequest) -> JsonResponse:
+    import hashlib
+
+    out = {}
+    for name, f in request.FILES.items():
+        digest = hashlib.sha256()
+        for chunk in f.chunks():
+            digest.update(chunk)
+        out[name] = {"name": f.name, "size": f.size, "sha256": digest.hexdigest()}
+    return JsonResponse({"files": out, "fields": request.POST.dict()})
+
+
+def streaming(request: HttpRequest) -> StreamingHttpResponse:
+    return StreamingHttpResponse((f"row {i}\n" for i in range(1000)), content_type="text/plain")
+
+
+def file(request: HttpRequest) -> FileResponse:
+    import tempfile
+
+    fh = tempfile.TemporaryFile()
+    fh.write(b"0123456789" * 200_000)
+    fh.seek(0)
+    return FileResponse(fh, content_type="application/octet-stream")

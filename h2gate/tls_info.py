@@ -1,0 +1,105 @@
+"""What a finished TLS handshake agreed, and how apps see it (ASGI ``tls`` extension, WSGI ``SSL_*`` keys)."""
+
+from __future__ import annotations
+
+import functools
+import ssl
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from OpenSSL import SSL
+
+__all__ = ["TLSInfo", "asgi_tls_extension", "tls_info", "wsgi_tls_environ"]
+
+
+@dataclass(frozen=True, slots=True)
+class TLSInfo:
+    """What one handshake negotiated; filled in once, read by the protocol layer."""
+
+    tls_version: str
+    cipher: str
+    alpn: str | None
+    server_name: str | None
+    peer_cert_pem: bytes | None
+    tls_version_code: int = 0  # e.g. 0x0304 for TLS 1.3
+    cipher_suite: int | None = None  # IANA code, e.g. 0x1301
+    server_cert_pem: bytes | None = None
+    #: The client's certificate first, then the chain it sent (empty without a client certificate).
+    peer_chain_pem: tuple[bytes, ...] = ()
+    peer_subject: str | None = None  # RFC 4514
+
+
+def tls_info(conn: SSL.Connection) -> TLSInfo:
+    """Snapshot the negotiated parameters of a connection whose handshake is done."""
+    pem = serialization.Encoding.PEM
+    alpn = conn.get_alpn_proto_negotiated()
+    server_name = conn.get_servername()
+    peer = conn.get_peer_certificate(as_cryptography=True)
+    own = conn.get_certificate(as_cryptography=True)
+    chain: list[bytes] = []
+    if peer is not None:
+        chain.append(peer.public_bytes(pem))
+        # On the server side OpenSSL leaves the client's own certificate out of this list.
+        for cert in conn.get_peer_cert_chain(as_cryptography=True) or []:
+            der = cert.public_bytes(pem)
+            if der not in chain:
+                chain.append(der)
+    cipher = conn.get_cipher_name() or ""
+    return TLSInfo(
+        tls_version=conn.get_protocol_version_name(),
+        cipher=cipher,
+        alpn=alpn.decode("ascii", "replace") if alpn else None,
+        server_name=server_name.decode("ascii", "replace") if server_name else None,
+        peer_cert_pem=chain[0] if chain else None,
+        tls_version_code=conn.get_protocol_version(),
+        cipher_suite=_cipher_codes().get(cipher),
+        server_cert_pem=own.public_bytes(pem) if own is not None else None,
+        peer_chain_pem=tuple(chain),
+        peer_subject=peer.subject.rfc4514_string() if peer is not None else None,
+    )
+
+
+@functools.cache
+def _cipher_codes() -> dict[str, int]:
+    """OpenSSL cipher name -> IANA code (pyOpenSSL has no SSL_CIPHER_get_protocol_id)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        context.set_ciphers("ALL:COMPLEMENTOFALL:@SECLEVEL=0")
+    except ssl.SSLError:
+        pass
+    return {c["name"]: c["id"] & 0xFFFF for c in context.get_ciphers()}
+
+
+def asgi_tls_extension(info: TLSInfo) -> dict[str, Any]:
+    """``scope["extensions"]["tls"]`` as the ASGI TLS extension specifies it."""
+    return {
+        "server_cert": info.server_cert_pem.decode("ascii") if info.server_cert_pem else None,
+        "client_cert_chain": [pem.decode("ascii") for pem in info.peer_chain_pem],
+        "client_cert_name": info.peer_subject,
+        # Verification failures end the handshake, so a request never sees one.
+        "client_cert_error": None,
+        "tls_version": info.tls_version_code or None,
+        "cipher_suite": info.cipher_suite,
+    }
+
+
+def wsgi_tls_environ(info: TLSInfo) -> dict[str, str]:
+    """The mod_ssl-style ``SSL_*`` (and ``HTTPS``) environ keys a WSGI app may look for."""
+    environ = {
+        "HTTPS": "on",
+        "SSL_PROTOCOL": info.tls_version,
+        "SSL_CIPHER": info.cipher,
+        "SSL_CLIENT_VERIFY": "SUCCESS" if info.peer_cert_pem else "NONE",
+    }
+    if info.server_name:
+        environ["SSL_TLS_SNI"] = info.server_name
+    if info.server_cert_pem:
+        environ["SSL_SERVER_CERT"] = info.server_cert_pem.decode("ascii")
+    if info.peer_cert_pem:
+        environ["SSL_CLIENT_CERT"] = info.peer_cert_pem.decode("ascii")
+        for i, pem in enumerate(info.peer_chain_pem[1:]):
+            environ[f"SSL_CLIENT_CERT_CHAIN_{i}"] = pem.decode("ascii")
+    if info.peer_subject is not None:
+        environ["SSL_CLIENT_S_DN"] = info.peer_subject
+    return environ

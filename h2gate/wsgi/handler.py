@@ -1,0 +1,73 @@
+"""Running a WSGI app for one exchange: a worker thread per request, bounded by a CapacityLimiter.
+
+The stream's trio task waits in ``trio.to_thread.run_sync`` (with
+``abandon_on_cancel=False``: a thread is never left running unnoticed) while
+the app runs in a worker thread. When all ``--threads`` are busy, new streams
+wait for one; streams beyond SETTINGS_MAX_CONCURRENT_STREAMS are refused by h2
+itself. A client reset makes the thread's next read or write raise
+:class:`~h2gate.errors.ClientDisconnected` (an OSError); a lost connection or
+a shutdown past its grace period cancels the stream task, which the thread
+sees the same way on its next I/O.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import trio
+
+from h2gate.config import Config
+from h2gate.errors import ClientDisconnected
+from h2gate.exchange import Exchange
+from h2gate.logs import access_log
+from h2gate.response import fail, simple_response
+from h2gate.transport import Transport
+from h2gate.wsgi.environ import build_environ
+from h2gate.wsgi.filewrapper import FileWrapper
+from h2gate.wsgi.input import InputStream
+from h2gate.wsgi.response import AppMistake, WSGICall
+
+log = logging.getLogger("h2gate.error")
+
+
+class WSGIHandler:
+    """Serves exchanges with one WSGI app; ``threads`` app calls run at once."""
+
+    def __init__(self, app: Any, config: Config) -> None:
+        self.app = app
+        self.limiter = trio.CapacityLimiter(config.threads)
+        self.root_path = config.root_path
+        self.server_header = config.server_header
+
+    async def handle(self, exchange: Exchange, transport: Transport) -> None:
+        started = time.perf_counter()
+        environ = build_environ(exchange, transport, self.root_path)
+        if environ is None:
+            await simple_response(exchange, 501, b"CONNECT is not supported by this server\n", self.server_header)
+            access_log(transport, None, exchange, time.perf_counter() - started)
+            return
+        environ["wsgi.input"] = InputStream(exchange, at_end=exchange.request_ended and not exchange.buffered)
+        environ["wsgi.file_wrapper"] = FileWrapper
+        method = environ["REQUEST_METHOD"]
+        raw_path, _, query = environ["RAW_URI"].partition("?")
+        where = f"{method} {raw_path}"
+        call = WSGICall(exchange, method == "HEAD", self.server_header)
+        try:
+            await trio.to_thread.run_sync(call.run, self.app, environ, limiter=self.limiter, abandon_on_cancel=False)
+        except ClientDisconnected:
+            log.debug("stream %d: client went away during %s", exchange.stream_id, where)
+        except AppMistake as exc:
+            log.error("%s: WSGI error in the app: %s", where, exc)
+            await self._fail(exchange)
+        except Exception:
+            log.exception("%s: exception in the app", where)
+            await self._fail(exchange)
+        finally:
+            scope = {"method": method, "raw_path": raw_path.encode("latin-1"), "query_string": query.encode("latin-1")}
+            access_log(transport, scope, exchange, time.perf_counter() - started)
+
+    async def _fail(self, exchange: Exchange) -> None:
+        if not exchange.response_ended:  # a failing close() after a complete response changes nothing
+            await fail(exchange, self.server_header)

@@ -1,0 +1,190 @@
+"""``start_response``, ``write()`` and the body loop: the WSGI response, run in the app's thread.
+
+The HEADERS frame waits for the first non-empty body chunk (or the end of an
+empty body), so ``start_response`` can still be replaced with ``exc_info``
+until then, and a small response leaves as HEADERS + DATA(END_STREAM).
+Every chunk is handed to the trio side with :func:`~h2gate.wsgi.bridge.to_trio`,
+which returns only once the bytes fit in the client's flow-control windows:
+that is what blocks ``write()`` and the body iteration of a fast app talking
+to a slow client.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from h2.errors import ErrorCodes
+from h2.exceptions import ProtocolError
+
+from h2gate.errors import ClientDisconnected
+from h2gate.exchange import Exchange, Headers
+from h2gate.response import HeaderError, prepare_headers
+from h2gate.wsgi.bridge import to_trio
+from h2gate.wsgi.filewrapper import FileWrapper
+
+_STATUS = re.compile(r"([0-9]{3})(?: [^\r\n\0]*)?")
+
+
+class AppMistake(RuntimeError):
+    """The app broke the WSGI spec (PEP 3333); the text names the mistake."""
+
+
+def parse_status(status: Any) -> int:
+    if not isinstance(status, str):
+        raise AppMistake(f"start_response() status must be a str like '200 OK', not {type(status).__name__}")
+    m = _STATUS.fullmatch(status)
+    if m is None or not 200 <= int(m.group(1)) <= 599:
+        raise AppMistake(f"start_response() status {status!r} is not a '<code 200-599> <reason>' string")
+    return int(m.group(1))
+
+
+def encode_headers(headers: Any) -> list[tuple[bytes, bytes]]:
+    if not isinstance(headers, list):
+        kind = type(headers).__name__
+        raise AppMistake(f"start_response() headers must be a list of (name, value) tuples, not {kind}")
+    pairs = []
+    for item in headers:
+        if not isinstance(item, tuple) or len(item) != 2:
+            raise AppMistake(f"response header {item!r} is not a (name, value) tuple")
+        name, value = item
+        if type(name) is not str or type(value) is not str:
+            raise AppMistake(f"response header {item!r} must be a pair of str (PEP 3333 native strings)")
+        try:
+            pairs.append((name.encode("latin-1"), value.encode("latin-1")))
+        except UnicodeEncodeError:
+            raise AppMistake(f"response header {item!r} is not latin-1 encodable") from None
+    return pairs
+
+
+class WSGICall:
+    """One app call: the callables the app gets, and the loop that sends what it returns."""
+
+    def __init__(self, exchange: Exchange, head: bool, server_header: bool) -> None:
+        self.exchange = exchange
+        self.head = head
+        self.server_header = server_header
+        self.status = 0
+        self.headers: Headers | None = None  # set by start_response
+        self.content_length: int | None = None  # what the app declared
+        self.headers_sent = False
+        self.finished = False
+        self.body_bytes = 0
+
+    # -- the callables the app gets ------------------------------------------------------
+
+    def start_response(self, status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[..., None]:
+        if exc_info is not None:
+            try:
+                if self.headers_sent:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None
+        elif self.headers is not None:
+            raise AppMistake("start_response() called a second time without exc_info")
+        code = parse_status(status)
+        try:
+            block, length = prepare_headers(encode_headers(headers), self.server_header)
+        except HeaderError as exc:
+            raise AppMistake(str(exc)) from None
+        self.status, self.headers, self.content_length = code, block, length
+        return self.write
+
+    def write(self, data: bytes) -> None:
+        if self.headers is None:
+            raise AppMistake("write() called before start_response()")
+        self._send(data, end=False)
+
+    # -- the body loop ---------------------------------------------------------------------
+
+    def run(self, app: Any, environ: dict[str, Any]) -> None:
+        """Call the app and send its response; ``close()`` on the result is always called."""
+        if self.exchange.disconnected:
+            raise ClientDisconnected(f"stream {self.exchange.stream_id} was reset before the app started")
+        result = app(environ, self.start_response)
+        try:
+            self._send_result(result)
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+
+    def _send_result(self, result: Iterable[bytes]) -> None:
+        if isinstance(result, (bytes, str)):
+            raise AppMistake(f"the app returned a {type(result).__name__}, not an iterable of bytes")
+        if isinstance(result, (list, tuple)) and all(isinstance(c, bytes) for c in result):
+            # Known length: content-length can be set and END_STREAM rides on the last chunk.
+            total = sum(len(c) for c in result)
+            last = len(result) - 1
+            for i, chunk in enumerate(result):
+                self._send(chunk, end=i == last, total=total)
+                if self.finished:
+                    return
+            self._finish(total)
+            return
+        total = result.remaining if isinstance(result, FileWrapper) else None
+        for chunk in result:
+            self._send(chunk, end=False, total=total)
+            if self.finished:
+                return  # HEAD: the body is not needed
+        self._finish(total)
+
+    def _finish(self, total: int | None) -> None:
+        if self.finished:
+            return
+        if self.headers is None:
+            raise AppMistake("the app returned without calling start_response()")
+        self._send(b"", end=True, total=self.body_bytes if total is None else total)
+
+    def _send(self, data: Any, *, end: bool, total: int | None = None) -> None:
+        if not isinstance(data, bytes):
+            raise AppMistake(f"the app gave the server a {type(data).__name__}; response bodies must be bytes")
+        if self.finished:
+            if data:
+                raise AppMistake("the app sent body bytes after the response was complete")
+            return
+        if self.headers is None:
+            raise AppMistake("the app returned a body before calling start_response()")
+        headers: Headers | None = None
+        if not self.headers_sent:
+            if not data and not end:
+                return  # an empty chunk must not commit the headers (PEP 3333)
+            headers = self.headers
+            headers[0] = (b":status", str(self.status).encode())
+            if self.content_length is None and total is not None and not self.head:
+                headers.append((b"content-length", str(total).encode()))
+                self.content_length = total
+            self.headers_sent = True
+        if self.head:
+            self.finished = True
+            if headers is not None:
+                to_trio(self._emit, headers, b"", True)
+            return
+        self.body_bytes += len(data)
+        declared = self.content_length
+        if declared is not None and self.body_bytes > declared:
+            raise AppMistake(f"response body is longer than its content-length ({declared})")
+        if end and declared is not None and self.body_bytes < declared:
+            raise AppMistake(
+                f"response body ended after {self.body_bytes} bytes, short of its content-length ({declared})"
+            )
+        if end:
+            self.finished = True
+        if data or end:
+            to_trio(self._emit, headers, data, end)
+
+    async def _emit(self, headers: Headers | None, data: bytes, end: bool) -> None:
+        """In the trio thread: put the headers and/or data on the stream, waiting for window."""
+        exchange = self.exchange
+        if headers is not None:
+            exchange.status = self.status
+            try:
+                await exchange.send_headers(headers, end_stream=end and not data)
+            except ProtocolError as exc:
+                # h2 has already moved the stream on: a second HEADERS (the 500) is impossible.
+                exchange.reset(ErrorCodes.INTERNAL_ERROR)
+                raise AppMistake(f"invalid response headers: {exc}") from None
+            if end and not data:
+                return
+        await exchange.send_data(data, end_stream=end)
