@@ -7,6 +7,7 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from h2gate.exchange import Exchange
+from h2gate.tls_info import wsgi_tls_environ
 from h2gate.transport import Transport
 
 #: Names whose values are joined with "; " rather than ", " when repeated (RFC 9113 §8.2.3).
@@ -81,7 +82,7 @@ def build_environ(exchange: Exchange, transport: Transport, root_path: str) -> d
         environ["REMOTE_ADDR"] = peer[0]
         environ["REMOTE_PORT"] = str(peer[1])
     if transport.tls is not None:
-        environ["HTTPS"] = "on"
+        environ.update(wsgi_tls_environ(transport.tls))
     for name, values in fields.items():
         if b"_" in name:
             # x_forwarded_for would collide with x-forwarded-for in the environ:

@@ -1,13 +1,15 @@
 """Running a WSGI app for one exchange: a worker thread per request, bounded by a CapacityLimiter.
 
-The stream's trio task waits in ``trio.to_thread.run_sync`` (with
-``abandon_on_cancel=False``: a thread is never left running unnoticed) while
-the app runs in a worker thread. When all ``--threads`` are busy, new streams
+The stream's trio task waits in ``trio.to_thread.run_sync`` while the app
+runs in a worker thread. When all ``--threads`` are busy, new streams
 wait for one; streams beyond SETTINGS_MAX_CONCURRENT_STREAMS are refused by h2
 itself. A client reset makes the thread's next read or write raise
 :class:`~h2gate.errors.ClientDisconnected` (an OSError); a lost connection or
 a shutdown past its grace period cancels the stream task, which the thread
-sees the same way on its next I/O.
+sees the same way on its next I/O. A thread cannot be interrupted, so a
+cancelled stream stops waiting for it (with a warning): one app stuck in a
+blocking call must not keep the server from shutting down. The thread keeps
+its limiter slot until it really ends.
 """
 
 from __future__ import annotations
@@ -55,7 +57,10 @@ class WSGIHandler:
         where = f"{method} {raw_path}"
         call = WSGICall(exchange, method == "HEAD", self.server_header)
         try:
-            await trio.to_thread.run_sync(call.run, self.app, environ, limiter=self.limiter, abandon_on_cancel=False)
+            await trio.to_thread.run_sync(call.run, self.app, environ, limiter=self.limiter, abandon_on_cancel=True)
+        except trio.Cancelled:
+            log.warning("%s: stream cancelled while the app's thread still runs; the thread is left to finish", where)
+            raise
         except ClientDisconnected:
             log.debug("stream %d: client went away during %s", exchange.stream_id, where)
         except AppMistake as exc:
