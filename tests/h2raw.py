@@ -1,18 +1,60 @@
-"""A tiny raw HTTP/2 client for tests that need to see frames: h2 for the state, hyperframe for parsing."""
+"""The test suite's raw HTTP/2 client: :class:`RawH2`, plus a few byte-level helpers.
+
+Tests that need to see what the server does at the frame level (RST_STREAM
+codes, GOAWAY frames, SETTINGS, PING ACKs, flow-control windows) use
+:class:`RawH2`, a small blocking client built on the ``h2`` library, over a
+plain or TLS socket. It never runs in the background: the test drives it with
+:meth:`RawH2.pump` or with the ``wait_*`` / :meth:`RawH2.response` helpers,
+which read from the socket until a condition holds, so a test can stop at any
+point (a full window, a GOAWAY, a half-sent body) and look around.
+
+Typical use::
+
+    with RawH2(server.port) as client:  # RawH2(port, ca_pem=...) for TLS (ALPN h2)
+        r = client.get("/hello")  # one request, waited for: a Stream
+        assert (r.status, r.body, r.reset) == (200, b"hello", None)
+
+        sid = client.request("POST", "/upload", end_stream=False)
+        client.send_body(sid, memoryview(data))  # as much as the server's windows allow
+        client.h2.end_stream(sid)
+        client.flush()
+        stream = client.response(sid)
+
+Every stream opened with :meth:`RawH2.request` gets a :class:`Stream` in
+``client.streams``, which records what arrived for it. With ``auto_ack=False``
+received DATA is not acknowledged until the test calls :meth:`RawH2.ack`, so
+the test plays a slow reader.
+
+Connection-level facts are attributes: ``goaways`` (:class:`GoAway`, in
+order), ``remote_settings`` (the server's SETTINGS, by code),
+``pings_acked`` (PING ACK payloads) and ``eof`` (the server closed the
+connection). GOAWAY frames are taken out of the byte stream before h2 sees
+them: h2 would otherwise refuse the frames of streams still in flight after a
+GOAWAY, which is exactly what graceful shutdown tests need to watch.
+
+For tests below HTTP/2 framing (bad prefaces, timeouts) there are
+:data:`PREFACE`, :func:`parse_frames` and :func:`read_until_closed`.
+"""
 
 from __future__ import annotations
 
 import socket
 import ssl
 import time
-from typing import Any
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 
 import h2.config
 import h2.connection
 import h2.events
+from h2.errors import ErrorCodes
 from hyperframe.frame import Frame
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+GOAWAY_FRAME = 0x7
+
+
+# -- byte-level helpers ----------------------------------------------------------------------------
 
 
 def parse_frames(data: bytes) -> list[Frame]:
@@ -47,73 +89,306 @@ def read_until_closed(sock: socket.socket, timeout: float = 5.0) -> tuple[bytes,
     return data, False
 
 
-class RawClient:
-    """h2 client connection over a blocking socket, with helpers to pump events."""
+# -- what the client records -----------------------------------------------------------------------
 
-    def __init__(self, host: str, port: int, *, tls_context: ssl.SSLContext | None = None, **settings: Any) -> None:
-        sock = socket.create_connection((host, port), timeout=10)
-        if tls_context is not None:
-            sock = tls_context.wrap_socket(sock, server_hostname="localhost")
+
+@dataclass
+class Stream:
+    """One request's response as it arrives: headers, body, and how the stream ended."""
+
+    stream_id: int
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)  # in order, repeats kept
+    data: bytearray = field(default_factory=bytearray)  # the body so far (tests may clear it)
+    data_events: int = 0  # DATA frames received, empty ones included
+    received: int = 0  # flow-controlled bytes received
+    unacked: int = 0  # flow-controlled bytes not yet acknowledged to h2 (auto_ack=False)
+    ended: bool = False  # END_STREAM received
+    reset: ErrorCodes | int | None = None  # the RST_STREAM error code, if the server reset it
+    keep_data: bool = True  # False: count body bytes but do not keep them
+
+    @property
+    def status(self) -> int | None:
+        """The ``:status`` as an int; None before the response headers arrived."""
+        value = self.header(b":status")
+        return None if value is None else int(value)
+
+    @property
+    def body(self) -> bytes:
+        return bytes(self.data)
+
+    @property
+    def done(self) -> bool:
+        return self.ended or self.reset is not None
+
+    def header(self, name: bytes) -> bytes | None:
+        """The first value of header ``name`` (lower case), or None."""
+        return next((v for k, v in self.headers if k == name), None)
+
+
+@dataclass
+class GoAway:
+    last_stream_id: int
+    error_code: int
+    debug: bytes
+
+
+# -- the client ------------------------------------------------------------------------------------
+
+
+class RawH2:
+    """A blocking h2 client connection that shows the test every frame-level fact it needs.
+
+    ``ca_pem``: speak TLS (ALPN h2, checked) trusting that CA, with ``:scheme https``.
+    ``auto_ack``: acknowledge received DATA at once (else see :meth:`ack`).
+    ``settings``: SETTINGS to send after the preface, by code.
+    """
+
+    def __init__(
+        self,
+        port: int,
+        *,
+        host: str = "127.0.0.1",
+        ca_pem: str | None = None,
+        auto_ack: bool = True,
+        settings: dict[int, int] | None = None,
+        timeout: float = 15,
+    ) -> None:
+        self.port = port
+        sock = socket.create_connection((host, port), timeout=timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if ca_pem is not None:
+            ctx = ssl.create_default_context(cafile=ca_pem)
+            ctx.set_alpn_protocols(["h2"])
+            sock = ctx.wrap_socket(sock, server_hostname="localhost")
+            assert sock.selected_alpn_protocol() == "h2"
         self.sock = sock
-        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
-        self.conn.initiate_connection()
+        self.scheme = b"https" if ca_pem else b"http"
+        self.authority = f"{host}:{port}".encode()
+        self.auto_ack = auto_ack
+        self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
+        self.h2.initiate_connection()
         if settings:
-            self.conn.update_settings(settings)
+            self.h2.update_settings(settings)
+        self.streams: dict[int, Stream] = {}
+        self.goaways: list[GoAway] = []
+        self.remote_settings: dict[int, int] = {}
+        self.pings_acked: list[bytes] = []
+        self.eof = False
+        self._buf = b""
         self.flush()
 
+    # -- connection ------------------------------------------------------------------------------
+
+    def __enter__(self) -> RawH2:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Send GOAWAY (unless the server already closed), then close the socket."""
+        try:
+            if not self.eof:
+                self.h2.close_connection()
+                self.flush()
+        except OSError:
+            pass
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    @property
+    def local_address(self) -> tuple[str, int]:
+        """The client's own (host, port), as the server sees it."""
+        host, port = self.sock.getsockname()[:2]
+        return host, port
+
     def flush(self) -> None:
-        data = self.conn.data_to_send()
-        if data:
+        """Send whatever h2 has queued (nothing once the server has closed)."""
+        data = self.h2.data_to_send()
+        if data and not self.eof:
             self.sock.sendall(data)
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def pump(self, timeout: float = 0.5) -> bool:
+        """Read once (waiting at most ``timeout``) and process; False on timeout or EOF."""
+        if self.eof:
+            return False
+        self.sock.settimeout(max(timeout, 0.001))
+        try:
+            data = self.sock.recv(1 << 20)
+        except (TimeoutError, ssl.SSLWantReadError):
+            return False
+        except (ConnectionResetError, BrokenPipeError):
+            data = b""
+        if not data:
+            self.eof = True
+            return False
+        self._feed(data)
+        self.flush()
+        return True
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float = 15, what: str = "condition") -> None:
+        """Pump until ``predicate()``; TimeoutError after ``timeout``, ConnectionError on EOF."""
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"timed out waiting for {what}")
+            if self.eof:
+                raise ConnectionError(f"connection closed while waiting for {what}")
+            self.pump(min(left, 0.5))
+
+    def wait_eof(self, timeout: float = 15) -> None:
+        """Pump until the server closes the connection."""
+        deadline = time.monotonic() + timeout
+        while not self.eof:
+            if time.monotonic() > deadline:
+                raise TimeoutError("server did not close the connection")
+            self.pump(0.5)
+
+    def _feed(self, data: bytes) -> None:
+        """Hand complete frames to h2, except GOAWAY frames, which are recorded here."""
+        buf = self._buf + data
+        passthrough = bytearray()
+        pos = 0
+        while len(buf) - pos >= 9:
+            length = int.from_bytes(buf[pos : pos + 3], "big")
+            end = pos + 9 + length
+            if end > len(buf):
+                break
+            if buf[pos + 3] == GOAWAY_FRAME:
+                if passthrough:
+                    self._process(bytes(passthrough))
+                    passthrough.clear()
+                payload = buf[pos + 9 : end]
+                self.goaways.append(
+                    GoAway(
+                        int.from_bytes(payload[0:4], "big") & 0x7FFFFFFF,
+                        int.from_bytes(payload[4:8], "big"),
+                        bytes(payload[8:]),
+                    )
+                )
+            else:
+                passthrough += buf[pos:end]
+            pos = end
+        self._buf = buf[pos:]
+        if passthrough:
+            self._process(bytes(passthrough))
+
+    def _process(self, data: bytes) -> None:
+        for event in self.h2.receive_data(data):
+            if isinstance(event, h2.events.ResponseReceived):
+                self.streams[event.stream_id].headers = list(event.headers)  # type: ignore[arg-type]
+            elif isinstance(event, h2.events.DataReceived):
+                stream = self.streams[event.stream_id]
+                if stream.keep_data:
+                    stream.data += event.data
+                stream.data_events += 1
+                stream.received += event.flow_controlled_length
+                if not self.auto_ack:
+                    stream.unacked += event.flow_controlled_length
+                elif event.flow_controlled_length:
+                    self.h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            elif isinstance(event, h2.events.StreamEnded):
+                self.streams[event.stream_id].ended = True
+            elif isinstance(event, h2.events.StreamReset):
+                if event.stream_id in self.streams:
+                    self.streams[event.stream_id].reset = event.error_code
+            elif isinstance(event, h2.events.RemoteSettingsChanged):
+                for code, change in event.changed_settings.items():
+                    self.remote_settings[int(code)] = change.new_value
+            elif isinstance(event, h2.events.PingAckReceived):
+                self.pings_acked.append(event.ping_data)
+
+    # -- requests --------------------------------------------------------------------------------
 
     def request(
         self,
-        path: str = "/",
-        method: str = "GET",
-        body: bytes | None = None,
-        headers: list[tuple[str, str]] | None = None,
+        method: str,
+        path: str | bytes,
+        *,
+        body: bytes = b"",
+        end_stream: bool = True,
+        headers: Iterable[tuple[bytes, bytes]] = (),
+        keep_data: bool = True,
     ) -> int:
-        sid = self.conn.get_next_available_stream_id()
-        hdrs = [(":method", method), (":path", path), (":scheme", "http"), (":authority", "localhost")]
-        self.conn.send_headers(sid, hdrs + (headers or []), end_stream=body is None)
-        if body is not None:
-            self.conn.send_data(sid, body, end_stream=True)
+        """Open a stream and return its id; ``body`` must fit the server's windows.
+
+        With ``end_stream=False`` the stream stays open for :meth:`send_body` /
+        :meth:`send_data`. ``headers`` follow the pseudo-headers as given.
+        """
+        sid = self.h2.get_next_available_stream_id()
+        self.streams[sid] = Stream(sid, keep_data=keep_data)
+        head = [
+            (b":method", method.encode()),
+            (b":scheme", self.scheme),
+            (b":authority", self.authority),
+            (b":path", path if isinstance(path, bytes) else path.encode()),
+            *headers,
+        ]
+        self.h2.send_headers(sid, head, end_stream=end_stream and not body)
+        if body:
+            assert len(body) <= self.h2.local_flow_control_window(sid)
+            frame = self.h2.max_outbound_frame_size
+            for i in range(0, len(body), frame):
+                last = end_stream and i + frame >= len(body)
+                self.h2.send_data(sid, body[i : i + frame], end_stream=last)
         self.flush()
         return sid
 
-    def events(self, timeout: float = 5.0) -> list[h2.events.Event]:
-        """Events from one read (empty list on timeout); raises EOFError when the server closed."""
-        self.sock.settimeout(timeout)
-        try:
-            data = self.sock.recv(65536)
-        except TimeoutError:
-            return []
-        if not data:
-            raise EOFError("server closed the connection")
-        events = self.conn.receive_data(data)
+    def response(self, sid: int, timeout: float = 15, *, until: Callable[[Stream], bool] | None = None) -> Stream:
+        """Pump until stream ``sid`` ends or is reset (or until ``until(stream)``); returns the stream."""
+        stream = self.streams[sid]
+        check = until or (lambda s: s.done)
+        self.wait_for(lambda: check(stream), timeout, f"the response on stream {sid}")
+        return stream
+
+    def get(
+        self,
+        path: str | bytes,
+        *,
+        method: str = "GET",
+        headers: Iterable[tuple[bytes, bytes]] = (),
+        body: bytes = b"",
+        timeout: float = 15,
+    ) -> Stream:
+        """One whole request: :meth:`request` and then :meth:`response`."""
+        return self.response(self.request(method, path, headers=headers, body=body), timeout)
+
+    def send_data(self, sid: int, data: bytes, end_stream: bool = False) -> None:
+        """Send one DATA frame (it must fit the window and the frame size)."""
+        self.h2.send_data(sid, data, end_stream=end_stream)
         self.flush()
-        return events
 
-    def response(self, stream_id: int, timeout: float = 10.0) -> tuple[dict[bytes, bytes], bytes, list[Any]]:
-        """Collect headers and body of ``stream_id`` until it ends or is reset."""
-        headers: dict[bytes, bytes] = {}
-        body = bytearray()
-        seen: list[Any] = []
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for ev in self.events(timeout=max(0.05, deadline - time.monotonic())):
-                seen.append(ev)
-                if getattr(ev, "stream_id", None) != stream_id:
-                    continue
-                if isinstance(ev, h2.events.ResponseReceived):
-                    headers = dict(ev.headers)
-                elif isinstance(ev, h2.events.DataReceived):
-                    body += ev.data
-                    self.conn.acknowledge_received_data(ev.flow_controlled_length, stream_id)
-                    self.flush()
-                elif isinstance(ev, (h2.events.StreamEnded, h2.events.StreamReset)):
-                    return headers, bytes(body), seen
-        raise TimeoutError(f"stream {stream_id} did not finish")
+    def send_body(self, sid: int, data: memoryview) -> int:
+        """Send as much of ``data`` as the server's windows allow right now; returns bytes sent."""
+        window = self.h2.local_flow_control_window(sid)
+        n = min(window, len(data))
+        frame = self.h2.max_outbound_frame_size
+        for i in range(0, n, frame):
+            self.h2.send_data(sid, data[i : min(n, i + frame)])
+        if n:
+            self.flush()
+        return n
 
-    def close(self) -> None:
-        self.sock.close()
+    def ack(self, sid: int, size: int | None = None) -> None:
+        """Give back receive window for ``size`` (default: all) unacknowledged bytes of ``sid``."""
+        stream = self.streams[sid]
+        size = stream.unacked if size is None else min(size, stream.unacked)
+        if size:
+            stream.unacked -= size
+            self.h2.acknowledge_received_data(size, sid)
+            self.flush()
+
+    def reset(self, sid: int, code: ErrorCodes = ErrorCodes.CANCEL) -> None:
+        """Send RST_STREAM for ``sid``."""
+        self.h2.reset_stream(sid, code)
+        self.flush()
+
+    def ping(self, data: bytes) -> None:
+        """Send a PING; its ACK's payload lands in ``pings_acked``."""
+        self.h2.ping(data)
+        self.flush()

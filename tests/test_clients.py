@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_flow_control import RawH2
+from tests.h2raw import RawH2
 
 APP = "apps.flow:app"
 

@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from tests.test_flow_control import RawH2
+from tests.h2raw import RawH2
 
 APP = "apps.flow:app"
 

@@ -8,15 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import h2.config
-import h2.connection
-import h2.events
 import h2.settings
 import pytest
 
@@ -24,6 +20,7 @@ from h2gate.appload import as_asgi3, import_app, is_asgi2
 from h2gate.binds import Bind, parse_bind
 from h2gate.config import Config, load_config, read_env, read_toml
 from h2gate.errors import AppLoadError, ConfigError
+from tests.h2raw import RawH2
 
 
 def write_toml(tmp_path: Path, text: str, name: str = "h2gate.toml") -> str:
@@ -246,32 +243,11 @@ def test_self_signed_and_certfile_exclude_each_other() -> None:
 
 
 def _settings_and_headers(host: str, port: int) -> tuple[dict[int, int], dict[bytes, bytes]]:
-    """Connect with a raw h2 client: the server's first SETTINGS and the headers of GET /."""
-    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
-    conn.initiate_connection()
-    stream_id = conn.get_next_available_stream_id()
-    conn.send_headers(
-        stream_id,
-        [(":method", "GET"), (":scheme", "http"), (":authority", "localhost"), (":path", "/")],
-        end_stream=True,
-    )
-    settings: dict[int, int] | None = None
-    headers: dict[bytes, bytes] = {}
-    ended = False
-    with socket.create_connection((host, port), timeout=10) as sock:
-        sock.sendall(conn.data_to_send())
-        while settings is None or not ended:
-            data = sock.recv(65536)
-            assert data, "server closed the connection"
-            for event in conn.receive_data(data):
-                if isinstance(event, h2.events.RemoteSettingsChanged) and settings is None:
-                    settings = {int(k): v.new_value for k, v in event.changed_settings.items()}
-                elif isinstance(event, h2.events.ResponseReceived):
-                    headers = dict(event.headers)
-                elif isinstance(event, h2.events.StreamEnded):
-                    ended = True
-            sock.sendall(conn.data_to_send())
-    return settings, headers
+    """Connect with a raw h2 client: the server's SETTINGS and the headers of GET /."""
+    with RawH2(port, host=host) as client:
+        response = client.get("/")
+        assert response.ended
+        return dict(client.remote_settings), dict(response.headers)
 
 
 def test_file_env_and_flag_reach_the_server(serve: object, tmp_path: Path) -> None:

@@ -2,163 +2,22 @@
 
 Each fault is followed by a good request on the same connection, so a fault that
 broke the connection (or the server) fails the test. Status and body are
-checked with httpx; RST_STREAM error codes with :class:`RawH2`, a small
-blocking client on the ``h2`` library that exposes every frame event.
+checked with httpx; RST_STREAM error codes with :class:`tests.h2raw.RawH2`,
+the suite's raw HTTP/2 client.
 """
 
 from __future__ import annotations
 
 import re
-import socket
-import ssl
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 
-import h2.config
-import h2.connection
-import h2.events
-import h2.settings
 import pytest
 from h2.errors import ErrorCodes
 
 from tests.conftest import ServerProcess, h2c_client
+from tests.h2raw import RawH2
 
 INTERNAL_ERROR = ErrorCodes.INTERNAL_ERROR
-
-
-# -- a raw HTTP/2 client ---------------------------------------------------------------------
-
-
-@dataclass
-class RawResponse:
-    stream_id: int
-    status: int | None = None
-    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
-    body: bytes = b""
-    data_events: int = 0
-    ended: bool = False
-    reset: ErrorCodes | int | None = None
-
-    @property
-    def done(self) -> bool:
-        return self.ended or self.reset is not None
-
-    def header(self, name: bytes) -> bytes | None:
-        values = [v for k, v in self.headers if k == name]
-        return values[0] if values else None
-
-
-class RawH2:
-    """A blocking HTTP/2 client over one socket that reports RST_STREAM codes and frame-level detail."""
-
-    def __init__(self, port: int, *, host: str = "127.0.0.1", tls_ca: str | None = None, timeout: float = 10) -> None:
-        sock = socket.create_connection((host, port), timeout=timeout)
-        if tls_ca is not None:
-            ctx = ssl.create_default_context(cafile=tls_ca)
-            ctx.set_alpn_protocols(["h2"])
-            sock = ctx.wrap_socket(sock, server_hostname="localhost")
-            assert sock.selected_alpn_protocol() == "h2"
-        self.sock = sock
-        self.authority = f"{host}:{port}".encode()
-        self.scheme = b"https" if tls_ca else b"http"
-        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
-        self.conn.initiate_connection()
-        self.responses: dict[int, RawResponse] = {}
-        self.terminated: h2.events.ConnectionTerminated | None = None
-        self.flush()
-
-    def __enter__(self) -> RawH2:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        try:
-            self.conn.close_connection()
-            self.flush()
-        except OSError:
-            pass
-        self.sock.close()
-
-    @property
-    def local_address(self) -> tuple[str, int]:
-        host, port = self.sock.getsockname()[:2]
-        return host, port
-
-    def flush(self) -> None:
-        data = self.conn.data_to_send()
-        if data:
-            self.sock.sendall(data)
-
-    def request(
-        self,
-        path: str | bytes,
-        method: str = "GET",
-        headers: Iterable[tuple[bytes, bytes]] = (),
-        body: bytes | None = None,
-        end_stream: bool = True,
-    ) -> int:
-        """Open a stream; with ``end_stream=False`` the body is sent later with :meth:`send_data`."""
-        sid = self.conn.get_next_available_stream_id()
-        fields = [
-            (b":method", method.encode()),
-            (b":scheme", self.scheme),
-            (b":authority", self.authority),
-            (b":path", path if isinstance(path, bytes) else path.encode()),
-            *headers,
-        ]
-        self.responses[sid] = RawResponse(sid)
-        self.conn.send_headers(sid, fields, end_stream=end_stream and not body)
-        if body:
-            self.conn.send_data(sid, body, end_stream=end_stream)
-        self.flush()
-        return sid
-
-    def send_data(self, sid: int, data: bytes, end_stream: bool = False) -> None:
-        self.conn.send_data(sid, data, end_stream=end_stream)
-        self.flush()
-
-    def reset(self, sid: int, code: ErrorCodes = ErrorCodes.CANCEL) -> None:
-        self.conn.reset_stream(sid, code)
-        self.flush()
-
-    def pump(self) -> None:
-        """Read one batch of bytes and apply its events."""
-        data = self.sock.recv(65536)
-        if not data:
-            raise ConnectionError("the server closed the connection")
-        for event in self.conn.receive_data(data):
-            sid = getattr(event, "stream_id", None)
-            resp = self.responses.get(sid) if sid else None
-            if isinstance(event, h2.events.ResponseReceived) and resp:
-                resp.headers = list(event.headers)  # type: ignore[arg-type]
-                resp.status = int(dict(resp.headers)[b":status"])
-            elif isinstance(event, h2.events.DataReceived):
-                if resp:
-                    resp.body += event.data
-                    resp.data_events += 1
-                if event.flow_controlled_length:
-                    self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
-            elif isinstance(event, h2.events.StreamEnded) and resp:
-                resp.ended = True
-            elif isinstance(event, h2.events.StreamReset) and resp:
-                resp.reset = event.error_code
-            elif isinstance(event, h2.events.ConnectionTerminated):
-                self.terminated = event
-                raise ConnectionError(f"GOAWAY from the server: {event}")
-        self.flush()
-
-    def wait(self, sid: int, until: object = None) -> RawResponse:
-        """Pump until stream ``sid`` ends or is reset (or until ``until(resp)`` is true)."""
-        resp = self.responses[sid]
-        check = until or (lambda r: r.done)
-        while not check(resp):  # type: ignore[operator]
-            self.pump()
-        return resp
-
-    def get(self, path: str, method: str = "GET", **kwargs: object) -> RawResponse:
-        return self.wait(self.request(path, method, **kwargs))  # type: ignore[arg-type]
 
 
 # -- servers ---------------------------------------------------------------------------------
@@ -377,14 +236,14 @@ def test_many_faults_on_one_connection(faults: ServerProcess) -> None:
     with RawH2(faults.port) as raw:
         sids = []
         for path in paths:
-            sids.append(raw.request(path))
-            sids.append(raw.request("/ok"))
+            sids.append(raw.request("GET", path))
+            sids.append(raw.request("GET", "/ok"))
         for sid in sids:
-            raw.wait(sid)
+            raw.response(sid)
         for path, sid in zip(paths, sids[0::2], strict=True):
-            r = raw.responses[sid]
+            r = raw.streams[sid]
             assert r.status in (200, 500), (path, r)
             assert r.reset in (None, INTERNAL_ERROR), (path, r)
         for sid in sids[1::2]:
-            assert raw.responses[sid].body == b"ok"
+            assert raw.streams[sid].body == b"ok"
         assert_healthy(raw)

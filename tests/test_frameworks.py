@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.conftest import TESTS, Certs, ServerProcess, h2c_client, tls_client
-from tests.test_faults import RawH2
+from tests.h2raw import RawH2
 
 LOOPS = ["asyncio", "trio"]
 TRANSPORTS = ["h2c", "tls"]

@@ -7,7 +7,7 @@ import ssl
 
 from hyperframe.frame import GoAwayFrame, SettingsFrame
 
-from tests.h2raw import PREFACE, RawClient, parse_frames, read_until_closed
+from tests.h2raw import PREFACE, RawH2, parse_frames, read_until_closed
 
 PROTOCOL_ERROR = 1
 
@@ -63,10 +63,7 @@ def test_tls_without_h2_alpn_gets_505(serve, certs) -> None:
 
 def test_connection_still_serves_after_good_preface(serve) -> None:
     server = serve("apps.basic:app")
-    client = RawClient("127.0.0.1", server.port)
-    try:
-        headers, body, _ = client.response(client.request("/"))
-        assert headers[b":status"] == b"200"
-        assert body == b"hello"
-    finally:
-        client.close()
+    with RawH2(server.port) as client:
+        r = client.get("/")
+        assert r.header(b":status") == b"200"
+        assert r.body == b"hello"

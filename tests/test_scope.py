@@ -10,7 +10,7 @@ import pytest
 from h2.errors import ErrorCodes
 
 from tests.conftest import Certs, ServerProcess, h2c_client, tls_client
-from tests.test_faults import RawH2, RawResponse
+from tests.h2raw import RawH2, Stream
 
 SCOPE_KEYS = {
     "type",
@@ -41,7 +41,7 @@ def unjson(value: Any) -> Any:
     return value
 
 
-def scope_of(resp: RawResponse) -> dict[str, Any]:
+def scope_of(resp: Stream) -> dict[str, Any]:
     assert resp.status == 200, resp
     scope = unjson(json.loads(resp.body))
     scope["headers"] = [tuple(h) for h in scope["headers"]]
@@ -154,7 +154,7 @@ def test_scheme_https_over_tls(servers: dict[str, ServerProcess], certs: Certs) 
     assert scope["path"] == "/secure"
     assert scope["server"] == ["127.0.0.1", server.port]
     assert tuple(scope["headers"][0]) == (b"host", f"localhost:{server.port}".encode())
-    with RawH2(server.port, tls_ca=certs.ca_pem) as raw:
+    with RawH2(server.port, ca_pem=certs.ca_pem) as raw:
         assert scope_of(raw.get("/raw-tls"))["scheme"] == "https"
 
 
@@ -188,15 +188,15 @@ def test_receive_streams_chunks_then_disconnect(servers: dict[str, ServerProcess
     server = servers[loop]
     path = f"/{loop}/chunks"
     with RawH2(server.port) as raw:
-        sid = raw.request(path, "POST", end_stream=False)
+        sid = raw.request("POST", path, end_stream=False)
         expected = b""
         for chunk, last in ((b"aaa", False), (b"bbbb", False), (b"cc", True)):
             raw.send_data(sid, chunk, end_stream=last)
             expected += f"{len(chunk)} {chunk.decode()} more={not last}\n".encode()
             # wait for the app's answer to this chunk before sending the next one
-            resp = raw.wait(sid, until=lambda r, e=expected: r.body == e or r.done)
+            resp = raw.response(sid, until=lambda r, e=expected: r.body == e or r.done)
             assert resp.body == expected
-        resp = raw.wait(sid)
+        resp = raw.response(sid)
         assert (resp.status, resp.ended, resp.reset) == (200, True, None)
         assert resp.body.decode().splitlines() == ["3 aaa more=True", "4 bbbb more=True", "2 cc more=False"]
         assert raw.get("/after").status == 200
@@ -208,7 +208,7 @@ def test_receive_reports_client_reset_as_disconnect(servers: dict[str, ServerPro
     server = servers[loop]
     path = f"/{loop}/wait-disconnect"
     with RawH2(server.port) as raw:
-        sid = raw.request(path, "POST", end_stream=False)
+        sid = raw.request("POST", path, end_stream=False)
         raw.send_data(sid, b"some of the body")
         raw.reset(sid, ErrorCodes.CANCEL)
         server.wait_for_log(rf"probe: {path} got http.disconnect before responding")
@@ -219,17 +219,17 @@ def test_large_body_arrives_whole(servers: dict[str, ServerProcess]) -> None:
     server = servers["asyncio"]
     body = bytes(range(256)) * 2048  # 512 KiB: more than one window's worth
     with RawH2(server.port) as raw:
-        sid = raw.request("/big", "POST", end_stream=False)
+        sid = raw.request("POST", "/big", end_stream=False)
         # h2 refuses to send past the flow-control window: feed it as the server opens it
         sent = 0
         while sent < len(body):
-            window = min(raw.conn.local_flow_control_window(sid), raw.conn.max_outbound_frame_size)
+            window = min(raw.h2.local_flow_control_window(sid), raw.h2.max_outbound_frame_size)
             if window <= 0:
-                raw.pump()
+                raw.wait_for(lambda: raw.h2.local_flow_control_window(sid) > 0, what="the server to open its window")
                 continue
             piece = body[sent : sent + window]
             sent += len(piece)
             raw.send_data(sid, piece, end_stream=sent == len(body))
-        scope = scope_of(raw.wait(sid))
+        scope = scope_of(raw.response(sid))
     assert scope["body"] == body
     assert scope["messages"] >= 2

@@ -10,7 +10,8 @@ import uuid
 
 import pytest
 
-from tests.test_flow_control import GoAway, RawH2, no_errors
+from tests.h2raw import GoAway, RawH2
+from tests.test_flow_control import no_errors
 
 APP = "apps.flow:app"
 MAX_STREAM_ID = 2**31 - 1

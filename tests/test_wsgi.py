@@ -19,8 +19,7 @@ import pytest
 from h2.errors import ErrorCodes
 
 from tests.conftest import TESTS, Certs, ServerProcess, h2c_client, tls_client
-from tests.test_faults import RawH2 as FaultsH2
-from tests.test_flow_control import RawH2
+from tests.h2raw import RawH2
 
 STRICT = {"PYTHONWARNINGS": "error::wsgiref.validate.WSGIWarning"}
 #: the validator's wrapper takes (*args): its interface cannot be read off the signature
@@ -75,7 +74,7 @@ def test_startup_line_says_wsgi(wsgi: ServerProcess) -> None:
 
 
 def test_environ_keys(wsgi: ServerProcess) -> None:
-    with FaultsH2(wsgi.port) as raw:
+    with RawH2(wsgi.port) as raw:
         r = raw.get(
             "/environ/caf%C3%A9%2Fx?a=1&b=%20",
             method="POST",
@@ -137,7 +136,7 @@ BODY = b"".join(f"line {i} ".encode() * (i % 7) + b"\n" for i in range(3000)) + 
 )
 def test_input_methods_at_chunk_boundaries(wsgi: ServerProcess, mode: str) -> None:
     with RawH2(wsgi.port) as client:
-        sid = client.request("POST", f"/read?mode={mode}", end=False)
+        sid = client.request("POST", f"/read?mode={mode}", end_stream=False)
         pos, size = 0, 1
         while pos < len(BODY):  # odd-sized DATA frames: 1, 4, 9, ... bytes, up to 16 KB
             piece = memoryview(BODY)[pos : pos + min(size, 16_000)]
@@ -165,7 +164,7 @@ def test_input_methods_at_chunk_boundaries(wsgi: ServerProcess, mode: str) -> No
 def test_input_client_reset_raises_oserror(wsgi: ServerProcess) -> None:
     key = uuid.uuid4().hex
     with RawH2(wsgi.port) as client:
-        sid = client.request("POST", f"/wait-input?key={key}", body=b"x" * 1000, end=False)
+        sid = client.request("POST", f"/wait-input?key={key}", body=b"x" * 1000, end_stream=False)
         wsgi.wait_for_log(f"wsgi-app: {key} received 1000 bytes")
         client.reset(sid)
         line = wsgi.wait_for_log(f"wsgi-app: {key} input failed")
@@ -189,7 +188,7 @@ def test_exc_info_before_headers_replaces_the_response(wsgi: ServerProcess) -> N
 
 
 def test_exc_info_after_headers_reraises_and_resets(wsgi: ServerProcess) -> None:
-    with FaultsH2(wsgi.port) as raw:
+    with RawH2(wsgi.port) as raw:
         r = raw.get("/exc-after")
     assert r.status == 200 and r.body == b"partial"
     assert r.reset == ErrorCodes.INTERNAL_ERROR
@@ -208,7 +207,7 @@ def test_close_called_on_client_reset(wsgi: ServerProcess) -> None:
 
 def test_close_called_when_body_raises(wsgi: ServerProcess) -> None:
     key = uuid.uuid4().hex
-    with FaultsH2(wsgi.port) as raw:
+    with RawH2(wsgi.port) as raw:
         r = raw.get(f"/raise-after-close-body?key={key}")
     assert r.body == b"first" and r.reset == ErrorCodes.INTERNAL_ERROR
     wsgi.wait_for_log(f"wsgi-app: {key} closed")
@@ -222,7 +221,7 @@ def test_close_called_when_body_raises(wsgi: ServerProcess) -> None:
     [("list1", "5", b"hello"), ("list3", "6", b"abbccc"), ("empty", "0", b""), ("gen", None, b"abbccc")],
 )
 def test_content_length_rules(raw_app: ServerProcess, kind: str, length: str | None, body: bytes) -> None:
-    with FaultsH2(raw_app.port) as raw:
+    with RawH2(raw_app.port) as raw:
         r = raw.get(f"/cl?kind={kind}")
     headers = dict(r.headers)
     assert headers.get(b"content-length") == (length.encode() if length else None)
@@ -267,7 +266,7 @@ def test_faults_before_headers_are_500(raw_app: ServerProcess, path: str, log: s
 
 
 def test_fault_after_headers_is_reset(raw_app: ServerProcess) -> None:
-    with FaultsH2(raw_app.port) as raw:
+    with RawH2(raw_app.port) as raw:
         r = raw.get("/fault/after")
         assert r.status == 200 and r.body == b"some" and r.reset == ErrorCodes.INTERNAL_ERROR
         assert raw.get("/environ").status == 200

@@ -16,7 +16,8 @@ import uuid
 import h2.settings
 import pytest
 
-from tests.test_flow_control import MB, RawH2, rss_bytes
+from tests.h2raw import RawH2
+from tests.test_flow_control import MB, rss_bytes
 from tests.test_wsgi import STRICT, VALIDATED, problems
 
 TOTAL = 100 * MB
@@ -34,7 +35,7 @@ def test_upload_through_slow_app_is_bounded(serve) -> None:
         assert client.get("/environ").status == 200
         assert client.remote_settings[h2.settings.SettingCodes.INITIAL_WINDOW_SIZE] == window
         baseline = peak = rss_bytes(server.proc.pid)
-        sid = client.request("POST", f"/upload?key={key}", end=False)
+        sid = client.request("POST", f"/upload?key={key}", end_stream=False)
         digest, sent, probes = hashlib.sha256(), 0, []
         next_probe = 5 * MB
         deadline = time.monotonic() + 40
@@ -49,7 +50,7 @@ def test_upload_through_slow_app_is_bounded(serve) -> None:
                 continue
             if sent >= next_probe:  # blocked on window: how far ahead of the app are we?
                 next_probe += 10 * MB
-                done = int(client.get(f"/progress?key={key}").headers[b"x-done"])
+                done = int(client.get(f"/progress?key={key}").header(b"x-done"))
                 probes.append((sent, done))
                 peak = max(peak, rss_bytes(server.proc.pid))
                 continue
@@ -94,7 +95,7 @@ def test_download_to_slow_client_blocks_the_app(serve) -> None:
                 next_probe += 10 * MB
                 probe = client.get(f"/progress?key={key}")
                 client.ack(probe.stream_id)
-                probes.append((stream.received, int(probe.headers[b"x-done"])))
+                probes.append((stream.received, int(probe.header(b"x-done"))))
                 peak = max(peak, rss_bytes(server.proc.pid))
             client.ack(sid, window // 2)  # a slow reader: half a window at a time
         peak = max(peak, rss_bytes(server.proc.pid))

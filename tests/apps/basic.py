@@ -5,29 +5,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-
-async def read_body(receive: Any) -> bytes:
-    body = bytearray()
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ConnectionError("client went away")
-        body += message.get("body", b"")
-        if not message.get("more_body", False):
-            return bytes(body)
+from .common import read_body, respond, serve_lifespan
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """/echo echoes the body; /scope returns the scope as JSON; anything else says hello."""
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                scope["state"]["greeting"] = "hi"
-                await send({"type": "lifespan.startup.complete"})
-            else:
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await serve_lifespan(receive, send, startup=lambda: scope["state"].update(greeting="hi"))
+        return
     body = await read_body(receive)
     if scope["path"] == "/echo":
         payload = body
@@ -40,5 +25,4 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         payload = json.dumps(view).encode()
     else:
         payload = b"hello"
-    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
-    await send({"type": "http.response.body", "body": payload})
+    await respond(send, 200, payload, [(b"content-type", b"text/plain")])

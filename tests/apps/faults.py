@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from .common import serve_lifespan
+
 START = "http.response.start"
 BODY = "http.response.body"
 
@@ -128,14 +130,8 @@ def _jsonable(value: Any) -> Any:
 
 async def probe(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                scope["state"]["probe"] = "ready"
-                await send({"type": "lifespan.startup.complete"})
-            else:
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await serve_lifespan(receive, send, startup=lambda: scope["state"].update(probe="ready"))
+        return
     path = scope["path"]
     if path.endswith("/chunks"):
         # One response line per http.request message, sent as soon as it arrives.

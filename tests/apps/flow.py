@@ -32,6 +32,8 @@ import random
 from typing import Any
 from urllib.parse import parse_qs
 
+from .common import read_body, respond, serve_lifespan
+
 State = dict[str, Any]
 _state: dict[str, State] = {}
 _barriers: dict[str, State] = {}
@@ -95,37 +97,11 @@ def state(key: str) -> State:
     return _state.setdefault(key, {"consumed": 0, "max_chunk": 0, "sent": 0, "sends": 0})
 
 
-async def respond(send: Any, status: int, body: bytes = b"", headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    await send({"type": "http.response.start", "status": status, "headers": headers or []})
-    await send({"type": "http.response.body", "body": body})
-
-
-async def drain(receive: Any) -> bytes:
-    body = bytearray()
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ConnectionError("client went away")
-        body += message.get("body", b"")
-        if not message.get("more_body", False):
-            return bytes(body)
-
-
-async def lifespan(receive: Any, send: Any) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            say("lifespan startup")
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            say("lifespan shutdown complete")
-            await send({"type": "lifespan.shutdown.complete"})
-            return
-
-
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] == "lifespan":
-        await lifespan(receive, send)
+        await serve_lifespan(
+            receive, send, startup=lambda: say("lifespan startup"), shutdown=lambda: say("lifespan shutdown complete")
+        )
         return
     query = {k: v[0] for k, v in parse_qs(scope["query_string"].decode()).items()}
     handler = ROUTES.get(scope["path"], hello)
@@ -133,12 +109,12 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 async def hello(query: dict[str, str], receive: Any, send: Any) -> None:
-    await drain(receive)
+    await read_body(receive)
     await respond(send, 200, b"hello", [(b"content-type", b"text/plain")])
 
 
 async def barrier(query: dict[str, str], receive: Any, send: Any) -> None:
-    await drain(receive)
+    await read_body(receive)
     name, n = query["name"], int(query["n"])
     b = _barriers.setdefault(name, {"count": 0, "event": new_event()})
     b["count"] += 1
@@ -210,7 +186,7 @@ async def wait_body(query: dict[str, str], receive: Any, send: Any) -> None:
 
 async def sleeper(query: dict[str, str], receive: Any, send: Any) -> None:
     key = query["key"]
-    await drain(receive)
+    await read_body(receive)
     say(f"{key} sleeping")
     try:
         await sleep(float(query["seconds"]))

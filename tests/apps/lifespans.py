@@ -13,6 +13,8 @@ from typing import Any
 
 import sniffio
 
+from .common import serve_lifespan
+
 
 async def _respond(send: Any, payload: Any, status: int = 200) -> None:
     body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
@@ -40,17 +42,14 @@ def _mark(text: str) -> None:
 async def stateful(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """Puts values in ``state`` at startup; each request reports its state and then scribbles on it."""
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                scope["state"]["db"] = "connected"
-                scope["state"]["loop"] = sniffio.current_async_library()
-                _mark("startup")
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                _mark("shutdown")
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+
+        def startup() -> None:
+            scope["state"]["db"] = "connected"
+            scope["state"]["loop"] = sniffio.current_async_library()
+            _mark("startup")
+
+        await serve_lifespan(receive, send, startup=startup, shutdown=lambda: _mark("shutdown"))
+        return
     await _read_body(receive)
     state = scope["state"]
     seen = dict(state)
@@ -91,13 +90,8 @@ async def recorder(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """Answers with the scope types it has seen so far (a well-behaved lifespan app otherwise)."""
     SEEN.append(scope["type"])
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            else:
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await serve_lifespan(receive, send)
+        return
     await _read_body(receive)
     await _respond(send, {"seen": SEEN})
 
@@ -110,14 +104,8 @@ class ASGI2App:
 
     async def __call__(self, receive: Any, send: Any) -> None:
         if self.scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    self.scope["state"]["style"] = "asgi2"
-                    await send({"type": "lifespan.startup.complete"})
-                else:
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await serve_lifespan(receive, send, startup=lambda: self.scope["state"].update(style="asgi2"))
+            return
         body = await _read_body(receive)
         await _respond(send, {"style": self.scope["state"].get("style"), "path": self.scope["path"], "body": len(body)})
 
