@@ -153,6 +153,19 @@ class Config:
         True,
         "Answer plain HTTP/1.1 requests with '505 HTTP Version Not Supported' and a hint; off: just close.",
     )
+    ws_http1: bool = option(
+        True,
+        "Serve HTTP/1.1 WebSocket upgrades (RFC 6455; GET + Upgrade: websocket) to ASGI apps, cleartext and "
+        "over TLS with ALPN http/1.1. Browsers open a WebSocket over HTTP/2 (RFC 8441) only on an HTTP/2 "
+        "connection they already have; with none (a page served from another origin) they open a new "
+        "connection offering only http/1.1. Other HTTP/1.1 requests still get the 505.",
+    )
+    ws_max_message_size: int = option(
+        16 * 1024 * 1024,
+        "Largest WebSocket message accepted, in bytes (after decompression); a bigger one closes the "
+        "connection with code 1009.",
+        minimum=1,
+    )
     max_resets_per_second: int = option(
         200,
         "Client RST_STREAMs tolerated per second per connection before GOAWAY ENHANCE_YOUR_CALM (rapid reset).",

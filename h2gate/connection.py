@@ -34,12 +34,15 @@ import h2.settings
 import trio
 from h2.connection import ConnectionState
 from h2.errors import ErrorCodes
+from hpack.exceptions import HPACKError, OversizedHeaderListError
 from hyperframe.frame import GoAwayFrame
 
 from h2gate.config import Config
 from h2gate.exchange import Exchange, Signal
+from h2gate.framecheck import FrameCheck
 from h2gate.negotiate import H2CUpgrade
 from h2gate.transport import Transport
+from h2gate.validate import request_problem, trailer_problem
 
 log = logging.getLogger("h2gate.error")
 
@@ -50,6 +53,7 @@ MAX_UNFLUSHED_CONTROL_FRAMES = 10_000
 #: Seconds between the first (2^31-1) and the final GOAWAY of a graceful close (RFC 9113 §6.8).
 GOAWAY_GRACE = 0.2
 READ_SIZE = 256 * 1024
+_GOAWAY_TYPE = 0x7
 
 StreamHandler = Callable[["Connection", Exchange], Awaitable[None]]
 
@@ -63,7 +67,9 @@ class Connection:
         self.config = config
         self.handler = handler
         self.h2 = h2.connection.H2Connection(
-            h2.config.H2Configuration(client_side=False, header_encoding=None, validate_inbound_headers=True)
+            # Header validation is ours (h2gate.validate): h2 would make a malformed request a
+            # connection error, RFC 9113 §8.1.1 makes it a stream error.
+            h2.config.H2Configuration(client_side=False, header_encoding=None, validate_inbound_headers=False)
         )
         self.exchanges: dict[int, Exchange] = {}
         self.closed = False  # no more bytes will reach the peer
@@ -82,8 +88,10 @@ class Connection:
         self._resets: deque[float] = deque()
         self._raw_out: list[bytes] = []
         self._preface_seen = False
+        self._frame_check = FrameCheck(upgraded=upgrade is not None)
         self._writing = False
         self.requests = 0
+        self.extended_connect = True  # advertise RFC 8441 extended CONNECT (WebSockets); off for WSGI apps
 
     # -- setup -------------------------------------------------------------------
 
@@ -98,6 +106,7 @@ class Connection:
                 h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: cfg.max_header_list_size,
                 h2.settings.SettingCodes.MAX_FRAME_SIZE: cfg.max_frame_size,
                 h2.settings.SettingCodes.ENABLE_PUSH: 0,
+                h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL: int(self.extended_connect),
             },
         )
         h2c.max_inbound_frame_size = cfg.max_frame_size
@@ -261,6 +270,10 @@ class Connection:
                     if not data:
                         log.debug("connection from %s closed by peer", self.peer_text)
                         break
+                    problem = self._frame_check.feed(data)
+                    if problem is not None:
+                        self._fatal(*problem)
+                        return
                     try:
                         events = self.h2.receive_data(data)
                     except h2.exceptions.ProtocolError as exc:
@@ -285,11 +298,25 @@ class Connection:
     def _on_protocol_error(self, exc: h2.exceptions.ProtocolError) -> None:
         """A connection error found by h2: make sure a GOAWAY with its code goes out."""
         code = ErrorCodes(getattr(exc, "error_code", ErrorCodes.PROTOCOL_ERROR))
+        cause = exc.__cause__
+        if isinstance(cause, HPACKError) and not isinstance(cause, OversizedHeaderListError):
+            # An undecodable header block is COMPRESSION_ERROR (RFC 9113 §4.3); h2 says PROTOCOL_ERROR.
+            code = ErrorCodes.COMPRESSION_ERROR
+            self._drop_h2_goaway()
         log.info("protocol error from %s: %s (GOAWAY %s)", self.peer_text, exc, code.name)
-        if self.h2.state_machine.state != ConnectionState.CLOSED:
-            # h2 raises some errors (a bad client preface) before it queues a GOAWAY.
+        if code == ErrorCodes.COMPRESSION_ERROR or self.h2.state_machine.state != ConnectionState.CLOSED:
+            # Ours replaces h2's GOAWAY; and h2 raises some errors (a bad client preface) before it queues one.
             self._send_goaway(self.h2.highest_inbound_stream_id, code, str(exc).encode()[:256])
         self.wake_writer()
+
+    def _drop_h2_goaway(self) -> None:
+        """Take h2's queued output minus the GOAWAY it appended last, so we can send our own."""
+        data = self.h2.data_to_send()
+        size = 9 + 8  # h2's GOAWAY carries no debug data
+        if len(data) >= size and data[-size + 3] == _GOAWAY_TYPE:
+            data = data[:-size]
+        if data:
+            self._raw_out.append(data)
 
     def _dispatch(self, event: h2.events.Event) -> None:
         handler = _DISPATCH.get(type(event))
@@ -300,6 +327,10 @@ class Connection:
         stream_id = event.stream_id
         if not self._accept_streams and stream_id > self._last_stream_id:
             self.h2.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
+            return
+        problem = request_problem(event.headers, ended=event.stream_ended is not None)  # type: ignore[arg-type]
+        if problem is not None:
+            self._malformed(stream_id, problem)
             return
         exchange = Exchange(self, stream_id, list(event.headers))  # type: ignore[arg-type]
         if event.stream_ended is not None:
@@ -348,11 +379,33 @@ class Connection:
         if exchange is not None:
             exchange.on_end()
 
+    def _malformed(self, stream_id: int, problem: str) -> None:
+        """A malformed request or trailer section: RST_STREAM PROTOCOL_ERROR (RFC 9113 §8.1.1)."""
+        log.info("malformed request from %s on stream %d: %s", self.peer_text, stream_id, problem)
+        exchange = self.exchanges.get(stream_id)
+        if exchange is not None:
+            exchange.reset(ErrorCodes.PROTOCOL_ERROR)
+        else:
+            try:
+                self.h2.reset_stream(stream_id, ErrorCodes.PROTOCOL_ERROR)
+            except h2.exceptions.StreamClosedError:
+                pass  # already closed: nothing left to reset
+        # Resets the client provokes count against the same budget as its own (MadeYouReset).
+        self._count_reset()
+
+    def _on_trailers(self, event: h2.events.TrailersReceived) -> None:
+        problem = trailer_problem(event.headers)  # type: ignore[arg-type]
+        if problem is not None:
+            self._malformed(event.stream_id, problem)
+
     def _on_reset(self, event: h2.events.StreamReset) -> None:
         exchange = self.exchanges.get(event.stream_id)
         if exchange is not None and event.remote_reset:
             log.debug("client reset stream %d (%s)", event.stream_id, event.error_code)
             exchange.on_reset(event.error_code)
+        self._count_reset()
+
+    def _count_reset(self) -> None:
         now = time.monotonic()
         self._resets.append(now)
         while self._resets and self._resets[0] < now - 1.0:
@@ -397,6 +450,7 @@ _DISPATCH: dict[type, Callable[[Connection, Any], None]] = {
     h2.events.DataReceived: Connection._on_data,
     h2.events.StreamEnded: Connection._on_stream_ended,
     h2.events.StreamReset: Connection._on_reset,
+    h2.events.TrailersReceived: Connection._on_trailers,
     h2.events.WindowUpdated: Connection._on_window,
     h2.events.RemoteSettingsChanged: Connection._on_settings,
     h2.events.ConnectionTerminated: Connection._on_goaway,

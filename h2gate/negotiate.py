@@ -14,14 +14,19 @@ starting with ``PRI`` (the method RFC 9113 reserves for it), goes to h2, which
 answers a mangled preface with GOAWAY PROTOCOL_ERROR. Otherwise the bytes go to
 ``h11``: a request that asks for h2c with a valid ``HTTP2-Settings`` has its
 (bounded) body read, gets ``101 Switching Protocols``, and is handed over as an
-:class:`H2CUpgrade` that the connection runs as stream 1. Other HTTP/1.1
-requests get ``505`` with a hint (or a plain close when ``http1_answer`` is
-off); bytes h11 cannot parse get a close and a debug line.
+:class:`H2CUpgrade` that the connection runs as stream 1. A valid RFC 6455
+WebSocket upgrade (when ``allow_websocket``: ``--ws-http1`` and an ASGI app)
+is handed over as a :class:`WebSocketUpgrade` (the h11 connection, still
+waiting for our answer) that :mod:`h2gate.asgi.websocket` serves: browsers
+open a WebSocket over HTTP/1.1 when they have no HTTP/2 connection to the
+origin yet. Other HTTP/1.1 requests get ``505`` with a hint (or a plain close
+when ``http1_answer`` is off); bytes h11 cannot parse get a close and a debug
+line.
 
 Bytes read past what each step consumed are never lost: the stream handed on
 is a :class:`ReplayStream` that returns them first. Every request shape is
-routed through :func:`_route`, the one place a future HTTP/1.1 WebSocket
-upgrade would be let through.
+routed through :func:`_route`, which also lets HTTP/1.1 WebSocket upgrades
+through.
 """
 
 from __future__ import annotations
@@ -88,24 +93,40 @@ class H2CUpgrade:
 
 
 @dataclass(frozen=True, slots=True)
+class WebSocketUpgrade:
+    """An HTTP/1.1 WebSocket upgrade request (RFC 6455), read to its end and not yet answered."""
+
+    conn: h11.Connection  # its client state is MIGHT_SWITCH_PROTOCOL
+    request: h11.Request
+
+
+@dataclass(frozen=True, slots=True)
 class Handoff:
-    """Speak HTTP/2 on ``stream``; ``upgrade`` is set when the client came via h2c Upgrade."""
+    """Speak HTTP/2 on ``stream``; ``upgrade`` is set when the client came via h2c Upgrade.
+
+    With ``websocket`` set the stream is not HTTP/2 at all: serve that WebSocket on it.
+    """
 
     stream: trio.abc.Stream
     upgrade: H2CUpgrade | None = None
+    websocket: WebSocketUpgrade | None = None
 
 
 class _Route(enum.Enum):
     H2C = "h2c"
+    WEBSOCKET = "websocket"  # RFC 6455 upgrade, served to the ASGI app
     REFUSE = "refuse"  # plain HTTP/1.1 (or an upgrade we do not do): 505
 
 
-async def negotiate(stream: trio.abc.Stream, config: Config, who: str, *, allow_upgrade: bool) -> Handoff | None:
+async def negotiate(
+    stream: trio.abc.Stream, config: Config, who: str, *, allow_upgrade: bool, allow_websocket: bool = False
+) -> Handoff | None:
     """Find out whether the client speaks HTTP/2 on ``stream``.
 
     Returns the hand-off for the HTTP/2 connection, or None when the
     connection is finished (answered, refused or timed out; the caller closes
-    it). ``allow_upgrade`` is False over TLS, where h2c must be ignored.
+    it). ``allow_upgrade`` is False over TLS, where h2c must be ignored;
+    ``allow_websocket`` lets HTTP/1.1 WebSocket upgrades through.
     Raises trio.BrokenResourceError / ClosedResourceError / OSError if the
     transport fails.
     """
@@ -113,7 +134,7 @@ async def negotiate(stream: trio.abc.Stream, config: Config, who: str, *, allow_
     with trio.move_on_after(config.handshake_timeout) as timeout:
         first = await _sniff(stream)
         if first is not None and not first.startswith(b"PRI"):
-            return await _http1(stream, first, config, who, allow_upgrade)
+            return await _http1(stream, first, config, who, allow_upgrade, allow_websocket)
     if timeout.cancelled_caught:
         if first is None:
             log.info("no HTTP/2 preface from %s within %gs", who, config.handshake_timeout)
@@ -138,7 +159,7 @@ async def _sniff(stream: trio.abc.Stream) -> bytes | None:
 
 
 async def _http1(
-    stream: trio.abc.Stream, first: bytes, config: Config, who: str, allow_upgrade: bool
+    stream: trio.abc.Stream, first: bytes, config: Config, who: str, allow_upgrade: bool, allow_websocket: bool
 ) -> Handoff | None:
     conn = h11.Connection(h11.SERVER, max_incomplete_event_size=config.max_header_list_size)
     conn.receive_data(first)
@@ -147,7 +168,13 @@ async def _http1(
         if not isinstance(request, h11.Request):
             log.debug("closing connection from %s: it sent neither the HTTP/2 preface nor HTTP/1.1", who)
             return None
-        route, settings = _route(request, allow_upgrade)
+        route, settings = _route(request, allow_upgrade, allow_websocket)
+        if route is _Route.WEBSOCKET:
+            end = await _next(conn, stream)
+            if isinstance(end, h11.EndOfMessage):
+                return Handoff(stream, websocket=WebSocketUpgrade(conn, request))
+            log.debug("connection from %s closed during a WebSocket upgrade request", who)
+            return None
         if route is _Route.H2C:
             assert settings is not None
             return await _upgrade(conn, stream, request, settings, config, who)
@@ -179,8 +206,10 @@ def _tokens(request: h11.Request, name: bytes) -> set[bytes]:
     return {t.strip().lower() for n, v in request.headers if n == name for t in v.split(b",")}
 
 
-def _route(request: h11.Request, allow_upgrade: bool) -> tuple[_Route, bytes | None]:
+def _route(request: h11.Request, allow_upgrade: bool, allow_websocket: bool = False) -> tuple[_Route, bytes | None]:
     """What to do with an HTTP/1.1 request; for h2c also the padded HTTP2-Settings value."""
+    if allow_websocket and _is_websocket(request):
+        return _Route.WEBSOCKET, None
     if not allow_upgrade or request.method == b"CONNECT" or b"h2c" not in _tokens(request, b"upgrade"):
         return _Route.REFUSE, None
     if not {b"upgrade", b"http2-settings"} <= _tokens(request, b"connection"):
@@ -190,6 +219,26 @@ def _route(request: h11.Request, allow_upgrade: bool) -> tuple[_Route, bytes | N
         return _Route.REFUSE, None
     settings = _check_settings(values[0])
     return (_Route.H2C, settings) if settings is not None else (_Route.REFUSE, None)
+
+
+def _is_websocket(request: h11.Request) -> bool:
+    """A valid RFC 6455 §4.1 opening handshake: GET, Upgrade: websocket, key, version 13, no body."""
+    if request.method != b"GET" or request.http_version != b"1.1":
+        return False
+    if b"websocket" not in _tokens(request, b"upgrade") or b"upgrade" not in _tokens(request, b"connection"):
+        return False
+    fields = dict(request.headers)
+    if fields.get(b"sec-websocket-version", b"").strip() != b"13":
+        return False
+    if fields.get(b"content-length", b"0").strip() != b"0" or b"transfer-encoding" in fields:
+        return False
+    keys = [v for n, v in request.headers if n == b"sec-websocket-key"]
+    if len(keys) != 1:
+        return False
+    try:
+        return len(base64.b64decode(keys[0].strip(), validate=True)) == 16
+    except (binascii.Error, ValueError):
+        return False
 
 
 def _check_settings(value: bytes) -> bytes | None:

@@ -27,11 +27,13 @@ import trio
 from h2gate.asgi.http import handle_http
 from h2gate.asgi.lifespan import Lifespan, LifespanFailure
 from h2gate.asgi.runner import AppRunner
+from h2gate.asgi.websocket import connect_protocol, handle_websocket, handle_websocket_http1
 from h2gate.certstore import CertStore
 from h2gate.config import Config
 from h2gate.connection import Connection
 from h2gate.exchange import Exchange
-from h2gate.negotiate import H2CUpgrade, Handoff, negotiate
+from h2gate.negotiate import H2CUpgrade, Handoff, WebSocketUpgrade, negotiate
+from h2gate.response import simple_response
 from h2gate.tls_stream import TLSStream
 from h2gate.transport import Address, CleartextTransport, TLSTransport, Transport
 from h2gate.wsgi import WSGIHandler
@@ -144,7 +146,11 @@ class Server:
                 await stream.aclose()
                 return
             transport, upgrade = opened
+            if isinstance(upgrade, WebSocketUpgrade):
+                await self._serve_websocket_http1(transport, upgrade)
+                return
             conn = Connection(transport, self.config, self._handle_exchange, upgrade)
+            conn.extended_connect = self.wsgi is None
             self.connections.add(conn)
             try:
                 await conn.run()
@@ -155,8 +161,10 @@ class Server:
             with trio.CancelScope(shield=True):
                 await stream.aclose()
 
-    async def _open_transport(self, stream: trio.SocketStream) -> tuple[Transport, H2CUpgrade | None] | None:
-        """The transport HTTP/2 runs on (plus an h2c upgrade to answer), or None to close."""
+    async def _open_transport(
+        self, stream: trio.SocketStream
+    ) -> tuple[Transport, H2CUpgrade | WebSocketUpgrade | None] | None:
+        """The transport HTTP/2 runs on (plus an h2c or WebSocket upgrade to answer), or None to close."""
         peer = _address(stream.socket, peer=True)
         local = _address(stream.socket, peer=False)
         if stream.socket.family != socket.AF_UNIX:
@@ -167,7 +175,7 @@ class Server:
             handoff = await self._negotiate(stream, who, allow_upgrade=True)
             if handoff is None:
                 return None
-            return CleartextTransport(handoff.stream, peer, local), handoff.upgrade
+            return CleartextTransport(handoff.stream, peer, local), handoff.upgrade or handoff.websocket
         tls = TLSStream(stream, self.ssl_context.context)
         with trio.move_on_after(self.config.handshake_timeout) as timeout:
             try:
@@ -188,23 +196,54 @@ class Server:
         # No ALPN or http/1.1 only: h2 by prior knowledge is still possible,
         # otherwise the HTTP/1.1 request gets the 505 hint (no h2c over TLS).
         offered = tls.info.alpn or "no ALPN"
-        log.info("client %s did not negotiate HTTP/2 (%s); this server speaks HTTP/2 only", who, offered)
+        log.debug("client %s did not negotiate h2 (%s): looking at what it sends", who, offered)
         handoff = await self._negotiate(tls, who, allow_upgrade=False)
         if handoff is None:
             await tls.aclose()
             return None
-        return TLSTransport(handoff.stream, peer, local, tls.info), None
+        return TLSTransport(handoff.stream, peer, local, tls.info), handoff.websocket
 
     async def _negotiate(self, stream: trio.abc.Stream, who: str, *, allow_upgrade: bool) -> Handoff | None:
+        websocket = self.config.ws_http1 and self.wsgi is None
         try:
-            return await negotiate(stream, self.config, who, allow_upgrade=allow_upgrade)
+            return await negotiate(stream, self.config, who, allow_upgrade=allow_upgrade, allow_websocket=websocket)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             log.debug("connection from %s lost before HTTP/2 started: %r", who, exc)
             return None
 
+    async def _serve_websocket_http1(self, transport: Transport, upgrade: WebSocketUpgrade) -> None:
+        await handle_websocket_http1(
+            transport,
+            upgrade,
+            self.runner,
+            root_path=self.config.root_path,
+            state=self.lifespan.state,
+            server_header=self.config.server_header,
+            max_message_size=self.config.ws_max_message_size,
+            stopping=self._shutdown,
+        )
+
     async def _handle_exchange(self, conn: Connection, exchange: Exchange) -> None:
         if self.wsgi is not None:
             await self.wsgi.handle(exchange, conn.transport)
+            return
+        protocol = connect_protocol(exchange)
+        if protocol is not None and protocol != b"websocket":
+            await simple_response(
+                exchange, 501, b"Extended CONNECT is supported for websocket only\n", self.config.server_header
+            )
+            return
+        if protocol is not None:
+            await handle_websocket(
+                exchange,
+                conn.transport,
+                self.runner,
+                root_path=self.config.root_path,
+                state=self.lifespan.state,
+                server_header=self.config.server_header,
+                max_message_size=self.config.ws_max_message_size,
+                stopping=self._shutdown,
+            )
             return
         await handle_http(
             exchange,

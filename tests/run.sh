@@ -7,6 +7,16 @@ cd "$(dirname "$0")/.."
 need=()
 command -v curl >/dev/null || need+=(curl)
 command -v h2load >/dev/null || need+=(nghttp2-client)
+# tests/test_websocket_browser.py (headless Chromium driven by node's playwright-core)
+# is skipped without them, so they are installed only when we can.
+optional=()
+[ -x /usr/bin/chromium ] || optional+=(chromium fonts-dejavu-core)
+command -v npm >/dev/null || optional+=(nodejs npm)
+if [ ${#optional[@]} -gt 0 ] && [ "$(id -u)" = 0 ]; then
+    need+=("${optional[@]}")
+elif [ ${#optional[@]} -gt 0 ]; then
+    echo "tests/run.sh: without ${optional[*]} the browser test is skipped" >&2
+fi
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
         export DEBIAN_FRONTEND=noninteractive
@@ -19,5 +29,11 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 python -m pip install -q -e '.[test]'
+export H2GATE_NODE_DIR="${H2GATE_NODE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/h2gate-tests/node}"
+if command -v npm >/dev/null && [ ! -d "$H2GATE_NODE_DIR/node_modules/playwright-core" ]; then
+    mkdir -p "$H2GATE_NODE_DIR"
+    npm install --prefix "$H2GATE_NODE_DIR" --no-audit --no-fund --silent playwright-core@1 \
+        || echo "tests/run.sh: npm install playwright-core failed; the browser test will be skipped" >&2
+fi
 ruff check h2gate tests examples bench
 python -m pytest "$@"

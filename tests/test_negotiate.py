@@ -198,7 +198,7 @@ def test_tls_http11_gets_505(serve, certs, alpn) -> None:
         sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
         data, closed = read_until_closed(sock)
     assert data.startswith(b"HTTP/1.1 505") and b"HTTP/2 only" in data and closed
-    server.wait_for_log("did not negotiate HTTP/2")
+    server.wait_for_log("refused: this server speaks HTTP/2 only")
 
 
 def test_tls_ignores_h2c_upgrade(serve, certs) -> None:

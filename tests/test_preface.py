@@ -58,7 +58,7 @@ def test_tls_without_h2_alpn_gets_505(serve, certs) -> None:
             data, closed = read_until_closed(sock)
     assert closed
     assert data.startswith(b"HTTP/1.1 505 HTTP Version Not Supported")
-    server.wait_for_log("did not negotiate HTTP/2")
+    server.wait_for_log("refused: this server speaks HTTP/2 only")
 
 
 def test_connection_still_serves_after_good_preface(serve) -> None:

@@ -1,0 +1,666 @@
+"""ASGI ``websocket`` scope over an HTTP/2 stream (RFC 8441) or an HTTP/1.1 upgrade (RFC 6455).
+
+Theory of operation
+-------------------
+Over HTTP/2 a WebSocket is one stream opened by an *extended CONNECT*
+(``:method CONNECT``, ``:protocol websocket``), which clients send only once
+the server advertised ``SETTINGS_ENABLE_CONNECT_PROTOCOL = 1``. ``:status 200``
+accepts it; from then on the stream's DATA bytes, both ways, are plain RFC 6455
+frames. END_STREAM is the orderly close of the transport (after the WebSocket
+closing handshake) and RST_STREAM its abortive close (RFC 8441 §5).
+
+Browsers use that only on an HTTP/2 connection they already have to the
+origin; with none they open a new connection offering ALPN ``http/1.1`` and
+send a classic ``GET`` + ``Upgrade: websocket``. :mod:`h2gate.negotiate` lets
+that one kind of HTTP/1.1 request through (``--ws-http1``) and hands over the
+h11 connection still waiting for its answer: ``101 Switching Protocols``
+accepts it, and the TCP/TLS stream carries the frames.
+
+Both transports are a :class:`_Channel` (read bytes, write bytes, accept,
+deny with an HTTP response, end, abort); :class:`WebSocketSession` turns the
+app's ASGI messages into frames with ``wsproto``'s frame-level
+:class:`wsproto.connection.Connection` (no handshake inside it: the handshake
+is the HTTP exchange above) and back:
+
+* ``receive()`` is the only reader, and it reads only when the app asks for
+  the next message: HTTP/2 DATA is acknowledged (WINDOW_UPDATE) as the app
+  receives, so a slow app slows the client down. Pings are answered and close
+  frames replied to as they are read. A message is assembled up to
+  ``--ws-max-message-size`` bytes (after permessage-deflate); beyond that the
+  connection is closed with 1009. Compressed input is fed to wsproto in small
+  slices so one read cannot inflate into a huge buffer before the check.
+* ``send()`` frames and writes under a lock (``receive()`` writes pongs and
+  close replies too); on HTTP/2 ``Exchange.send_data`` waits for the client's
+  window, so a client that stops reading stalls only this WebSocket.
+* Disconnect codes follow the ASGI spec: the client's close code (1005 when
+  its close frame had none), 1006 when the transport ended or was reset
+  without a close frame.
+* Before ``websocket.accept`` the app may deny with ``websocket.close`` (403)
+  or a full HTTP response (``websocket.http.response.start``/``.body``: on
+  HTTP/2 on the CONNECT stream, on HTTP/1.1 a normal response then close). An
+  app that returns without accepting gets a 403; one that fails, a 500.
+* On server shutdown open WebSockets are closed with 1001 (the app sees the
+  client's reply as ``websocket.disconnect``), so they end within the grace
+  period instead of being cancelled at its end.
+* After the app returns an open WebSocket is closed (1000, or 1011 when the
+  app raised), the client's close reply is awaited for a bounded time, then
+  the stream ends (END_STREAM) or the connection is closed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import types
+from collections import deque
+from typing import Any, Protocol
+
+import h11
+import trio
+from h2.errors import ErrorCodes
+from h2.exceptions import StreamClosedError
+from wsproto.connection import Connection as WSConnection
+from wsproto.connection import ConnectionState, ConnectionType
+from wsproto.events import BytesMessage, CloseConnection, Event, Ping, TextMessage
+from wsproto.extensions import PerMessageDeflate
+from wsproto.handshake import server_extensions_handshake
+from wsproto.utilities import LocalProtocolError, generate_accept_token
+
+from h2gate.appload import Message, Scope
+from h2gate.asgi.http import AppMistake, _Response, build_scope
+from h2gate.asgi.runner import AppRunner
+from h2gate.errors import ClientDisconnected
+from h2gate.exchange import Exchange, Headers
+from h2gate.logs import access_logger
+from h2gate.negotiate import WebSocketUpgrade, _h2_headers
+from h2gate.response import HeaderError, fail, prepare_headers, simple_response
+from h2gate.transport import Transport
+
+log = logging.getLogger("h2gate.error")
+
+#: Seconds we wait for the client's close frame (and end of stream) once we sent ours.
+CLOSE_TIMEOUT = 5.0
+#: Compressed bytes fed to wsproto at a time (bounds what one step can inflate to).
+_DEFLATE_SLICE = 4096
+#: Seconds the client gets to end its side of an HTTP/2 stream after our END_STREAM (then RST_STREAM).
+END_GRACE = 1.0
+_READ = 64 * 1024
+
+
+def connect_protocol(exchange: Exchange) -> bytes | None:
+    """The ``:protocol`` of an RFC 8441 extended CONNECT (lowercased), or None for any other request."""
+    method = protocol = None
+    for name, value in exchange.headers:
+        if name == b":method":
+            method = value
+        elif name == b":protocol":
+            protocol = value
+        elif name[:1] != b":":
+            break
+    return protocol.lower() if method == b"CONNECT" and protocol is not None else None
+
+
+# -- transports ------------------------------------------------------------------------------
+
+
+class _Channel(Protocol):
+    http_version: str
+    status: int
+
+    async def read(self) -> bytes: ...  # b"" at the orderly end; ClientDisconnected on a reset / lost transport
+    async def write(self, data: bytes) -> None: ...
+    async def accept(self, headers: Headers) -> bytes: ...  # returns bytes already received past the handshake
+    def deny_start(self, message: Message) -> None: ...
+    async def deny_body(self, message: Message) -> bool: ...  # True when the response is complete
+    async def end(self) -> None: ...
+    def abort(self) -> None: ...
+    async def fail(self, status: int) -> None: ...
+
+
+class _H2Channel:
+    """The WebSocket is one HTTP/2 stream (RFC 8441)."""
+
+    http_version = "2"
+
+    def __init__(self, exchange: Exchange, server_header: bool) -> None:
+        self.exchange = exchange
+        self.server_header = server_header
+        self.denial = _Response(exchange, head=False, server_header=server_header)
+
+    @property
+    def status(self) -> int:
+        return self.exchange.status
+
+    async def read(self) -> bytes:
+        return await self.exchange.read()
+
+    async def write(self, data: bytes) -> None:
+        await self.exchange.send_data(data)
+
+    async def accept(self, headers: Headers) -> bytes:
+        try:
+            block, _ = prepare_headers(headers, self.server_header)
+        except HeaderError as exc:
+            raise AppMistake(str(exc)) from None
+        block[0] = (b":status", b"200")
+        self.exchange.status = 200
+        await self.exchange.send_headers(block)
+        return b""
+
+    def deny_start(self, message: Message) -> None:
+        self.denial.start(message)
+
+    async def deny_body(self, message: Message) -> bool:
+        await self.denial.body(message)
+        return self.denial.complete
+
+    async def end(self) -> None:
+        """END_STREAM after the closing handshake, then a bounded wait for the client's."""
+        exchange = self.exchange
+        if exchange.response_ended or exchange.disconnected or exchange.conn.closed:
+            return
+        try:
+            if exchange.request_ended:
+                await exchange.send_data(b"", end_stream=True)
+                return
+            # Half-close our side only: Exchange would reset a stream whose
+            # request side is still open (the client's END_STREAM may follow).
+            exchange.conn.h2.end_stream(exchange.stream_id)
+            exchange.response_ended = True
+            exchange.conn.wake_writer()
+            with trio.move_on_after(END_GRACE):
+                while await exchange.read():
+                    pass
+        except (ClientDisconnected, StreamClosedError):
+            pass
+
+    def abort(self) -> None:
+        self.exchange.reset(ErrorCodes.CANCEL)
+
+    async def fail(self, status: int) -> None:
+        if status == 500:
+            await fail(self.exchange, self.server_header)
+        elif self.exchange.headers_sent:
+            self.exchange.reset(ErrorCodes.INTERNAL_ERROR)
+        else:
+            await simple_response(self.exchange, status, b"Forbidden\n", self.server_header)
+
+
+class _H1Channel:
+    """The WebSocket owns an HTTP/1.1 connection (RFC 6455 upgrade)."""
+
+    http_version = "1.1"
+
+    def __init__(self, stream: trio.abc.Stream, upgrade: WebSocketUpgrade, server_header: bool) -> None:
+        self.stream = stream
+        self.conn = upgrade.conn
+        self.request = upgrade.request
+        self.server_header = server_header
+        self.status = 0
+        self.closed = False
+
+    async def read(self) -> bytes:
+        try:
+            return bytes(await self.stream.receive_some(_READ))
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            raise ClientDisconnected(f"WebSocket connection lost: {exc!r}") from None
+
+    async def write(self, data: bytes) -> None:
+        if self.closed:
+            raise ClientDisconnected("WebSocket connection is closed")
+        try:
+            await self.stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            self.closed = True
+            raise ClientDisconnected(f"WebSocket connection lost: {exc!r}") from None
+
+    def _headers(self, headers: Headers) -> Headers:
+        out = [(n, v) for n, v in headers if n.lower() not in (b"connection", b"upgrade")]
+        if self.server_header and not any(n.lower() == b"server" for n, _ in out):
+            out.append((b"server", b"h2gate"))
+        return out
+
+    async def accept(self, headers: Headers) -> bytes:
+        key = next(v for n, v in self.request.headers if n == b"sec-websocket-key").strip()
+        switch = h11.InformationalResponse(
+            status_code=101,
+            headers=[
+                (b"upgrade", b"websocket"),
+                (b"connection", b"Upgrade"),
+                (b"sec-websocket-accept", generate_accept_token(key)),
+                *self._headers(headers),
+            ],
+            reason=b"Switching Protocols",
+        )
+        try:
+            data = self.conn.send(switch)
+        except h11.LocalProtocolError as exc:
+            raise AppMistake(f"invalid websocket.accept headers: {exc}") from None
+        self.status = 101
+        await self.write(data)
+        trailing, _closed = self.conn.trailing_data
+        return bytes(trailing)
+
+    def deny_start(self, message: Message) -> None:
+        status = message.get("status")
+        if not isinstance(status, int) or isinstance(status, bool) or not 200 <= status <= 599:
+            raise AppMistake(f"websocket.http.response.start has invalid status {status!r}")
+        try:
+            headers = [(bytes(n), bytes(v)) for n, v in message.get("headers", [])]
+        except (TypeError, ValueError):
+            raise AppMistake("websocket.http.response.start headers must be [name, value] byte pairs") from None
+        self._pending = h11.Response(status_code=status, headers=[*self._headers(headers), (b"connection", b"close")])
+        self.status = status
+
+    async def deny_body(self, message: Message) -> bool:
+        data = b""
+        try:
+            if getattr(self, "_pending", None) is not None:
+                data += self.conn.send(self._pending)
+                self._pending = None
+            body = message.get("body", b"")
+            if body:
+                data += self.conn.send(h11.Data(data=bytes(body)))
+            more = bool(message.get("more_body", False))
+            if not more:
+                data += self.conn.send(h11.EndOfMessage())
+        except h11.LocalProtocolError as exc:
+            raise AppMistake(f"invalid denial response: {exc}") from None
+        await self.write(data)
+        return not more
+
+    async def end(self) -> None:
+        await self.abort_async()
+
+    def abort(self) -> None:
+        self.closed = True
+
+    async def abort_async(self) -> None:
+        self.closed = True
+        with trio.CancelScope(shield=True), trio.move_on_after(1):
+            try:
+                await self.stream.aclose()
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                pass
+
+    async def fail(self, status: int) -> None:
+        body = b"Internal Server Error\n" if status == 500 else b"Forbidden\n"
+        self.deny_start(
+            {
+                "status": status,
+                "headers": [
+                    (b"content-type", b"text/plain; charset=utf-8"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        try:
+            await self.deny_body({"body": body})
+        except (ClientDisconnected, AppMistake):
+            pass
+
+
+# -- scope -----------------------------------------------------------------------------------
+
+
+def _websocket_scope(
+    headers: Headers, transport: Transport, root_path: str, state: dict[str, Any], http_version: str
+) -> Scope | None:
+    scope = build_scope(types.SimpleNamespace(headers=headers), transport, root_path, state)  # type: ignore[arg-type]
+    if scope is None:
+        return None
+    del scope["method"]
+    scope["type"] = "websocket"
+    scope["http_version"] = http_version
+    scope["scheme"] = "wss" if scope["scheme"] in ("https", "wss") else "ws"
+    protocols = [v for n, v in scope["headers"] if n == b"sec-websocket-protocol"]
+    scope["subprotocols"] = _split(protocols)
+    scope["extensions"] = {**scope["extensions"], "websocket.http.response": {}}
+    return scope
+
+
+def _split(values: list[bytes]) -> list[str]:
+    """The items of comma-separated header values (all occurrences), stripped, empty ones dropped."""
+    return [item.strip() for value in values for item in value.decode("latin-1").split(",") if item.strip()]
+
+
+def _deflate_for(headers: Headers) -> tuple[PerMessageDeflate | None, bytes | None]:
+    """permessage-deflate when the client offered it: the extension and the response header value."""
+    offers = [v for n, v in headers if n == b"sec-websocket-extensions"]
+    if not offers:
+        return None, None
+    deflate = PerMessageDeflate()
+    try:
+        accepted = server_extensions_handshake(_split(offers), [deflate])
+    except (ValueError, TypeError):
+        return None, None
+    return (deflate, accepted) if accepted else (None, None)
+
+
+# -- the session -----------------------------------------------------------------------------
+
+
+class WebSocketSession:
+    """receive()/send() for one WebSocket, over either channel."""
+
+    def __init__(self, channel: _Channel, scope: Scope, headers: Headers, max_message_size: int) -> None:
+        self.channel = channel
+        self.scope = scope
+        self.headers = headers
+        self.max_size = max_message_size
+        self.ws: WSConnection | None = None
+        self.accepted = False
+        self.denying = False  # websocket.http.response.start sent
+        self.denied = False  # the denial response (or a 403) is complete
+        self.close_sent = False
+        self.disconnect: tuple[int, str] | None = None  # what receive() reports once the WebSocket is gone
+        self.close_code: int | None = None  # for the access log
+        self._connect_sent = False
+        self._eof = False  # the transport ended or was reset
+        self._unfed = b""
+        self._slice = _READ
+        self._events: deque[Event] = deque()
+        self._parts: list[Any] = []
+        self._size = 0
+        self._lock = trio.Lock()
+
+    # -- receive -----------------------------------------------------------------------------
+
+    async def receive(self) -> Message:
+        if not self._connect_sent:
+            self._connect_sent = True
+            return {"type": "websocket.connect"}
+        if not self.accepted:
+            if not self.denied:
+                # Nothing can arrive before the answer; wait for the client to give up.
+                try:
+                    while await self.channel.read():
+                        pass
+                except ClientDisconnected:
+                    pass
+            self.disconnect = self.disconnect or (1006, "")
+            return self._disconnect_message()
+        while self.disconnect is None:
+            event = await self._next_event()
+            if event is None:
+                break
+            message = await self._handle(event)
+            if message is not None:
+                return message
+        return self._disconnect_message()
+
+    def _disconnect_message(self) -> Message:
+        code, reason = self.disconnect or (1006, "")
+        return {"type": "websocket.disconnect", "code": code, "reason": reason}
+
+    async def _next_event(self) -> Event | None:
+        """The next wsproto event, reading from the transport as needed; None once it is gone (1006 set)."""
+        assert self.ws is not None
+        while not self._events:
+            if not self._unfed:
+                try:
+                    data = await self.channel.read()
+                except ClientDisconnected:
+                    data = b""
+                if not data:
+                    self._eof = True
+                    self._gone(1006, "")
+                    return None
+                self._unfed = data
+            chunk, self._unfed = self._unfed[: self._slice], self._unfed[self._slice :]
+            try:
+                self.ws.receive_data(chunk)
+            except LocalProtocolError:  # already closed: discard
+                continue
+            self._events.extend(self.ws.events())
+        return self._events.popleft()
+
+    async def _handle(self, event: Event) -> Message | None:
+        assert self.ws is not None
+        if isinstance(event, (TextMessage, BytesMessage)):
+            if self.close_sent:
+                return None  # closing: data still in flight is dropped
+            data = event.data
+            self._size += len(data.encode("utf-8")) if isinstance(data, str) else len(data)
+            if self._size > self.max_size:
+                log.info(
+                    "WebSocket %s: message larger than %d bytes; closing with 1009", self.scope["path"], self.max_size
+                )
+                await self._close(1009, "message too big")
+                self._gone(1009, "message too big")
+                return None
+            self._parts.append(data)
+            if not event.message_finished:
+                return None
+            parts, self._parts, self._size = self._parts, [], 0
+            if isinstance(event, TextMessage):
+                return {"type": "websocket.receive", "text": "".join(parts)}
+            return {"type": "websocket.receive", "bytes": b"".join(parts)}
+        if isinstance(event, Ping):
+            if self.ws.state is ConnectionState.OPEN:
+                try:
+                    await self._write(event.response())
+                except ClientDisconnected:
+                    pass  # the next read sees the transport gone
+            return None
+        if isinstance(event, CloseConnection):
+            if not self.close_sent:
+                # The client started the close (or sent a bad frame: wsproto's code): answer it.
+                await self._close(event.code, event.reason or "")
+            self._gone(int(event.code), event.reason or "")
+            return None
+        return None  # Pong
+
+    def _gone(self, code: int, reason: str) -> None:
+        if self.disconnect is None:
+            self.disconnect = (code, reason)
+        if self.close_code is None:
+            self.close_code = code
+
+    # -- send --------------------------------------------------------------------------------
+
+    async def _write(self, event: Event) -> None:
+        assert self.ws is not None
+        async with self._lock:
+            try:
+                data = self.ws.send(event)
+            except LocalProtocolError:
+                raise ClientDisconnected("the WebSocket is closed") from None
+            await self.channel.write(data)
+
+    async def _close(self, code: int, reason: str) -> None:
+        if self.close_sent or self.ws is None:
+            return
+        self.close_sent = True
+        if self.close_code is None:
+            self.close_code = code
+        try:
+            await self._write(CloseConnection(code=code, reason=reason or None))
+        except ClientDisconnected:
+            pass
+
+    async def send(self, message: Message) -> None:
+        kind = message.get("type") if isinstance(message, dict) else None
+        if kind == "websocket.accept":
+            await self._accept(message)
+        elif kind == "websocket.send":
+            if not self.accepted:
+                raise AppMistake("websocket.send before websocket.accept")
+            if self.disconnect is not None or self.close_sent:
+                raise ClientDisconnected("the WebSocket is closed")
+            text, data = message.get("text"), message.get("bytes")
+            if text is not None and data is None:
+                if not isinstance(text, str):
+                    raise AppMistake("websocket.send text must be str")
+                await self._write(TextMessage(data=text))
+            elif data is not None and text is None:
+                if not isinstance(data, (bytes, bytearray, memoryview)):
+                    raise AppMistake("websocket.send bytes must be bytes")
+                await self._write(BytesMessage(data=bytes(data)))
+            else:
+                raise AppMistake("websocket.send needs exactly one of text and bytes")
+        elif kind == "websocket.close":
+            if not self.accepted:
+                if self.denying or self.denied:
+                    raise AppMistake("websocket.close after a denial response")
+                self.denied = True
+                await self.channel.fail(403)
+                return
+            if self.disconnect is None:
+                code = message.get("code", 1000)
+                reason = message.get("reason") or ""
+                if not isinstance(code, int) or not isinstance(reason, str):
+                    raise AppMistake("websocket.close code must be an int and reason a str")
+                await self._close(code, reason)
+        elif kind == "websocket.http.response.start":
+            if self.accepted or self.denying or self.denied:
+                raise AppMistake("websocket.http.response.start after the handshake was answered")
+            self.channel.deny_start(message)
+            self.denying = True
+        elif kind == "websocket.http.response.body":
+            if not self.denying or self.denied:
+                raise AppMistake("websocket.http.response.body without a denial response in progress")
+            self.denied = await self.channel.deny_body(message)
+        else:
+            raise AppMistake(f"unexpected ASGI message type {kind!r} on a websocket connection")
+
+    async def _accept(self, message: Message) -> None:
+        if self.accepted or self.denying or self.denied:
+            raise AppMistake("websocket.accept after the handshake was answered")
+        headers: Headers = []
+        for item in message.get("headers") or []:
+            try:
+                name, value = item
+            except (TypeError, ValueError):
+                raise AppMistake(f"websocket.accept header {item!r} is not a [name, value] pair") from None
+            if not isinstance(name, bytes) or not isinstance(value, bytes):
+                raise AppMistake(f"websocket.accept header {item!r} must be a pair of byte strings")
+            headers.append((name.lower(), value))
+        subprotocol = message.get("subprotocol")
+        if subprotocol is not None:
+            headers = [h for h in headers if h[0] != b"sec-websocket-protocol"]
+            headers.append((b"sec-websocket-protocol", str(subprotocol).encode("latin-1")))
+        headers = [h for h in headers if h[0] != b"sec-websocket-extensions"]
+        deflate, accepted = _deflate_for(self.headers)
+        if accepted is not None:
+            headers.append((b"sec-websocket-extensions", accepted))
+            self._slice = _DEFLATE_SLICE
+        trailing = await self.channel.accept(headers)
+        self.ws = WSConnection(ConnectionType.SERVER, extensions=[deflate] if deflate else None)
+        self._unfed = trailing
+        self.accepted = True
+
+    # -- after the app -----------------------------------------------------------------------
+
+    async def finish(self, failed: bool) -> None:
+        """The app returned (or raised): answer the handshake or close the WebSocket properly."""
+        channel = self.channel
+        if not self.accepted:
+            if self.denying and not self.denied:
+                log.error("%s: the app returned before finishing its denial response", self.scope["path"])
+                channel.abort()
+            elif not self.denied:
+                await channel.fail(500 if failed else 403)
+            return
+        assert self.ws is not None
+        if self.ws.state is not ConnectionState.CLOSED and not self._eof:
+            await self._close(1011 if failed else 1000, "")
+            with trio.move_on_after(CLOSE_TIMEOUT):
+                while self.ws.state is not ConnectionState.CLOSED and not self._eof:
+                    event = await self._next_event()
+                    if isinstance(event, CloseConnection):
+                        self._gone(int(event.code), event.reason or "")
+        await channel.end()
+
+
+async def _going_away(session: WebSocketSession, stopping: trio.Event) -> None:
+    """Server shutdown: close an open WebSocket with 1001; the app sees the client's reply as a disconnect."""
+    await stopping.wait()
+    if session.accepted and session.disconnect is None:
+        await session._close(1001, "server shutting down")
+
+
+async def _run(
+    session: WebSocketSession, runner: AppRunner, transport: Transport, label: str, stopping: trio.Event | None
+) -> None:
+    scope = session.scope
+    started = time.perf_counter()
+    failed = False
+    async with trio.open_nursery() as watcher:
+        if stopping is not None:
+            watcher.start_soon(_going_away, session, stopping)
+        try:
+            await runner.call(scope, session.receive, session.send)
+        except ClientDisconnected:
+            log.debug("WebSocket %s: client went away", scope["path"])
+        except AppMistake as exc:
+            log.error("WebSocket %s: ASGI error in the app: %s", scope["path"], exc)
+            failed = True
+        except Exception:
+            log.exception("WebSocket %s: exception in the app", scope["path"])
+            failed = True
+        watcher.cancel_scope.cancel()
+    try:
+        await session.finish(failed)
+    except ClientDisconnected:
+        pass
+    if access_logger.isEnabledFor(logging.INFO):
+        peer = transport.peer
+        client = f"{peer[0]}:{peer[1]}" if peer and peer[1] is not None else "-"
+        target = scope["raw_path"].decode("latin-1")
+        if scope["query_string"]:
+            target += "?" + scope["query_string"].decode("latin-1")
+        access_logger.info(
+            '%s - "WEBSOCKET %s HTTP/%s" %s close=%s %.3fs%s',
+            client,
+            target,
+            session.channel.http_version,
+            session.channel.status or "-",
+            session.close_code if session.close_code is not None else "-",
+            time.perf_counter() - started,
+            label,
+        )
+
+
+async def handle_websocket(
+    exchange: Exchange,
+    transport: Transport,
+    runner: AppRunner,
+    *,
+    root_path: str,
+    state: dict[str, Any],
+    server_header: bool,
+    max_message_size: int,
+    stopping: trio.Event | None = None,
+) -> None:
+    """Serve an RFC 8441 extended CONNECT stream as an ASGI websocket."""
+    scope = _websocket_scope(exchange.headers, transport, root_path, state, "2")
+    if scope is None:
+        await simple_response(exchange, 400, b"Extended CONNECT without :path\n", server_header)
+        return
+    session = WebSocketSession(_H2Channel(exchange, server_header), scope, exchange.headers, max_message_size)
+    await _run(session, runner, transport, f" stream={exchange.stream_id}", stopping)
+
+
+async def handle_websocket_http1(
+    transport: Transport,
+    upgrade: WebSocketUpgrade,
+    runner: AppRunner,
+    *,
+    root_path: str,
+    state: dict[str, Any],
+    server_header: bool,
+    max_message_size: int,
+    stopping: trio.Event | None = None,
+) -> None:
+    """Serve an HTTP/1.1 WebSocket upgrade (the connection is the WebSocket's) as an ASGI websocket."""
+    headers = _h2_headers(upgrade.request)
+    headers[1] = (b":scheme", transport.scheme.encode())
+    scope = _websocket_scope(headers, transport, root_path, state, "1.1")
+    assert scope is not None
+    channel = _H1Channel(transport.stream, upgrade, server_header)
+    session = WebSocketSession(channel, scope, headers, max_message_size)
+    try:
+        await _run(session, runner, transport, "", stopping)
+    finally:
+        await channel.abort_async()

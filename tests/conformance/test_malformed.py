@@ -1,0 +1,138 @@
+"""RFC 9113 §8.1-8.3: malformed requests are stream errors (RST_STREAM PROTOCOL_ERROR)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conformance.frames import (
+    PROTOCOL_ERROR,
+    Headers,
+    Peer,
+    data_frame,
+    headers_frame,
+)
+
+H2C_ONLY = ["h2c"]
+
+M, S, A, P = (":method", "GET"), (":scheme", "http"), (":authority", "localhost"), (":path", "/hello")
+
+MALFORMED: dict[str, Headers] = {
+    "missing-method": [S, A, P],
+    "missing-scheme": [M, A, P],
+    "missing-path": [M, S, A],
+    "duplicate-path": [M, S, A, P, P],
+    "duplicate-method": [M, M, S, A, P],
+    "unknown-pseudo": [M, S, A, P, (":foo", "bar")],
+    "pseudo-after-regular": [M, S, A, ("x-a", "1"), P],
+    "empty-path": [M, S, A, (":path", "")],
+    "status-in-request": [M, S, A, P, (":status", "200")],
+    "uppercase-name": [M, S, A, P, ("X-Upper", "1")],
+    "connection-header": [M, S, A, P, ("connection", "keep-alive")],
+    "keep-alive-header": [M, S, A, P, ("keep-alive", "timeout=5")],
+    "transfer-encoding": [M, S, A, P, ("transfer-encoding", "chunked")],
+    "upgrade-header": [M, S, A, P, ("upgrade", "websocket")],
+    "te-gzip": [M, S, A, P, ("te", "gzip")],
+    "host-differs-from-authority": [M, S, A, P, ("host", "example.com")],
+    "no-authority-no-host": [M, S, P],
+    "protocol-without-connect": [M, S, A, P, (":protocol", "websocket")],
+    "connect-with-path": [(":method", "CONNECT"), A, P],
+    "newline-in-value": [M, S, A, P, ("x-a", "1\r\nx-b: 2")],
+    "space-around-value": [M, S, A, P, ("x-a", " 1")],
+    "colon-in-name": [M, S, A, P, ("x:a", "1")],
+}
+
+
+@pytest.mark.parametrize("name", list(MALFORMED))
+def test_malformed_request_is_stream_error(peer: Peer, name: str) -> None:
+    sid = peer.new_stream_id()
+    peer.send(headers_frame(sid, peer.block(MALFORMED[name])))
+    peer.expect_rst(sid, PROTOCOL_ERROR)
+    peer.expect_alive()
+
+
+def test_te_trailers_allowed(peer: Peer) -> None:
+    sid = peer.new_stream_id()
+    peer.send(headers_frame(sid, peer.block([M, S, A, P, ("te", "trailers")])))
+    headers, _ = peer.expect_response(sid)
+    assert headers[b":status"] == b"200"
+
+
+def test_content_length_more_than_data(peer: Peer) -> None:
+    sid = peer.new_stream_id()
+    peer.send(
+        headers_frame(
+            sid,
+            peer.block([(":method", "POST"), S, A, (":path", "/wait-body?key=cl1"), ("content-length", "10")]),
+            end_stream=False,
+        )
+    )
+    peer.send(data_frame(sid, b"12345", end_stream=True))
+    # GAP: §8.1.1 makes a content-length / DATA mismatch a stream error; h2 tracks the length itself
+    # and raises a connection error (GOAWAY PROTOCOL_ERROR) from inside receive_data().
+    peer.expect_goaway(PROTOCOL_ERROR)
+
+
+def test_content_length_less_than_data(peer: Peer) -> None:
+    sid = peer.new_stream_id()
+    peer.send(
+        headers_frame(
+            sid,
+            peer.block([(":method", "POST"), S, A, (":path", "/wait-body?key=cl2"), ("content-length", "2")]),
+            end_stream=False,
+        )
+    )
+    peer.send(data_frame(sid, b"12345", end_stream=True))
+    # GAP: §8.1.1 makes a content-length / DATA mismatch a stream error; h2 tracks the length itself
+    # and raises a connection error (GOAWAY PROTOCOL_ERROR) from inside receive_data().
+    peer.expect_goaway(PROTOCOL_ERROR)
+
+
+def test_pseudo_header_in_trailers(peer: Peer) -> None:
+    sid = peer.new_stream_id()
+    post = [(":method", "POST"), S, A, (":path", "/wait-body?key=trailers")]
+    peer.send(headers_frame(sid, peer.block(post), end_stream=False), data_frame(sid, b"abc"))
+    peer.send(headers_frame(sid, peer.block([(":status", "200")])))
+    peer.expect_rst(sid, PROTOCOL_ERROR)
+    peer.expect_alive()
+
+
+def test_valid_trailers_accepted(peer: Peer) -> None:
+    sid = peer.new_stream_id()
+    post = [(":method", "POST"), S, A, (":path", "/wait-body?key=ok-trailers"), ("te", "trailers")]
+    peer.send(headers_frame(sid, peer.block(post), end_stream=False), data_frame(sid, b"abc"))
+    peer.send(headers_frame(sid, peer.block([("x-checksum", "1")])))
+    headers, body = peer.expect_response(sid)
+    assert headers[b":status"] == b"200" and body == b"3"
+
+
+@pytest.mark.parametrize("transport", H2C_ONLY)
+def test_malformed_request_leaves_other_streams_alone(peer: Peer) -> None:
+    slow = peer.request("/sleep?key=neighbour&seconds=0.3")
+    bad = peer.new_stream_id()
+    peer.send(headers_frame(bad, peer.block(MALFORMED["uppercase-name"])))
+    peer.expect_rst(bad, PROTOCOL_ERROR)
+    headers, body = peer.expect_response(slow)
+    assert headers[b":status"] == b"200" and body == b"slept"
+    headers, _ = peer.expect_response(peer.request())
+    assert headers[b":status"] == b"200"
+
+
+def test_content_length_without_body(peer: Peer) -> None:
+    # h2 compares content-length with DATA frames only; h2gate.validate catches a request whose
+    # HEADERS ends the stream although content-length promised a body.
+    sid = peer.new_stream_id()
+    block = peer.block([(":method", "POST"), S, A, (":path", "/wait-body?key=cl0"), ("content-length", "5")])
+    peer.send(headers_frame(sid, block, end_stream=True))
+    peer.expect_rst(sid, PROTOCOL_ERROR)
+    peer.expect_alive()
+
+
+@pytest.mark.parametrize("transport", H2C_ONLY)
+@pytest.mark.parametrize("length", ["abc", "-1", "1, 2"])
+def test_invalid_content_length(peer: Peer, length: str) -> None:
+    sid = peer.new_stream_id()
+    block = peer.block([(":method", "POST"), S, A, (":path", "/wait-body?key=cl3"), ("content-length", length)])
+    peer.send(headers_frame(sid, block, end_stream=False))
+    # GAP: malformed, so a stream error by §8.1.1; h2 checks content-length while decoding HEADERS and
+    # raises a connection error before h2gate sees the request.
+    peer.expect_goaway(PROTOCOL_ERROR)

@@ -1,0 +1,67 @@
+"""h2gate.validate: the request and trailer rules of RFC 9113 §8.2-8.3 (end to end in tests/conformance)."""
+
+from __future__ import annotations
+
+import pytest
+
+from h2gate.validate import request_problem, trailer_problem
+
+M, S, A, P = (b":method", b"GET"), (b":scheme", b"https"), (b":authority", b"example.com"), (b":path", b"/")
+CONNECT = (b":method", b"CONNECT")
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [M, S, A, P],
+        [M, S, P, (b"host", b"example.com")],
+        [M, S, A, P, (b"host", b"example.com"), (b"te", b"Trailers"), (b"x-a", b"")],
+        [CONNECT, A],
+        [CONNECT, (b":protocol", b"websocket"), S, A, P],
+    ],
+    ids=["plain", "host-only", "host-te-empty-value", "connect", "extended-connect"],
+)
+def test_well_formed(headers: list[tuple[bytes, bytes]]) -> None:
+    assert request_problem(headers) is None
+
+
+@pytest.mark.parametrize(
+    ("headers", "fragment"),
+    [
+        ([S, A, P], "missing :method"),
+        ([M, A, P], "missing :scheme"),
+        ([M, S, A], "missing :path"),
+        ([M, S, A, (b":path", b"")], "empty :path"),
+        ([M, S, A, P, P], "duplicate"),
+        ([M, S, A, P, (b":status", b"200")], "not allowed"),
+        ([M, S, A, (b"x", b"1"), P], "after a regular field"),
+        ([M, S, A, P, (b"X-Up", b"1")], "invalid field name"),
+        ([M, S, A, P, (b"a b", b"1")], "invalid field name"),
+        ([M, S, A, P, (b"", b"1")], "empty field name"),
+        ([M, S, A, P, (b"x", b"a\nb")], "invalid character"),
+        ([M, S, A, P, (b"x", b"a\t")], "whitespace"),
+        ([M, S, A, P, (b"connection", b"close")], "connection-specific"),
+        ([M, S, A, P, (b"te", b"gzip")], "te:"),
+        ([M, S, P], "neither :authority nor host"),
+        ([M, S, A, P, (b"host", b"other.example")], "differ"),
+        ([M, S, A, P, (b"host", b"example.com"), (b"host", b"example.com")], "more than one host"),
+        ([CONNECT, A, P], "CONNECT with"),
+        ([M, S, A, P, (b":protocol", b"websocket")], ":protocol outside"),
+    ],
+)
+def test_malformed(headers: list[tuple[bytes, bytes]], fragment: str) -> None:
+    problem = request_problem(headers)
+    assert problem is not None and fragment in problem
+
+
+def test_content_length_on_a_request_without_body() -> None:
+    post = [(b":method", b"POST"), S, A, P]
+    assert request_problem([*post, (b"content-length", b"0")], ended=True) is None
+    assert request_problem([*post, (b"content-length", b"3")], ended=False) is None
+    assert "without a body" in (request_problem([*post, (b"content-length", b"3")], ended=True) or "")
+
+
+def test_trailers() -> None:
+    assert trailer_problem([(b"x-checksum", b"abc")]) is None
+    assert "pseudo-header" in (trailer_problem([(b":status", b"200")]) or "")
+    assert "connection-specific" in (trailer_problem([(b"transfer-encoding", b"chunked")]) or "")
