@@ -16,7 +16,7 @@ that one kind of HTTP/1.1 request through (``--ws-http1``) and hands over the
 h11 connection still waiting for its answer: ``101 Switching Protocols``
 accepts it, and the TCP/TLS stream carries the frames.
 
-Both transports are a :class:`_Channel` (read bytes, write bytes, accept,
+Both transports are a :class:`Channel` (read bytes, write bytes, accept,
 deny with an HTTP response, end, abort); :class:`WebSocketSession` turns the
 app's ASGI messages into frames with ``wsproto``'s frame-level
 :class:`wsproto.connection.Connection` (no handshake inside it: the handshake
@@ -53,27 +53,25 @@ import logging
 import time
 import types
 from collections import deque
-from typing import Any, Protocol
+from typing import Any
 
-import h11
 import trio
-from h2.errors import ErrorCodes
-from h2.exceptions import StreamClosedError
 from wsproto.connection import Connection as WSConnection
 from wsproto.connection import ConnectionState, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Event, Ping, TextMessage
 from wsproto.extensions import PerMessageDeflate
 from wsproto.handshake import server_extensions_handshake
-from wsproto.utilities import LocalProtocolError, generate_accept_token
+from wsproto.utilities import LocalProtocolError
 
 from h2gate.appload import Message, Scope
-from h2gate.asgi.http import AppMistake, _Response, build_scope
+from h2gate.asgi.http import AppMistake, build_scope
 from h2gate.asgi.runner import AppRunner
+from h2gate.asgi.ws_channels import READ_SIZE, Channel, H1Channel, H2Channel
 from h2gate.errors import ClientDisconnected
 from h2gate.exchange import Exchange, Headers
 from h2gate.logs import access_logger
 from h2gate.negotiate import WebSocketUpgrade, _h2_headers
-from h2gate.response import HeaderError, fail, prepare_headers, simple_response
+from h2gate.response import simple_response
 from h2gate.transport import Transport
 
 log = logging.getLogger("h2gate.error")
@@ -82,9 +80,6 @@ log = logging.getLogger("h2gate.error")
 CLOSE_TIMEOUT = 5.0
 #: Compressed bytes fed to wsproto at a time (bounds what one step can inflate to).
 _DEFLATE_SLICE = 4096
-#: Seconds the client gets to end its side of an HTTP/2 stream after our END_STREAM (then RST_STREAM).
-END_GRACE = 1.0
-_READ = 64 * 1024
 
 
 def connect_protocol(exchange: Exchange) -> bytes | None:
@@ -98,209 +93,6 @@ def connect_protocol(exchange: Exchange) -> bytes | None:
         elif name[:1] != b":":
             break
     return protocol.lower() if method == b"CONNECT" and protocol is not None else None
-
-
-# -- transports ------------------------------------------------------------------------------
-
-
-class _Channel(Protocol):
-    http_version: str
-    status: int
-
-    async def read(self) -> bytes: ...  # b"" at the orderly end; ClientDisconnected on a reset / lost transport
-    async def write(self, data: bytes) -> None: ...
-    async def accept(self, headers: Headers) -> bytes: ...  # returns bytes already received past the handshake
-    def deny_start(self, message: Message) -> None: ...
-    async def deny_body(self, message: Message) -> bool: ...  # True when the response is complete
-    async def end(self) -> None: ...
-    def abort(self) -> None: ...
-    async def fail(self, status: int) -> None: ...
-
-
-class _H2Channel:
-    """The WebSocket is one HTTP/2 stream (RFC 8441)."""
-
-    http_version = "2"
-
-    def __init__(self, exchange: Exchange, server_header: bool) -> None:
-        self.exchange = exchange
-        self.server_header = server_header
-        self.denial = _Response(exchange, head=False, server_header=server_header)
-
-    @property
-    def status(self) -> int:
-        return self.exchange.status
-
-    async def read(self) -> bytes:
-        return await self.exchange.read()
-
-    async def write(self, data: bytes) -> None:
-        await self.exchange.send_data(data)
-
-    async def accept(self, headers: Headers) -> bytes:
-        try:
-            block, _ = prepare_headers(headers, self.server_header)
-        except HeaderError as exc:
-            raise AppMistake(str(exc)) from None
-        block[0] = (b":status", b"200")
-        self.exchange.status = 200
-        await self.exchange.send_headers(block)
-        return b""
-
-    def deny_start(self, message: Message) -> None:
-        self.denial.start(message)
-
-    async def deny_body(self, message: Message) -> bool:
-        await self.denial.body(message)
-        return self.denial.complete
-
-    async def end(self) -> None:
-        """END_STREAM after the closing handshake, then a bounded wait for the client's."""
-        exchange = self.exchange
-        if exchange.response_ended or exchange.disconnected or exchange.conn.closed:
-            return
-        try:
-            if exchange.request_ended:
-                await exchange.send_data(b"", end_stream=True)
-                return
-            # Half-close our side only: Exchange would reset a stream whose
-            # request side is still open (the client's END_STREAM may follow).
-            exchange.conn.h2.end_stream(exchange.stream_id)
-            exchange.response_ended = True
-            exchange.conn.wake_writer()
-            with trio.move_on_after(END_GRACE):
-                while await exchange.read():
-                    pass
-        except (ClientDisconnected, StreamClosedError):
-            pass
-
-    def abort(self) -> None:
-        self.exchange.reset(ErrorCodes.CANCEL)
-
-    async def fail(self, status: int) -> None:
-        if status == 500:
-            await fail(self.exchange, self.server_header)
-        elif self.exchange.headers_sent:
-            self.exchange.reset(ErrorCodes.INTERNAL_ERROR)
-        else:
-            await simple_response(self.exchange, status, b"Forbidden\n", self.server_header)
-
-
-class _H1Channel:
-    """The WebSocket owns an HTTP/1.1 connection (RFC 6455 upgrade)."""
-
-    http_version = "1.1"
-
-    def __init__(self, stream: trio.abc.Stream, upgrade: WebSocketUpgrade, server_header: bool) -> None:
-        self.stream = stream
-        self.conn = upgrade.conn
-        self.request = upgrade.request
-        self.server_header = server_header
-        self.status = 0
-        self.closed = False
-
-    async def read(self) -> bytes:
-        try:
-            return bytes(await self.stream.receive_some(_READ))
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-            raise ClientDisconnected(f"WebSocket connection lost: {exc!r}") from None
-
-    async def write(self, data: bytes) -> None:
-        if self.closed:
-            raise ClientDisconnected("WebSocket connection is closed")
-        try:
-            await self.stream.send_all(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-            self.closed = True
-            raise ClientDisconnected(f"WebSocket connection lost: {exc!r}") from None
-
-    def _headers(self, headers: Headers) -> Headers:
-        out = [(n, v) for n, v in headers if n.lower() not in (b"connection", b"upgrade")]
-        if self.server_header and not any(n.lower() == b"server" for n, _ in out):
-            out.append((b"server", b"h2gate"))
-        return out
-
-    async def accept(self, headers: Headers) -> bytes:
-        key = next(v for n, v in self.request.headers if n == b"sec-websocket-key").strip()
-        switch = h11.InformationalResponse(
-            status_code=101,
-            headers=[
-                (b"upgrade", b"websocket"),
-                (b"connection", b"Upgrade"),
-                (b"sec-websocket-accept", generate_accept_token(key)),
-                *self._headers(headers),
-            ],
-            reason=b"Switching Protocols",
-        )
-        try:
-            data = self.conn.send(switch)
-        except h11.LocalProtocolError as exc:
-            raise AppMistake(f"invalid websocket.accept headers: {exc}") from None
-        self.status = 101
-        await self.write(data)
-        trailing, _closed = self.conn.trailing_data
-        return bytes(trailing)
-
-    def deny_start(self, message: Message) -> None:
-        status = message.get("status")
-        if not isinstance(status, int) or isinstance(status, bool) or not 200 <= status <= 599:
-            raise AppMistake(f"websocket.http.response.start has invalid status {status!r}")
-        try:
-            headers = [(bytes(n), bytes(v)) for n, v in message.get("headers", [])]
-        except (TypeError, ValueError):
-            raise AppMistake("websocket.http.response.start headers must be [name, value] byte pairs") from None
-        self._pending = h11.Response(status_code=status, headers=[*self._headers(headers), (b"connection", b"close")])
-        self.status = status
-
-    async def deny_body(self, message: Message) -> bool:
-        data = b""
-        try:
-            if getattr(self, "_pending", None) is not None:
-                data += self.conn.send(self._pending)
-                self._pending = None
-            body = message.get("body", b"")
-            if body:
-                data += self.conn.send(h11.Data(data=bytes(body)))
-            more = bool(message.get("more_body", False))
-            if not more:
-                data += self.conn.send(h11.EndOfMessage())
-        except h11.LocalProtocolError as exc:
-            raise AppMistake(f"invalid denial response: {exc}") from None
-        await self.write(data)
-        return not more
-
-    async def end(self) -> None:
-        await self.abort_async()
-
-    def abort(self) -> None:
-        self.closed = True
-
-    async def abort_async(self) -> None:
-        self.closed = True
-        with trio.CancelScope(shield=True), trio.move_on_after(1):
-            try:
-                await self.stream.aclose()
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                pass
-
-    async def fail(self, status: int) -> None:
-        body = b"Internal Server Error\n" if status == 500 else b"Forbidden\n"
-        self.deny_start(
-            {
-                "status": status,
-                "headers": [
-                    (b"content-type", b"text/plain; charset=utf-8"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        try:
-            await self.deny_body({"body": body})
-        except (ClientDisconnected, AppMistake):
-            pass
-
-
-# -- scope -----------------------------------------------------------------------------------
 
 
 def _websocket_scope(
@@ -343,7 +135,7 @@ def _deflate_for(headers: Headers) -> tuple[PerMessageDeflate | None, bytes | No
 class WebSocketSession:
     """receive()/send() for one WebSocket, over either channel."""
 
-    def __init__(self, channel: _Channel, scope: Scope, headers: Headers, max_message_size: int) -> None:
+    def __init__(self, channel: Channel, scope: Scope, headers: Headers, max_message_size: int) -> None:
         self.channel = channel
         self.scope = scope
         self.headers = headers
@@ -358,7 +150,7 @@ class WebSocketSession:
         self._connect_sent = False
         self._eof = False  # the transport ended or was reset
         self._unfed = b""
-        self._slice = _READ
+        self._slice = READ_SIZE
         self._events: deque[Event] = deque()
         self._parts: list[Any] = []
         self._size = 0
@@ -638,7 +430,7 @@ async def handle_websocket(
     if scope is None:
         await simple_response(exchange, 400, b"Extended CONNECT without :path\n", server_header)
         return
-    session = WebSocketSession(_H2Channel(exchange, server_header), scope, exchange.headers, max_message_size)
+    session = WebSocketSession(H2Channel(exchange, server_header), scope, exchange.headers, max_message_size)
     await _run(session, runner, transport, f" stream={exchange.stream_id}", stopping)
 
 
@@ -658,7 +450,7 @@ async def handle_websocket_http1(
     headers[1] = (b":scheme", transport.scheme.encode())
     scope = _websocket_scope(headers, transport, root_path, state, "1.1")
     assert scope is not None
-    channel = _H1Channel(transport.stream, upgrade, server_header)
+    channel = H1Channel(transport.stream, upgrade, server_header)
     session = WebSocketSession(channel, scope, headers, max_message_size)
     try:
         await _run(session, runner, transport, "", stopping)
