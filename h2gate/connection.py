@@ -359,6 +359,11 @@ class Connection:
     async def _run_exchange(self, exchange: Exchange) -> None:
         try:
             await self.handler(self, exchange)
+        except Exception:
+            # Adapters turn app faults into 500/RST themselves; this is our own
+            # bug, and it still must not take the other streams down with it.
+            log.exception("internal error on stream %d from %s (stream reset)", exchange.stream_id, self.peer_text)
+            exchange.reset(ErrorCodes.INTERNAL_ERROR)
         finally:
             if not exchange.done.is_set():
                 exchange.reset(ErrorCodes.CANCEL)

@@ -16,6 +16,7 @@ the writer's queue is below its high-water mark.
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import trio
@@ -28,6 +29,37 @@ if TYPE_CHECKING:
     from h2gate.connection import Connection
 
 Headers = list[tuple[bytes, bytes]]
+
+
+@dataclass(slots=True)
+class RequestHead:
+    """A request's pseudo-header fields pulled out once, and its regular fields in order."""
+
+    method: bytes = b""
+    scheme: bytes = b""
+    authority: bytes = b""
+    target: bytes = b""  # :path, query included
+    protocol: bytes | None = None  # :protocol of an extended CONNECT (RFC 8441)
+    fields: Headers = field(default_factory=list)
+
+
+def split_head(headers: Headers) -> RequestHead:
+    head = RequestHead()
+    fields = head.fields
+    for name, value in headers:
+        if name[:1] != b":":
+            fields.append((name, value))
+        elif name == b":method":
+            head.method = value
+        elif name == b":path":
+            head.target = value
+        elif name == b":scheme":
+            head.scheme = value
+        elif name == b":authority":
+            head.authority = value
+        elif name == b":protocol":
+            head.protocol = value
+    return head
 
 
 class Signal:
@@ -62,6 +94,14 @@ class Exchange:
         self._readable = Signal()
         self._writable = Signal()
         self.done = trio.Event()
+        self._head: RequestHead | None = None
+
+    @property
+    def head(self) -> RequestHead:
+        """The request's pseudo-headers and regular fields, split once and shared by the adapters."""
+        if self._head is None:
+            self._head = split_head(self.headers)
+        return self._head
 
     # -- inbound, called by the connection's reader ---------------------------------
 

@@ -57,9 +57,9 @@ GOAWAY_FRAME = 0x7
 # -- byte-level helpers ----------------------------------------------------------------------------
 
 
-def parse_frames(data: bytes) -> list[Frame]:
-    """Split a byte string into hyperframe frames (a trailing partial frame is ignored)."""
-    frames = []
+def split_frames(data: bytes) -> tuple[list[Frame], bytes]:
+    """Split bytes into hyperframe frames; returns the frames and the unparsed tail (a partial frame)."""
+    frames: list[Frame] = []
     view = memoryview(data)
     while len(view) >= 9:
         frame, length = Frame.parse_frame_header(view[:9])
@@ -68,7 +68,12 @@ def parse_frames(data: bytes) -> list[Frame]:
         frame.parse_body(view[9 : 9 + length])
         frames.append(frame)
         view = view[9 + length :]
-    return frames
+    return frames, bytes(view)
+
+
+def parse_frames(data: bytes) -> list[Frame]:
+    """Split a byte string into hyperframe frames (a trailing partial frame is ignored)."""
+    return split_frames(data)[0]
 
 
 def read_until_closed(sock: socket.socket, timeout: float = 5.0) -> tuple[bytes, bool]:

@@ -20,7 +20,7 @@ from h2.exceptions import ProtocolError
 from h2gate.appload import Message, Scope
 from h2gate.asgi.runner import AppRunner
 from h2gate.errors import ClientDisconnected
-from h2gate.exchange import Exchange, Headers
+from h2gate.exchange import Exchange, Headers, RequestHead
 from h2gate.logs import access_log
 from h2gate.response import HeaderError, fail, prepare_headers, simple_response
 from h2gate.tls import asgi_tls_extension
@@ -35,29 +35,18 @@ class AppMistake(RuntimeError):
     """The app sent a message that breaks the ASGI spec; the text names the mistake."""
 
 
-def build_scope(exchange: Exchange, transport: Transport, root_path: str, state: dict[str, Any]) -> Scope | None:
+def build_scope(head: RequestHead, transport: Transport, root_path: str, state: dict[str, Any]) -> Scope | None:
     """The ASGI scope for a request, or None when it has no :path (plain CONNECT)."""
-    method = scheme = authority = raw = b""
-    headers: list[tuple[bytes, bytes]] = []
-    cookies: list[bytes] = []
-    for name, value in exchange.headers:
-        if name[:1] == b":":
-            if name == b":method":
-                method = value
-            elif name == b":path":
-                raw = value
-            elif name == b":scheme":
-                scheme = value
-            elif name == b":authority":
-                authority = value
-        elif name == b"cookie":
-            cookies.append(value)
-        elif name == b"host" and authority:
-            continue
-        else:
-            headers.append((name, value))
+    method, scheme, authority, raw = head.method, head.scheme, head.authority, head.target
     if not raw:
         return None
+    headers: list[tuple[bytes, bytes]] = []
+    cookies: list[bytes] = []
+    for name, value in head.fields:
+        if name == b"cookie":
+            cookies.append(value)
+        elif name != b"host" or not authority:
+            headers.append((name, value))
     if authority:
         headers = [(b"host", authority), *(h for h in headers if h[0] != b"host")]
     if cookies:
@@ -236,7 +225,7 @@ async def handle_http(
 ) -> None:
     """Run the app for one request; every fault ends as a 500 or an RST_STREAM."""
     started = time.perf_counter()
-    scope = build_scope(exchange, transport, root_path, state)
+    scope = build_scope(exchange.head, transport, root_path, state)
     if scope is None:
         await simple_response(exchange, 501, b"CONNECT is not supported by this server\n", server_header)
         return

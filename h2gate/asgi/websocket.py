@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import logging
 import time
-import types
 from collections import deque
 from typing import Any
 
@@ -68,7 +67,7 @@ from h2gate.asgi.http import AppMistake, build_scope
 from h2gate.asgi.runner import AppRunner
 from h2gate.asgi.ws_channels import READ_SIZE, Channel, H1Channel, H2Channel
 from h2gate.errors import ClientDisconnected
-from h2gate.exchange import Exchange, Headers
+from h2gate.exchange import Exchange, Headers, RequestHead, split_head
 from h2gate.logs import access_logger
 from h2gate.negotiate import WebSocketUpgrade, _h2_headers
 from h2gate.response import simple_response
@@ -84,21 +83,14 @@ _DEFLATE_SLICE = 4096
 
 def connect_protocol(exchange: Exchange) -> bytes | None:
     """The ``:protocol`` of an RFC 8441 extended CONNECT (lowercased), or None for any other request."""
-    method = protocol = None
-    for name, value in exchange.headers:
-        if name == b":method":
-            method = value
-        elif name == b":protocol":
-            protocol = value
-        elif name[:1] != b":":
-            break
-    return protocol.lower() if method == b"CONNECT" and protocol is not None else None
+    head = exchange.head
+    return head.protocol.lower() if head.method == b"CONNECT" and head.protocol is not None else None
 
 
 def _websocket_scope(
-    headers: Headers, transport: Transport, root_path: str, state: dict[str, Any], http_version: str
+    head: RequestHead, transport: Transport, root_path: str, state: dict[str, Any], http_version: str
 ) -> Scope | None:
-    scope = build_scope(types.SimpleNamespace(headers=headers), transport, root_path, state)  # type: ignore[arg-type]
+    scope = build_scope(head, transport, root_path, state)
     if scope is None:
         return None
     del scope["method"]
@@ -426,7 +418,7 @@ async def handle_websocket(
     stopping: trio.Event | None = None,
 ) -> None:
     """Serve an RFC 8441 extended CONNECT stream as an ASGI websocket."""
-    scope = _websocket_scope(exchange.headers, transport, root_path, state, "2")
+    scope = _websocket_scope(exchange.head, transport, root_path, state, "2")
     if scope is None:
         await simple_response(exchange, 400, b"Extended CONNECT without :path\n", server_header)
         return
@@ -448,7 +440,7 @@ async def handle_websocket_http1(
     """Serve an HTTP/1.1 WebSocket upgrade (the connection is the WebSocket's) as an ASGI websocket."""
     headers = _h2_headers(upgrade.request)
     headers[1] = (b":scheme", transport.scheme.encode())
-    scope = _websocket_scope(headers, transport, root_path, state, "1.1")
+    scope = _websocket_scope(split_head(headers), transport, root_path, state, "1.1")
     assert scope is not None
     channel = H1Channel(transport.stream, upgrade, server_header)
     session = WebSocketSession(channel, scope, headers, max_message_size)

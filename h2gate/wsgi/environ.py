@@ -28,22 +28,13 @@ def split_authority(authority: str) -> tuple[str, str | None]:
 
 def build_environ(exchange: Exchange, transport: Transport, root_path: str) -> dict[str, Any] | None:
     """The environ (without ``wsgi.input``/``wsgi.file_wrapper``), or None for a request without :path (CONNECT)."""
-    method = scheme = authority = raw = b""
-    fields: dict[bytes, list[bytes]] = {}
-    for name, value in exchange.headers:
-        if name[:1] == b":":
-            if name == b":method":
-                method = value
-            elif name == b":path":
-                raw = value
-            elif name == b":scheme":
-                scheme = value
-            elif name == b":authority":
-                authority = value
-        else:
-            fields.setdefault(name, []).append(value)
+    head = exchange.head
+    method, scheme, authority, raw = head.method, head.scheme, head.authority, head.target
     if not raw:
         return None
+    fields: dict[bytes, list[bytes]] = {}
+    for name, value in head.fields:
+        fields.setdefault(name, []).append(value)
     raw_path, _, query = raw.partition(b"?")
     path = unquote_to_bytes(raw_path).decode("latin-1")
     script_name = root_path.rstrip("/")

@@ -32,6 +32,8 @@ from hyperframe.frame import (
     SettingsFrame,
 )
 
+from tests.h2raw import split_frames
+
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 TRANSPORTS = ("h2c", "upgrade", "tls")
 
@@ -106,20 +108,6 @@ def window_update(stream_id: int, increment: int) -> bytes:
 
 def priority_payload(depends_on: int, weight: int = 15, exclusive: bool = False) -> bytes:
     return struct.pack(">IB", depends_on | (0x80000000 if exclusive else 0), weight)
-
-
-def parse_frames(data: bytes) -> tuple[list[Frame], bytes]:
-    """Split bytes into hyperframe frames; returns the frames and the unparsed tail."""
-    frames: list[Frame] = []
-    view = memoryview(data)
-    while len(view) >= 9:
-        frame, length = Frame.parse_frame_header(view[:9])
-        if len(view) < 9 + length:
-            break
-        frame.parse_body(view[9 : 9 + length])
-        frames.append(frame)
-        view = view[9 + length :]
-    return frames, bytes(view)
 
 
 def describe(frames: Iterable[Frame]) -> str:
@@ -256,7 +244,7 @@ class Peer:
         return True
 
     def _pending(self) -> list[Frame]:
-        frames, self._buffer = parse_frames(self._buffer)
+        frames, self._buffer = split_frames(self._buffer)
         for frame in frames:
             if isinstance(frame, HeadersFrame):  # decode in arrival order to keep the HPACK table in step
                 frame.decoded = dict(self.decoder.decode(frame.data, raw=True))  # type: ignore[attr-defined]
