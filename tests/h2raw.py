@@ -76,6 +76,36 @@ def parse_frames(data: bytes) -> list[Frame]:
     return split_frames(data)[0]
 
 
+def take_goaways(buf: bytes) -> tuple[list[bytes | GoAway], bytes]:
+    """Split complete frames into runs of bytes for h2 and parsed GOAWAYs, in order; returns (pieces, tail).
+
+    Test clients keep GOAWAY away from h2: its state machine refuses to send
+    anything after one, while the server still finishes streams below the
+    GOAWAY's last stream id (RFC 9113 §6.8).
+    """
+    pieces: list[bytes | GoAway] = []
+    passthrough = bytearray()
+    pos = 0
+    while len(buf) - pos >= 9:
+        length = int.from_bytes(buf[pos : pos + 3], "big")
+        end = pos + 9 + length
+        if end > len(buf):
+            break
+        if buf[pos + 3] == GOAWAY_FRAME:
+            if passthrough:
+                pieces.append(bytes(passthrough))
+                passthrough.clear()
+            payload = buf[pos + 9 : end]
+            last = int.from_bytes(payload[0:4], "big") & 0x7FFFFFFF
+            pieces.append(GoAway(last, int.from_bytes(payload[4:8], "big"), bytes(payload[8:])))
+        else:
+            passthrough += buf[pos:end]
+        pos = end
+    if passthrough:
+        pieces.append(bytes(passthrough))
+    return pieces, bytes(buf[pos:])
+
+
 def read_until_closed(sock: socket.socket, timeout: float = 5.0) -> tuple[bytes, bool]:
     """Read until EOF or ``timeout``; returns (bytes, closed_by_peer)."""
     sock.settimeout(0.2)
@@ -256,32 +286,12 @@ class RawH2:
 
     def _feed(self, data: bytes) -> None:
         """Hand complete frames to h2, except GOAWAY frames, which are recorded here."""
-        buf = self._buf + data
-        passthrough = bytearray()
-        pos = 0
-        while len(buf) - pos >= 9:
-            length = int.from_bytes(buf[pos : pos + 3], "big")
-            end = pos + 9 + length
-            if end > len(buf):
-                break
-            if buf[pos + 3] == GOAWAY_FRAME:
-                if passthrough:
-                    self._process(bytes(passthrough))
-                    passthrough.clear()
-                payload = buf[pos + 9 : end]
-                self.goaways.append(
-                    GoAway(
-                        int.from_bytes(payload[0:4], "big") & 0x7FFFFFFF,
-                        int.from_bytes(payload[4:8], "big"),
-                        bytes(payload[8:]),
-                    )
-                )
+        pieces, self._buf = take_goaways(self._buf + data)
+        for piece in pieces:
+            if isinstance(piece, GoAway):
+                self.goaways.append(piece)
             else:
-                passthrough += buf[pos:end]
-            pos = end
-        self._buf = buf[pos:]
-        if passthrough:
-            self._process(bytes(passthrough))
+                self._process(piece)
 
     def _process(self, data: bytes) -> None:
         for event in self.h2.receive_data(data):

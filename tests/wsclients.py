@@ -35,6 +35,8 @@ from wsproto.events import (
 from wsproto.extensions import PerMessageDeflate
 from wsproto.handshake import client_extensions_handshake
 
+from tests.h2raw import take_goaways
+
 
 def _whole(next_piece: Callable[[float], Event | None], timeout: float) -> Event | None:
     """Join a fragmented message's pieces into one event."""
@@ -80,6 +82,7 @@ class H2WebSocket:
     ) -> None:
         self.sock = _connect(port, ca_pem, "h2")
         self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
+        self._pending = b""  # an incomplete frame carried to the next read
         if window is not None:
             self.h2.local_settings = h2.settings.Settings(
                 client=True, initial_values={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window}
@@ -144,7 +147,9 @@ class H2WebSocket:
         if not data:
             self.eof = True
             return
-        for event in self.h2.receive_data(data):
+        pieces, self._pending = take_goaways(self._pending + data)
+        frames = b"".join(p for p in pieces if isinstance(p, bytes))
+        for event in self.h2.receive_data(frames):
             if isinstance(event, h2.events.RemoteSettingsChanged):
                 self.remote_settings.update({k: v.new_value for k, v in event.changed_settings.items()})
             elif isinstance(event, h2.events.ResponseReceived):
