@@ -185,6 +185,16 @@ class Exchange:
         self.conn.wake_writer()
         await self.conn.wait_flushable()
 
+    async def send_informational(self, headers: Headers) -> None:
+        """A 1xx HEADERS block (e.g. 103 Early Hints); the final response may still follow."""
+        self._check_open()
+        try:
+            self.conn.h2.send_headers(self.stream_id, headers)
+        except StreamClosedError:
+            raise ClientDisconnected(f"stream {self.stream_id} is closed") from None
+        self.conn.wake_writer()
+        await self.conn.wait_flushable()
+
     async def send_data(self, data: bytes, *, end_stream: bool = False) -> None:
         """Queue ``data`` as DATA frames, waiting for window as needed."""
         h2 = self.conn.h2

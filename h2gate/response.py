@@ -24,14 +24,17 @@ class HeaderError(ValueError):
     """A response header the app gave cannot go on the wire; the text names it."""
 
 
-def prepare_headers(pairs: Iterable[tuple[bytes, bytes]], server_header: bool) -> tuple[Headers, int | None]:
+def prepare_headers(
+    pairs: Iterable[tuple[bytes, bytes]], server_header: bool, *, trailer: bool = False
+) -> tuple[Headers, int | None]:
     """Check and normalise the app's response headers.
 
     Returns the header block (with a placeholder ``:status`` first, ``server``
     and ``date`` added) and the declared content-length, if any. Raises
-    HeaderError naming the offending field.
+    HeaderError naming the offending field. ``trailer``: a trailer block, which
+    gets the same checks but no ``:status``, ``server`` or ``date``.
     """
-    out: Headers = [(b":status", b"")]
+    out: Headers = [] if trailer else [(b":status", b"")]
     has_server = False
     content_length: int | None = None
     for name, value in pairs:
@@ -56,6 +59,8 @@ def prepare_headers(pairs: Iterable[tuple[bytes, bytes]], server_header: bool) -
         elif name == b"server":
             has_server = True
         out.append((name, value))
+    if trailer:
+        return out, content_length
     if server_header and not has_server:
         out.append((b"server", b"h2gate"))
     out.append((b"date", http_date()))

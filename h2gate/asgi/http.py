@@ -9,11 +9,13 @@ can leave as HEADERS+DATA(END_STREAM), and so that an app that fails between
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
+import trio
 from h2.errors import ErrorCodes
 from h2.exceptions import ProtocolError
 
@@ -29,6 +31,9 @@ from h2gate.transport import Transport
 log = logging.getLogger("h2gate.error")
 
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
+#: ASGI HTTP extensions every HTTP/2 stream supports (added to scope["extensions"] by handle_http).
+HTTP_EXTENSIONS = ("http.response.trailers", "http.response.early_hint", "http.response.pathsend")
+_PATHSEND_CHUNK = 64 * 1024
 
 
 class AppMistake(RuntimeError):
@@ -83,7 +88,10 @@ class _Response:
         self.status = 0
         self.headers: Headers = []
         self.started = False  # http.response.start received
-        self.complete = False  # final body message received
+        self.complete = False  # the response is over (final body, or final trailers when announced)
+        self.body_done = False  # final body message received
+        self.announced_trailers = False  # http.response.start set trailers: True
+        self.trailer_block: Headers = []
         self.content_length: int | None = None
         self.body_bytes = 0
 
@@ -95,9 +103,10 @@ class _Response:
             raise AppMistake(f"http.response.start has invalid status {status!r} (an int 200-599 is required)")
         self.headers = self._headers(message.get("headers", []))
         self.status = status
+        self.announced_trailers = bool(message.get("trailers", False))
         self.started = True
 
-    def _headers(self, raw: Iterable[Any]) -> Headers:
+    def _headers(self, raw: Iterable[Any], trailer: bool = False) -> Headers:
         try:
             items = list(raw)
         except TypeError:
@@ -112,21 +121,25 @@ class _Response:
                 raise AppMistake(f"response header {item!r} must be a pair of byte strings")
             pairs.append((name, value))
         try:
-            out, self.content_length = prepare_headers(pairs, self.server_header)
+            out, length = prepare_headers(pairs, self.server_header, trailer=trailer)
         except HeaderError as exc:
             raise AppMistake(str(exc)) from None
+        if not trailer:
+            self.content_length = length
         return out
 
     async def body(self, message: Message) -> None:
         if not self.started:
             raise AppMistake("http.response.body sent before http.response.start")
-        if self.complete:
+        if self.body_done:
             raise AppMistake("http.response.body sent after the response was complete")
         body = message.get("body", b"")
         if not isinstance(body, (bytes, bytearray, memoryview)):
             raise AppMistake(f"http.response.body body must be bytes, not {type(body).__name__}")
         more = bool(message.get("more_body", False))
-        self.complete = not more
+        self.body_done = not more
+        # With trailers announced, the trailer HEADERS (not the last DATA) end the stream.
+        self.complete = self.body_done and not self.announced_trailers
         exchange = self.exchange
         if self.head:
             body = b""
@@ -134,7 +147,7 @@ class _Response:
         if self.content_length is not None and self.body_bytes > self.content_length and not self.head:
             raise AppMistake(f"response body is longer than its content-length ({self.content_length})")
         if (
-            self.complete
+            self.body_done
             and self.content_length is not None
             and not self.head
             and self.body_bytes < self.content_length
@@ -155,13 +168,82 @@ class _Response:
         if body or self.complete:
             await exchange.send_data(bytes(body), end_stream=self.complete)
 
-    async def _send_headers(self, end_stream: bool) -> None:
+    async def send_trailers(self, message: Message) -> None:
+        """``http.response.trailers``: collected until ``more_trailers`` is false, then HEADERS+END_STREAM."""
+        if not self.announced_trailers:
+            raise AppMistake("http.response.trailers sent but http.response.start did not set trailers: True")
+        if not self.body_done:
+            raise AppMistake("http.response.trailers sent before the final http.response.body")
+        if self.complete:
+            raise AppMistake("http.response.trailers sent after the response was complete")
+        self.trailer_block += self._headers(message.get("headers", []), trailer=True)
+        if message.get("more_trailers", False):
+            return
+        self.complete = True
+        if self.head:
+            return  # HEAD: the response already ended with its headers
+        if self.trailer_block:
+            await self._send_headers(end_stream=True, block=self.trailer_block)
+        else:
+            await self.exchange.send_data(b"", end_stream=True)
+
+    async def early_hint(self, message: Message) -> None:
+        """``http.response.early_hint``: a 103 HEADERS with one ``link`` field per entry."""
+        if self.exchange.headers_sent:
+            log.debug("stream %d: early hint after the response headers dropped", self.exchange.stream_id)
+            return
+        links = message.get("links", [])
+        block: Headers = [(b":status", b"103")]
+        for link in links if isinstance(links, (list, tuple)) else [links]:
+            if not isinstance(link, bytes) or not link or any(c in link for c in b"\r\n\0"):
+                raise AppMistake(f"http.response.early_hint link {link!r} must be non-empty bytes without CR/LF/NUL")
+            block.append((b"link", link))
+        if len(block) > 1:
+            await self.exchange.send_informational(block)
+
+    async def pathsend(self, message: Message) -> None:
+        """``http.response.pathsend``: the file at ``path`` is the whole body, read off the trio thread."""
+        if not self.started:
+            raise AppMistake("http.response.pathsend sent before http.response.start")
+        if self.body_done:
+            raise AppMistake("http.response.pathsend sent after the response body was complete")
+        path = message.get("path")
+        if not isinstance(path, str) or not os.path.isabs(path):
+            raise AppMistake(f"http.response.pathsend path must be an absolute path, not {path!r}")
         try:
-            await self.exchange.send_headers(self.headers, end_stream=end_stream)
+            file = await trio.open_file(path, "rb")
+        except OSError as exc:
+            raise AppMistake(f"http.response.pathsend cannot open {path!r}: {exc}") from None
+        async with file:
+            size = (await trio.to_thread.run_sync(os.fstat, file.fileno())).st_size
+            if self.content_length is None and self.body_bytes == 0 and not self.exchange.headers_sent:
+                self.headers.append((b"content-length", str(size).encode()))
+                self.content_length = size
+            left = 0 if self.head else size
+            while left > 0:
+                chunk = await file.read(min(_PATHSEND_CHUNK, left))
+                if not chunk:
+                    break
+                left -= len(chunk)
+                await self.body({"body": chunk, "more_body": left > 0})
+            if not self.body_done:
+                await self.body({"body": b"", "more_body": False})
+
+    async def _send_headers(self, end_stream: bool, block: Headers | None = None) -> None:
+        try:
+            await self.exchange.send_headers(self.headers if block is None else block, end_stream=end_stream)
         except ProtocolError as exc:
             # h2 has already moved the stream on: a second HEADERS (the 500) is impossible.
             self.exchange.reset(ErrorCodes.INTERNAL_ERROR)
             raise AppMistake(f"invalid response headers: {exc}") from None
+
+
+_SENDERS = {
+    "http.response.body": "body",
+    "http.response.trailers": "send_trailers",
+    "http.response.early_hint": "early_hint",
+    "http.response.pathsend": "pathsend",
+}
 
 
 class HTTPCycle:
@@ -206,10 +288,10 @@ class HTTPCycle:
         kind = message.get("type") if isinstance(message, dict) else None
         if kind == "http.response.start":
             self.response.start(message)
-        elif kind == "http.response.body":
+        elif kind in _SENDERS:
             if self.exchange.disconnected:
                 raise ClientDisconnected(f"stream {self.exchange.stream_id} is closed")
-            await self.response.body(message)
+            await getattr(self.response, _SENDERS[kind])(message)
         else:
             raise AppMistake(f"unexpected ASGI message type {kind!r} on an http connection")
 
@@ -229,6 +311,8 @@ async def handle_http(
     if scope is None:
         await simple_response(exchange, 501, b"CONNECT is not supported by this server\n", server_header)
         return
+    for name in HTTP_EXTENSIONS:
+        scope["extensions"][name] = {}
     cycle = HTTPCycle(exchange, scope, server_header)
     response = cycle.response
     try:
