@@ -35,11 +35,11 @@ import trio
 from h2.connection import ConnectionState
 from h2.errors import ErrorCodes
 from hpack.exceptions import HPACKError, OversizedHeaderListError
-from hyperframe.frame import GoAwayFrame
+from hyperframe.frame import GoAwayFrame, RstStreamFrame
 
 from h2gate.config import Config
 from h2gate.exchange import Exchange, Signal
-from h2gate.framecheck import FrameCheck
+from h2gate.framecheck import FrameCheck, Piece, StreamError
 from h2gate.negotiate import H2CUpgrade
 from h2gate.transport import Transport
 from h2gate.validate import request_problem, trailer_problem
@@ -57,6 +57,55 @@ _GOAWAY_TYPE = 0x7
 
 StreamHandler = Callable[["Connection", Exchange], Awaitable[None]]
 
+#: Streams h2 lets open beyond our advertised MAX_CONCURRENT_STREAMS (at least; see _LocalSettings).
+STREAM_HEADROOM = 100
+
+
+class _LocalSettings(h2.settings.Settings):
+    """Our SETTINGS, as advertised; but h2 enforces MAX_CONCURRENT_STREAMS with headroom.
+
+    h2 raises TooManyStreamsError before it decodes the HEADERS, which leaves
+    HPACK out of sync, so all that is left then is a connection error. With the
+    headroom h2 decodes a request over the advertised limit, and
+    :meth:`Connection._on_request` refuses it with RST_STREAM REFUSED_STREAM
+    (RFC 9113 §5.1.2), which a client may retry. The SETTINGS frame carries the
+    configured value: h2 serializes ``items()``, not this property. Beyond the
+    headroom (a burst of streams in one read) h2's connection error remains.
+    """
+
+    @property  # type: ignore[override]
+    def max_concurrent_streams(self) -> int:
+        advertised = self.get(h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS, 2**32 + 1)
+        return advertised + max(advertised, STREAM_HEADROOM)
+
+    @max_concurrent_streams.setter
+    def max_concurrent_streams(self, value: int) -> None:
+        self[h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS] = value
+
+
+class _H2Connection(h2.connection.H2Connection):
+    """h2, minus its content-length / DATA comparison, which :class:`Connection` makes itself.
+
+    h2 makes a mismatch a connection error from inside receive_data() and has
+    no setting to turn that off; RFC 9113 §8.1.1 makes it a stream error (a
+    malformed request). Its checks of the content-length *value* while
+    decoding HEADERS (digits, agreement) raise a connection error as well; they
+    are off too, :func:`h2gate.validate.request_problem` makes them a stream
+    error. If a future h2 renames these private methods, the override is
+    skipped and h2's own (connection error) checks stay in force.
+    """
+
+    def _begin_new_stream(self, stream_id: int, allowed_ids: Any) -> Any:
+        stream = super()._begin_new_stream(stream_id, allowed_ids)
+        if hasattr(stream, "_track_content_length") and hasattr(stream, "_initialize_content_length"):
+            stream._initialize_content_length = _not_tracked  # type: ignore[method-assign,assignment]
+            stream._track_content_length = _not_tracked  # type: ignore[method-assign,assignment]
+        return stream
+
+
+def _not_tracked(*args: Any) -> None:
+    """Stands in for h2's H2Stream content-length checks: see Connection._on_data and h2gate.validate."""
+
 
 class Connection:
     def __init__(
@@ -66,7 +115,7 @@ class Connection:
         self.upgrade = upgrade  # set when the client arrived by HTTP/1.1 Upgrade: h2c
         self.config = config
         self.handler = handler
-        self.h2 = h2.connection.H2Connection(
+        self.h2 = _H2Connection(
             # Header validation is ours (h2gate.validate): h2 would make a malformed request a
             # connection error, RFC 9113 §8.1.1 makes it a stream error.
             h2.config.H2Configuration(client_side=False, header_encoding=None, validate_inbound_headers=False)
@@ -89,6 +138,8 @@ class Connection:
         self._raw_out: list[bytes] = []
         self._preface_seen = False
         self._frame_check = FrameCheck(upgraded=upgrade is not None)
+        self._bad_headers: set[int] = set()  # streams whose HEADERS depended on themselves (FrameCheck)
+        self._body_left: dict[int, int] = {}  # content-length minus DATA so far, per accepted request
         self._writing = False
         self.requests = 0
         self.extended_connect = True  # advertise RFC 8441 extended CONNECT (WebSockets); off for WSGI apps
@@ -98,7 +149,7 @@ class Connection:
     def _initiate(self) -> None:
         cfg = self.config
         h2c = self.h2
-        h2c.local_settings = h2.settings.Settings(
+        h2c.local_settings = _LocalSettings(
             client=False,
             initial_values={
                 h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: cfg.max_concurrent_streams,
@@ -270,17 +321,12 @@ class Connection:
                     if not data:
                         log.debug("connection from %s closed by peer", self.peer_text)
                         break
-                    problem = self._frame_check.feed(data)
+                    pieces, problem = self._frame_check.feed(data)
                     if problem is not None:
                         self._fatal(*problem)
                         return
-                    try:
-                        events = self.h2.receive_data(data)
-                    except h2.exceptions.ProtocolError as exc:
-                        self._on_protocol_error(exc)
+                    if not self._receive(pieces):
                         break
-                    for event in events:
-                        self._dispatch(event)
                     self.wake_writer()
                     if self._finished.is_set():
                         return
@@ -294,6 +340,62 @@ class Connection:
                 log.info("no HTTP/2 preface from %s within %gs", self.peer_text, self.config.handshake_timeout)
             self._send_goaway(self.h2.highest_inbound_stream_id, ErrorCodes.NO_ERROR)
         self._finish()
+
+    def _receive(self, pieces: list[Piece]) -> bool:
+        """Hand one read, as cut by FrameCheck, to h2 and dispatch its events; False on a connection error.
+
+        Pieces are handled in order, so a stream error FrameCheck found is
+        applied exactly where its frame was in the byte stream.
+        """
+        for piece in pieces:
+            if isinstance(piece, StreamError):
+                self._on_stream_error(piece)
+            else:
+                try:
+                    events = self.h2.receive_data(piece)  # type: ignore[arg-type]
+                except h2.exceptions.ProtocolError as exc:
+                    self._on_protocol_error(exc)
+                    return False
+                for event in events:
+                    self._dispatch(event)
+            if self._finished.is_set():
+                break
+        return True
+
+    def _on_stream_error(self, error: StreamError) -> None:
+        """A stream error FrameCheck found (and dropped the frame of): RST_STREAM that stream."""
+        stream_id = error.stream_id
+        if error.headers:
+            # h2 still decodes the (rewritten) HEADERS; the request or trailers are refused then.
+            # Ids h2 then drops silently (a stream we reset) would linger: bound the set.
+            if len(self._bad_headers) >= 256:
+                self._bad_headers.clear()
+            self._bad_headers.add(stream_id)
+            return
+        log.info(
+            "stream error from %s on stream %d: %s (RST_STREAM %s)",
+            self.peer_text,
+            stream_id,
+            error.reason,
+            error.code.name,
+        )
+        exchange = self.exchanges.get(stream_id)
+        if exchange is not None:
+            exchange.reset(error.code)
+        else:
+            try:
+                if stream_id not in self.h2.streams:
+                    # Never ask h2 about idle streams: its connection state machine would close.
+                    raise h2.exceptions.StreamClosedError(stream_id)
+                self.h2.reset_stream(stream_id, error.code)
+            except h2.exceptions.StreamClosedError:
+                # Idle or closed for h2: a raw frame leaves h2's stream state alone.
+                frame = RstStreamFrame(stream_id)
+                frame.error_code = error.code
+                self._raw_out.append(frame.serialize())
+        self.wake_writer()
+        # Resets the client provokes count against the same budget as its own (MadeYouReset).
+        self._count_reset()
 
     def _on_protocol_error(self, exc: h2.exceptions.ProtocolError) -> None:
         """A connection error found by h2: make sure a GOAWAY with its code goes out."""
@@ -328,6 +430,18 @@ class Connection:
         if not self._accept_streams and stream_id > self._last_stream_id:
             self.h2.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
             return
+        if self._open_streams() >= self.config.max_concurrent_streams:
+            log.info(
+                "stream %d from %s over MAX_CONCURRENT_STREAMS (RST_STREAM REFUSED_STREAM)", stream_id, self.peer_text
+            )
+            self._bad_headers.discard(stream_id)
+            self.h2.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
+            self._count_reset()  # a client mistake: counts against the reset budget (MadeYouReset)
+            return
+        if stream_id in self._bad_headers:
+            self._bad_headers.discard(stream_id)
+            self._malformed(stream_id, "HEADERS depends on its own stream (RFC 9113 §5.3.1)")
+            return
         problem = request_problem(event.headers, ended=event.stream_ended is not None)  # type: ignore[arg-type]
         if problem is not None:
             self._malformed(stream_id, problem)
@@ -335,11 +449,33 @@ class Connection:
         exchange = Exchange(self, stream_id, list(event.headers))  # type: ignore[arg-type]
         if event.stream_ended is not None:
             exchange.request_ended = True
+        else:
+            self._track_content_length(stream_id, event.headers)  # type: ignore[arg-type]
         self.exchanges[stream_id] = exchange
         self.requests += 1
         self._read_scope.deadline = math.inf
         assert self._nursery is not None
         self._nursery.start_soon(self._run_exchange, exchange)
+
+    def _track_content_length(self, stream_id: int, headers: list[tuple[bytes, bytes]]) -> None:
+        """Compare content-length with the DATA ourselves, so a mismatch is a stream error (§8.1.1).
+
+        h2 does not (see :class:`_H2Connection`); request_problem() has already
+        rejected content-length values that are not digits or disagree.
+        """
+        length = next((int(value) for name, value in headers if name == b"content-length"), None)
+        if length is not None:
+            self._body_left[stream_id] = length
+
+    def _open_streams(self) -> int:
+        """Client requests we accepted whose stream is still open in h2 (the client counts those too).
+
+        Pushed streams (even ids) are ours and count against the client's limit, not this one.
+        """
+        streams = self.h2.streams
+        return sum(
+            1 for sid in self.exchanges if sid % 2 and (stream := streams.get(sid)) is not None and not stream.closed
+        )
 
     def _start_upgraded_request(self, upgrade: H2CUpgrade) -> None:
         """Run the HTTP/1.1 request that carried ``Upgrade: h2c`` as stream 1 (RFC 7540 §3.2).
@@ -356,6 +492,16 @@ class Connection:
         assert self._nursery is not None
         self._nursery.start_soon(self._run_exchange, exchange)
 
+    def start_pushed(self, stream_id: int, headers: list[tuple[bytes, bytes]]) -> None:
+        """Serve a request we promised (PUSH_PROMISE) as if the client had sent it."""
+        exchange = Exchange(self, stream_id, headers)
+        exchange.request_ended = True
+        self.exchanges[stream_id] = exchange
+        self.requests += 1
+        self._read_scope.deadline = math.inf
+        assert self._nursery is not None
+        self._nursery.start_soon(self._run_exchange, exchange)
+
     async def _run_exchange(self, exchange: Exchange) -> None:
         try:
             await self.handler(self, exchange)
@@ -368,10 +514,20 @@ class Connection:
             if not exchange.done.is_set():
                 exchange.reset(ErrorCodes.CANCEL)
             self.exchanges.pop(exchange.stream_id, None)
+            self._body_left.pop(exchange.stream_id, None)
             self._streams_changed.fire()
             self._maybe_finish()
 
     def _on_data(self, event: h2.events.DataReceived) -> None:
+        left = self._body_left.get(event.stream_id)
+        if left is not None:
+            left -= len(event.data)
+            self._body_left[event.stream_id] = left
+            if left < 0:
+                self._body_left.pop(event.stream_id)
+                self.h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                self._malformed(event.stream_id, "more DATA than content-length")
+                return
         exchange = self.exchanges.get(event.stream_id)
         if exchange is None or exchange.disconnected:
             # Nobody will read these bytes: give the connection window back now.
@@ -380,6 +536,9 @@ class Connection:
         exchange.on_data(event.data, event.flow_controlled_length)
 
     def _on_stream_ended(self, event: h2.events.StreamEnded) -> None:
+        if self._body_left.pop(event.stream_id, 0) > 0:
+            self._malformed(event.stream_id, "less DATA than content-length")
+            return
         exchange = self.exchanges.get(event.stream_id)
         if exchange is not None:
             exchange.on_end()
@@ -399,11 +558,17 @@ class Connection:
         self._count_reset()
 
     def _on_trailers(self, event: h2.events.TrailersReceived) -> None:
+        if event.stream_id in self._bad_headers:
+            self._bad_headers.discard(event.stream_id)
+            self._malformed(event.stream_id, "HEADERS depends on its own stream (RFC 9113 §5.3.1)")
+            return
         problem = trailer_problem(event.headers)  # type: ignore[arg-type]
         if problem is not None:
             self._malformed(event.stream_id, problem)
 
     def _on_reset(self, event: h2.events.StreamReset) -> None:
+        self._bad_headers.discard(event.stream_id)
+        self._body_left.pop(event.stream_id, None)
         exchange = self.exchanges.get(event.stream_id)
         if exchange is not None and event.remote_reset:
             log.debug("client reset stream %d (%s)", event.stream_id, event.error_code)

@@ -1,86 +1,203 @@
 """Frame-level rules h2 does not enforce, checked on the client's raw bytes before h2 sees them.
 
-Theory of operation: h2 parses and validates frames, but a few connection
-errors RFC 9113 requires slip through it or get the wrong code:
+Theory of operation: h2 parses and validates frames, but some errors RFC 9113
+requires slip through it, get the wrong code, or end the whole connection where
+the RFC asks for a stream error only.
+
+Connection errors (the caller sends GOAWAY; nothing of that read reaches h2):
 
 * the client preface must be followed by a SETTINGS frame (§3.4); h2 takes any frame;
 * a SETTINGS frame with ACK and a payload is FRAME_SIZE_ERROR (§6.5); h2 says PROTOCOL_ERROR;
 * RST_STREAM on an idle stream is PROTOCOL_ERROR (§6.4); h2 ignores it once any stream was opened.
 
-All three are decided by the 9-byte frame header alone, so :class:`FrameCheck`
-only follows frame boundaries: it reads each header and skips the payload by
-counting, never copying or rewriting the stream. It tracks the highest client
-stream id itself (from HEADERS headers) because several frames of one read are
-checked before h2 processes any of them. A wrong preface stops the checking:
-h2 answers that one itself.
+Stream errors, which h2 (or hyperframe, while parsing) would make connection
+errors. The frame is *dropped* from the bytes h2 sees and a :class:`StreamError`
+takes its place in the output, so the caller resets just that stream:
+
+* PRIORITY on a stream with a length other than 5: FRAME_SIZE_ERROR (§6.3);
+* PRIORITY on a stream depending on itself: PROTOCOL_ERROR (§5.3.1);
+* WINDOW_UPDATE on a stream with a zero increment: PROTOCOL_ERROR (§6.9).
+
+A HEADERS frame depending on its own stream (§5.3.1) cannot be dropped: its
+header block must be decoded to keep HPACK in sync. Its dependency field is
+rewritten to 0 (a copy of the first few bytes of that frame only) and a
+:class:`StreamError` with ``headers=True`` is output *before* it, so the caller
+can refuse the request (or trailers) once h2 has decoded it.
+
+Everything is decided by the 9-byte frame header plus at most 6 payload bytes.
+:meth:`FrameCheck.feed` follows frame boundaries and passes payloads over by
+counting; the read itself is passed on (no copy) unless a frame is dropped or
+rewritten, in which case memoryview slices around it are. The start of a
+frame split across reads is held back (at most 15 bytes) until it can be
+judged, so a frame is never half-passed to h2 before it turns out to need
+dropping. It tracks the highest client stream id itself (from HEADERS headers)
+because several frames of one read are checked before h2 processes any of
+them. A wrong preface stops the checking: h2 answers that one itself.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 from h2.errors import ErrorCodes
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 _HEADER = 9
-_HEADERS, _RST_STREAM, _SETTINGS = 0x1, 0x3, 0x4
+_HEADERS, _PRIORITY, _RST_STREAM, _SETTINGS, _WINDOW_UPDATE = 0x1, 0x2, 0x3, 0x4, 0x8
 _ACK = 0x1
+_PADDED, _PRIORITY_FLAG = 0x8, 0x20
 
 Problem = tuple[ErrorCodes, str]
 
 
+class StreamError(NamedTuple):
+    """A stream error found ahead of h2: the caller resets ``stream_id`` with ``code``."""
+
+    stream_id: int
+    code: ErrorCodes
+    reason: str
+    #: A HEADERS frame, passed on (rewritten) right after this: refuse the stream once h2 decoded it.
+    headers: bool = False
+
+
+Piece = bytes | bytearray | memoryview | StreamError
+
+
 class FrameCheck:
-    """Feed it every byte the client sends, in order; it names the first rule broken."""
+    """Feed it every byte the client sends, in order; it returns what h2 should see."""
 
     def __init__(self, *, upgraded: bool = False) -> None:
         self._preface = b""  # the preface read so far, while it is incomplete
-        self._header = b""  # a frame header split across reads
+        self._held = bytearray()  # the start of a frame split across reads, not yet passed on
         self._skip = 0  # payload bytes of the current frame still to pass over
+        self._drop = False  # whether those bytes are dropped rather than passed on
         self._first = True
         self._active = True
         #: Highest client-initiated stream id seen; the h2c upgrade request is stream 1.
         self.highest = 1 if upgraded else 0
 
-    def feed(self, data: bytes) -> Problem | None:
-        """The (error code, reason) of the first connection error in ``data``, or None."""
+    def feed(self, data: bytes | bytearray) -> tuple[list[Piece], Problem | None]:
+        """The pieces to hand on in order (bytes for h2, stream errors), and the first connection error.
+
+        On a connection error the pieces are to be ignored. Without anything
+        dropped, rewritten or held back the only piece is ``data`` itself.
+        """
         if not self._active:
-            return None
+            return [data], None
+        out: list[Piece] = []
         pos = 0
         if len(self._preface) < len(PREFACE):
             need = len(PREFACE) - len(self._preface)
             self._preface += data[:need]
-            pos = need
+            pos = min(need, len(data))
             if not PREFACE.startswith(self._preface):
                 self._active = False  # not HTTP/2 at all: h2 reports the bad preface
-                return None
+                return [data], None
         end = len(data)
+        run = 0  # start of the bytes of ``data`` passed on as they are, not yet put in ``out``
+
+        def flush(stop: int) -> None:
+            if run == 0 and stop == end:
+                out.append(data)
+            elif stop > run:
+                out.append(memoryview(data)[run:stop])
+
         while pos < end:
             if self._skip:
                 step = min(self._skip, end - pos)
                 self._skip -= step
+                if self._drop:
+                    flush(pos)
+                    run = pos + step
                 pos += step
                 continue
-            need = _HEADER - len(self._header)
-            self._header += data[pos : pos + need]
-            pos += need
-            if len(self._header) < _HEADER:
+            if self._held:  # only at the start of a read: finish the frame start held back
+                want = self._want(self._held) if len(self._held) >= _HEADER else _HEADER
+                take = want - len(self._held)
+                self._held += data[pos : pos + take]
+                pos = run = min(pos + take, end)
+                if len(self._held) < want:
+                    break
+                if want == _HEADER and self._want(self._held) > _HEADER:
+                    continue  # the header asks for some payload bytes as well
+                head, self._held = bytes(self._held), bytearray()
+                replacement: list[Piece] = []
+                problem = self._judge(head, replacement)
+                if problem is not None:
+                    return out, problem
+                out.extend(replacement if replacement or self._drop else [head])
+                continue
+            # A frame starts at ``pos``: judge it in place when its start is all here.
+            want = self._want(data[pos : pos + _HEADER]) if end - pos >= _HEADER else _HEADER
+            if end - pos < want:
+                flush(pos)
+                self._held += data[pos:]
+                pos = run = end
                 break
-            header, self._header = self._header, b""
-            self._skip = int.from_bytes(header[:3], "big")
-            problem = self._check(self._skip, header[3], header[4], int.from_bytes(header[5:9], "big") & 0x7FFFFFFF)
+            replacement = []
+            problem = self._judge(data[pos : pos + want], replacement)
             if problem is not None:
-                self._active = False
-                return problem
-        return None
+                return out, problem
+            if replacement or self._drop:
+                flush(pos)
+                out.extend(replacement)
+                run = pos + want
+            pos += want
+        flush(pos)
+        return out, None
 
-    def _check(self, length: int, ftype: int, flags: int, stream_id: int) -> Problem | None:
+    @staticmethod
+    def _want(head: bytes | bytearray) -> int:
+        """How many bytes of a frame are needed to judge it, given at least its header."""
+        length, ftype, flags = int.from_bytes(head[:3], "big"), head[3], head[4]
+        stream_id = int.from_bytes(head[5:9], "big") & 0x7FFFFFFF
+        if not stream_id:
+            return _HEADER
+        if ftype == _PRIORITY and length == 5:
+            return _HEADER + 4
+        if ftype == _WINDOW_UPDATE and length == 4:
+            return _HEADER + 4
+        if ftype == _HEADERS and flags & _PRIORITY_FLAG:
+            need = 5 if flags & _PADDED else 4
+            if length >= need:
+                return _HEADER + need
+        return _HEADER
+
+    def _judge(self, head: bytes | bytearray, out: list[Piece]) -> Problem | None:
+        """Check one frame from its start ``head``; set the skip, put any replacement in ``out``."""
+        length, ftype, flags = int.from_bytes(head[:3], "big"), head[3], head[4]
+        stream_id = int.from_bytes(head[5:9], "big") & 0x7FFFFFFF
+        self._skip = length - (len(head) - _HEADER)
+        self._drop = False
         if self._first:
             self._first = False
             if ftype != _SETTINGS:
                 return ErrorCodes.PROTOCOL_ERROR, "the client preface was not followed by SETTINGS"
-        if ftype == _HEADERS and stream_id % 2 and stream_id > self.highest:
-            self.highest = stream_id
+        if ftype == _HEADERS:
+            if stream_id % 2 and stream_id > self.highest:
+                self.highest = stream_id
+            if len(head) > _HEADER:
+                at = len(head) - 4
+                if int.from_bytes(head[at:], "big") & 0x7FFFFFFF == stream_id:
+                    out.append(StreamError(stream_id, ErrorCodes.PROTOCOL_ERROR, "HEADERS depends on itself", True))
+                    out.append(head[:at] + b"\0\0\0\0")  # depend on stream 0 instead; h2 decodes the block
+                    return None
         elif ftype == _SETTINGS and flags & _ACK and length:
             return ErrorCodes.FRAME_SIZE_ERROR, "SETTINGS ACK with a payload"
         elif ftype == _RST_STREAM and stream_id and (stream_id % 2 == 0 or stream_id > self.highest):
             # Even ids would be server pushes, which are disabled: those streams are always idle.
             return ErrorCodes.PROTOCOL_ERROR, f"RST_STREAM on idle stream {stream_id}"
+        elif ftype == _PRIORITY and stream_id:
+            if length != 5:
+                self._stream_error(out, stream_id, ErrorCodes.FRAME_SIZE_ERROR, f"PRIORITY of length {length}")
+            elif int.from_bytes(head[_HEADER:], "big") & 0x7FFFFFFF == stream_id:
+                self._stream_error(out, stream_id, ErrorCodes.PROTOCOL_ERROR, "PRIORITY depends on itself")
+        elif ftype == _WINDOW_UPDATE and stream_id and length == 4:
+            if not int.from_bytes(head[_HEADER:], "big") & 0x7FFFFFFF:
+                self._stream_error(out, stream_id, ErrorCodes.PROTOCOL_ERROR, "WINDOW_UPDATE of 0")
         return None
+
+    def _stream_error(self, out: list[Piece], stream_id: int, code: ErrorCodes, reason: str) -> None:
+        """Drop the frame: ``out`` gets the error in its place."""
+        out.append(StreamError(stream_id, code, reason))
+        self._drop = True

@@ -43,9 +43,11 @@ def request_problem(headers: Headers, *, ended: bool = False) -> str | None:
     """Why the request header list is malformed, or None if it is well formed.
 
     ``ended`` says the HEADERS frame carried END_STREAM: a non-zero content-length is then a
-    mismatch h2 does not catch (it checks content-length only against DATA frames, §8.1.1).
+    mismatch with the (empty) body (§8.1.1). content-length must be digits, and agree when
+    repeated (RFC 9110 §8.6); h2's own checks of it are off (h2gate.connection._H2Connection).
     """
     pseudo: dict[bytes, bytes] = {}
+    length: bytes | None = None
     regular_seen = False
     hosts: list[bytes] = []
     for name, value in headers:
@@ -64,8 +66,14 @@ def request_problem(headers: Headers, *, ended: bool = False) -> str | None:
             regular_seen = True
             if name == b"host":
                 hosts.append(value)
-            elif name == b"content-length" and ended and value.strip(b"0"):
-                return f"content-length {value.decode('latin-1')!r} on a request without a body"
+            elif name == b"content-length":
+                if not value.isdigit():
+                    return f"invalid content-length {value.decode('latin-1')!r}"
+                if length is not None and int(value) != int(length):
+                    return "conflicting content-length fields"
+                length = value
+                if ended and value.strip(b"0"):
+                    return f"content-length {value.decode('latin-1')!r} on a request without a body"
     return _pseudo_problem(pseudo, hosts)
 
 

@@ -208,6 +208,7 @@ class RawH2:
         self.goaways: list[GoAway] = []
         self.remote_settings: dict[int, int] = {}
         self.pings_acked: list[bytes] = []
+        self.pushes: list[tuple[int, int, list[tuple[bytes, bytes]]]] = []  # (parent, promised, request headers)
         self.eof = False
         self._buf = b""
         self.flush()
@@ -317,6 +318,9 @@ class RawH2:
                     self.remote_settings[int(code)] = change.new_value
             elif isinstance(event, h2.events.PingAckReceived):
                 self.pings_acked.append(event.ping_data)
+            elif isinstance(event, h2.events.PushedStreamReceived):
+                self.pushes.append((event.parent_stream_id, event.pushed_stream_id, list(event.headers)))  # type: ignore[arg-type]
+                self.streams[event.pushed_stream_id] = Stream(event.pushed_stream_id)
 
     # -- requests --------------------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ import struct
 import pytest
 from h2.errors import ErrorCodes
 
-from h2gate.framecheck import PREFACE, FrameCheck
+from h2gate.framecheck import PREFACE, FrameCheck, Piece, StreamError
 
 
 def frame(ftype: int, flags: int, stream_id: int, payload: bytes = b"") -> bytes:
@@ -18,27 +18,58 @@ SETTINGS = frame(0x4, 0, 0, b"\0\x03\0\0\0\x64")
 HEADERS_1 = frame(0x1, 0x5, 1, b"\x82\x84\x86" + b"x" * 40)
 DATA_1 = frame(0x0, 0, 1, b"d" * 300)
 RST_1 = frame(0x3, 0, 1, b"\0\0\0\x08")
+PING = frame(0x6, 0, 0, b"p" * 8)
+STEPS = [1, 2, 3, 7, 9, 10, 13, 14, 15, 1000]
+
+
+def run(data: bytes, step: int, *, upgraded: bool = False) -> tuple[bytes, list[StreamError], tuple | None]:
+    """Feed ``data`` in ``step``-sized reads: (bytes passed on, stream errors, connection problem)."""
+    check = FrameCheck(upgraded=upgraded)
+    passed, errors = b"", list[StreamError]()
+    for i in range(0, len(data), step):
+        pieces, problem = check.feed(data[i : i + step])
+        if problem is not None:
+            return passed, errors, problem
+        for piece in pieces:
+            if isinstance(piece, StreamError):
+                errors.append(piece)
+            else:
+                passed += bytes(piece)
+    return passed, errors, None
 
 
 def feed(data: bytes, step: int, *, upgraded: bool = False) -> tuple[ErrorCodes, str] | None:
-    check = FrameCheck(upgraded=upgraded)
-    for i in range(0, len(data), step):
-        problem = check.feed(data[i : i + step])
-        if problem is not None:
-            return problem
-    return None
+    return run(data, step, upgraded=upgraded)[2]
 
 
-@pytest.mark.parametrize("step", [1, 2, 7, 9, 10, 1000])
+@pytest.mark.parametrize("step", STEPS)
 def test_valid_stream_passes_however_split(step: int) -> None:
-    assert feed(PREFACE + SETTINGS + HEADERS_1 + DATA_1 + RST_1 + frame(0x6, 0, 0, b"p" * 8), step) is None
+    data = (
+        PREFACE
+        + SETTINGS
+        + HEADERS_1
+        + DATA_1
+        + frame(0x2, 0, 1, struct.pack(">IB", 0, 15))  # PRIORITY, valid
+        + frame(0x8, 0, 1, struct.pack(">I", 100))  # WINDOW_UPDATE, valid
+        + frame(0x1, 0x25, 3, struct.pack(">IB", 1, 15) + b"\x82\x84\x86")  # HEADERS with priority
+        + RST_1
+        + PING
+    )
+    assert run(data, step) == (data, [], None)
+
+
+def test_unchanged_read_passed_without_copy() -> None:
+    check = FrameCheck()
+    data = PREFACE + SETTINGS + HEADERS_1 + DATA_1
+    pieces, problem = check.feed(data)
+    assert problem is None and len(pieces) == 1 and pieces[0] is data
 
 
 @pytest.mark.parametrize("step", [1, 5, 1000])
 @pytest.mark.parametrize(
     ("tail", "code", "fragment"),
     [
-        (frame(0x6, 0, 0, b"p" * 8), ErrorCodes.PROTOCOL_ERROR, "not followed by SETTINGS"),
+        (PING, ErrorCodes.PROTOCOL_ERROR, "not followed by SETTINGS"),
         (SETTINGS + frame(0x4, 0x1, 0, b"\0" * 6), ErrorCodes.FRAME_SIZE_ERROR, "SETTINGS ACK"),
         (SETTINGS + HEADERS_1 + frame(0x3, 0, 3, b"\0\0\0\x08"), ErrorCodes.PROTOCOL_ERROR, "idle stream 3"),
         (SETTINGS + frame(0x3, 0, 2, b"\0\0\0\x08"), ErrorCodes.PROTOCOL_ERROR, "idle stream 2"),
@@ -50,10 +81,71 @@ def test_violations(step: int, tail: bytes, code: ErrorCodes, fragment: str) -> 
     assert problem is not None and problem[0] == code and fragment in problem[1]
 
 
+@pytest.mark.parametrize("step", STEPS)
+@pytest.mark.parametrize(
+    ("bad", "code", "fragment"),
+    [
+        (frame(0x2, 0, 1, b"\0\0\0\0"), ErrorCodes.FRAME_SIZE_ERROR, "PRIORITY of length 4"),
+        (frame(0x2, 0, 1, b"z" * 300), ErrorCodes.FRAME_SIZE_ERROR, "PRIORITY of length 300"),
+        (frame(0x2, 0, 1, b""), ErrorCodes.FRAME_SIZE_ERROR, "PRIORITY of length 0"),
+        (frame(0x2, 0, 1, struct.pack(">IB", 0x80000001, 15)), ErrorCodes.PROTOCOL_ERROR, "depends on itself"),
+        (frame(0x8, 0, 1, b"\0\0\0\0"), ErrorCodes.PROTOCOL_ERROR, "WINDOW_UPDATE of 0"),
+        (frame(0x8, 0, 1, b"\x80\0\0\0"), ErrorCodes.PROTOCOL_ERROR, "WINDOW_UPDATE of 0"),  # reserved bit
+    ],
+    ids=["prio-short", "prio-long", "prio-empty", "prio-self", "wu-zero", "wu-zero-reserved-bit"],
+)
+def test_stream_errors_drop_the_frame(step: int, bad: bytes, code: ErrorCodes, fragment: str) -> None:
+    before, after = PREFACE + SETTINGS + HEADERS_1, DATA_1 + PING
+    passed, errors, problem = run(before + bad + after + bad, step)
+    assert problem is None
+    assert passed == before + after  # exactly that frame left out, however the reads fell
+    assert [(e.stream_id, e.code, e.headers) for e in errors] == [(1, code, False)] * 2
+    assert fragment in errors[0].reason
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_stream_error_in_place(step: int) -> None:
+    """The error comes between the bytes before and after the dropped frame."""
+    check = FrameCheck()
+    bad = frame(0x8, 0, 1, b"\0\0\0\0")
+    data = PREFACE + SETTINGS + HEADERS_1 + bad + DATA_1
+    seen: list[Piece] = []
+    for i in range(0, len(data), step):
+        pieces, problem = check.feed(data[i : i + step])
+        assert problem is None
+        seen += pieces
+    cut = next(i for i, p in enumerate(seen) if isinstance(p, StreamError))
+    assert b"".join(bytes(p) for p in seen[:cut] if not isinstance(p, StreamError)) == PREFACE + SETTINGS + HEADERS_1
+    assert b"".join(bytes(p) for p in seen[cut + 1 :] if not isinstance(p, StreamError)) == DATA_1
+
+
+@pytest.mark.parametrize("step", STEPS)
+@pytest.mark.parametrize("padded", [False, True])
+def test_headers_depending_on_itself_rewritten(step: int, padded: bool) -> None:
+    block = b"\x82\x84\x86" + b"x" * 20
+    pad = bytes([3]) if padded else b""
+    flags = 0x25 | (0x8 if padded else 0)
+    bad = frame(0x1, flags, 3, pad + struct.pack(">IB", 0x80000003, 200) + block + b"\0" * len(pad) * 3)
+    fixed = frame(0x1, flags, 3, pad + struct.pack(">IB", 0, 200) + block + b"\0" * len(pad) * 3)
+    before = PREFACE + SETTINGS + HEADERS_1
+    passed, errors, problem = run(before + bad + PING, step)
+    assert problem is None
+    assert passed == before + fixed + PING
+    assert [(e.stream_id, e.code, e.headers) for e in errors] == [(3, ErrorCodes.PROTOCOL_ERROR, True)]
+
+
+def test_stream_zero_left_to_h2() -> None:
+    # On stream 0 these are connection errors, which h2 reports itself.
+    for bad in (frame(0x8, 0, 0, b"\0\0\0\0"), frame(0x2, 0, 0, b"\0\0\0\0")):
+        data = PREFACE + SETTINGS + bad
+        assert run(data, 3) == (data, [], None)
+
+
 def test_upgraded_connection_has_stream_one() -> None:
     assert feed(PREFACE + SETTINGS + RST_1, 1000, upgraded=True) is None
     assert feed(PREFACE + SETTINGS + RST_1, 1000) is not None
 
 
 def test_wrong_preface_left_to_h2() -> None:
-    assert feed(b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n" + frame(0x6, 0, 0, b"p" * 8), 3) is None
+    data = b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n" + PING
+    assert run(data, 3) == (data, [], None)

@@ -65,3 +65,15 @@ def test_trailers() -> None:
     assert trailer_problem([(b"x-checksum", b"abc")]) is None
     assert "pseudo-header" in (trailer_problem([(b":status", b"200")]) or "")
     assert "connection-specific" in (trailer_problem([(b"transfer-encoding", b"chunked")]) or "")
+
+
+@pytest.mark.parametrize("value", [b"abc", b"-1", b"1, 2", b"", b"3a", b"\xd9\xa3"])
+def test_invalid_content_length(value: bytes) -> None:
+    post = [(b":method", b"POST"), (b":scheme", b"https"), (b":authority", b"a"), (b":path", b"/")]
+    assert "invalid content-length" in (request_problem([*post, (b"content-length", value)]) or "")
+
+
+def test_repeated_content_length() -> None:
+    post = [(b":method", b"POST"), (b":scheme", b"https"), (b":authority", b"a"), (b":path", b"/")]
+    assert request_problem([*post, (b"content-length", b"3"), (b"content-length", b"03")]) is None
+    assert "conflicting" in (request_problem([*post, (b"content-length", b"3"), (b"content-length", b"4")]) or "")

@@ -20,6 +20,7 @@ from h2.errors import ErrorCodes
 from h2.exceptions import ProtocolError
 
 from h2gate.appload import Message, Scope
+from h2gate.asgi.push import PushMistake, push, push_enabled
 from h2gate.asgi.runner import AppRunner
 from h2gate.errors import ClientDisconnected
 from h2gate.exchange import Exchange, Headers, RequestHead
@@ -288,6 +289,11 @@ class HTTPCycle:
         kind = message.get("type") if isinstance(message, dict) else None
         if kind == "http.response.start":
             self.response.start(message)
+        elif kind == "http.response.push":
+            try:
+                push(self.exchange, message)
+            except PushMistake as exc:
+                raise AppMistake(str(exc)) from None
         elif kind in _SENDERS:
             if self.exchange.disconnected:
                 raise ClientDisconnected(f"stream {self.exchange.stream_id} is closed")
@@ -313,6 +319,8 @@ async def handle_http(
         return
     for name in HTTP_EXTENSIONS:
         scope["extensions"][name] = {}
+    if push_enabled(exchange):
+        scope["extensions"]["http.response.push"] = {}
     cycle = HTTPCycle(exchange, scope, server_header)
     response = cycle.response
     try:

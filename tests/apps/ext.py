@@ -17,6 +17,15 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     query = {k: v[0] for k, v in parse_qs(scope["query_string"].decode()).items()}
     if path == "/extensions":
         await respond(send, 200, json.dumps(sorted(scope["extensions"])).encode())
+    elif path == "/push":
+        if "http.response.push" in scope["extensions"]:
+            await send({"type": "http.response.push", "path": "/pushed.css", "headers": [(b"accept", b"text/css")]})
+        await respond(send, 200, b"<link rel=stylesheet href=/pushed.css>")
+    elif path == "/pushed.css":
+        headers = dict(scope["headers"])
+        await respond(send, 200, b"body{} /* " + headers.get(b"accept", b"?") + b" */")
+    elif path == "/push-bad":
+        await send({"type": "http.response.push", "path": "no-slash"})
     elif path == "/trailers":
         await send({"type": "http.response.start", "status": 200, "headers": [], "trailers": True})
         await send({"type": "http.response.body", "body": b"abc", "more_body": True})

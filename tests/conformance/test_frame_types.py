@@ -88,8 +88,22 @@ def test_headers_depending_on_itself(peer: Peer) -> None:
     sid = peer.new_stream_id()
     payload = priority_payload(sid) + peer.block(request_headers())
     peer.send(raw_frame(HEADERS, END_STREAM | END_HEADERS | PRIORITY_FLAG, sid, payload))
-    # GAP: §5.3.1 makes this a stream error (RST_STREAM PROTOCOL_ERROR); h2 raises a connection error.
-    peer.expect_goaway(PROTOCOL_ERROR)
+    # §5.3.1: a stream error. h2gate.framecheck rewrites the dependency so h2 still decodes the block.
+    peer.expect_rst(sid, PROTOCOL_ERROR)
+    peer.expect_alive()
+    headers, body = peer.expect_response(peer.request())  # the HPACK state stayed in sync
+    assert headers[b":status"] == b"200" and body == b"hello"
+
+
+def test_headers_depending_on_itself_padded_with_continuation(peer: Peer) -> None:
+    sid = peer.new_stream_id()
+    block = peer.block(request_headers())
+    payload = bytes([2]) + priority_payload(sid) + block[:3] + b"\0\0"
+    peer.send(raw_frame(HEADERS, END_STREAM | PADDED | PRIORITY_FLAG, sid, payload))
+    peer.send(raw_frame(0x9, END_HEADERS, sid, block[3:]))
+    peer.expect_rst(sid, PROTOCOL_ERROR)
+    headers, body = peer.expect_response(peer.request())
+    assert headers[b":status"] == b"200" and body == b"hello"
 
 
 # -- PRIORITY (§6.3) -----------------------------------------------------------------------
@@ -102,15 +116,24 @@ def test_priority_on_idle_stream_ignored(peer: Peer) -> None:
 
 def test_priority_depending_on_itself(peer: Peer) -> None:
     peer.send(raw_frame(PRIORITY, 0, 99, priority_payload(99)))
-    # GAP: §5.3.1 asks for a stream error (RST_STREAM PROTOCOL_ERROR); h2 ends the connection.
-    peer.expect_goaway(PROTOCOL_ERROR)
+    # §5.3.1: a stream error; h2gate.framecheck drops the frame h2 would make a connection error.
+    peer.expect_rst(99, PROTOCOL_ERROR)
+    peer.expect_alive()
+
+
+@pytest.mark.parametrize("transport", H2C_ONLY)
+def test_provoked_stream_errors_count_as_resets(peer: Peer) -> None:
+    # Each dropped frame costs an RST_STREAM: the rapid-reset budget (1000/s here) covers them (MadeYouReset).
+    peer.send(b"".join(raw_frame(PRIORITY, 0, sid, priority_payload(sid)) for sid in range(101, 2400, 2)))
+    peer.expect_goaway(0xB)  # ENHANCE_YOUR_CALM
 
 
 def test_priority_bad_length(peer: Peer) -> None:
     sid = peer.request("/sleep?key=prio-len&seconds=0.5")
     peer.send(raw_frame(PRIORITY, 0, sid, priority_payload(0)[:4]))
-    # GAP: §6.3 asks for a stream error (RST_STREAM FRAME_SIZE_ERROR); h2 ends the connection.
-    peer.expect_goaway(FRAME_SIZE_ERROR)
+    # §6.3: a stream error; h2gate.framecheck drops the frame h2 would make a connection error.
+    peer.expect_rst(sid, FRAME_SIZE_ERROR)
+    peer.expect_alive()
 
 
 def test_priority_on_stream_zero(peer: Peer) -> None:
@@ -257,9 +280,9 @@ def test_goaway_on_stream(peer: Peer) -> None:
 def test_window_update_zero_on_stream(peer: Peer) -> None:
     sid = peer.request("/sleep?key=wu0&seconds=0.5")
     peer.send(window_update(sid, 0))
-    # GAP: §6.9 makes a zero increment on a stream a stream error (RST_STREAM PROTOCOL_ERROR);
-    # hyperframe/h2 end the connection.
-    peer.expect_goaway(PROTOCOL_ERROR)
+    # §6.9: a stream error; h2gate.framecheck drops the frame hyperframe would make a connection error.
+    peer.expect_rst(sid, PROTOCOL_ERROR)
+    peer.expect_alive()
 
 
 def test_window_update_zero_on_connection(peer: Peer) -> None:

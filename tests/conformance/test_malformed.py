@@ -67,9 +67,9 @@ def test_content_length_more_than_data(peer: Peer) -> None:
         )
     )
     peer.send(data_frame(sid, b"12345", end_stream=True))
-    # GAP: §8.1.1 makes a content-length / DATA mismatch a stream error; h2 tracks the length itself
-    # and raises a connection error (GOAWAY PROTOCOL_ERROR) from inside receive_data().
-    peer.expect_goaway(PROTOCOL_ERROR)
+    # §8.1.1: a stream error. h2gate counts the DATA itself (h2 would end the connection).
+    peer.expect_rst(sid, PROTOCOL_ERROR)
+    peer.expect_alive()
 
 
 def test_content_length_less_than_data(peer: Peer) -> None:
@@ -82,9 +82,29 @@ def test_content_length_less_than_data(peer: Peer) -> None:
         )
     )
     peer.send(data_frame(sid, b"12345", end_stream=True))
-    # GAP: §8.1.1 makes a content-length / DATA mismatch a stream error; h2 tracks the length itself
-    # and raises a connection error (GOAWAY PROTOCOL_ERROR) from inside receive_data().
-    peer.expect_goaway(PROTOCOL_ERROR)
+    # §8.1.1: a stream error. h2gate counts the DATA itself (h2 would end the connection).
+    peer.expect_rst(sid, PROTOCOL_ERROR)
+    peer.expect_alive()
+
+
+@pytest.mark.parametrize("transport", H2C_ONLY)
+@pytest.mark.parametrize("length", [3, 7])
+def test_content_length_mismatch_in_one_read(peer: Peer, length: int) -> None:
+    # HEADERS and DATA reach the server together: h2 sees the DATA before h2gate sees the request.
+    sid = peer.new_stream_id()
+    post = [(":method", "POST"), S, A, (":path", "/wait-body?key=cl-one"), ("content-length", str(length))]
+    peer.send(headers_frame(sid, peer.block(post), end_stream=False), data_frame(sid, b"12345", end_stream=True))
+    peer.expect_rst(sid, PROTOCOL_ERROR)
+    peer.expect_alive()
+
+
+def test_content_length_matching_split_data(peer: Peer) -> None:
+    sid = peer.new_stream_id()
+    post = [(":method", "POST"), S, A, (":path", "/wait-body?key=cl-ok"), ("content-length", "5")]
+    peer.send(headers_frame(sid, peer.block(post), end_stream=False), data_frame(sid, b"12"))
+    peer.send(data_frame(sid, b"345", end_stream=True))
+    headers, body = peer.expect_response(sid)
+    assert headers[b":status"] == b"200" and body == b"5"
 
 
 def test_pseudo_header_in_trailers(peer: Peer) -> None:
@@ -133,6 +153,6 @@ def test_invalid_content_length(peer: Peer, length: str) -> None:
     sid = peer.new_stream_id()
     block = peer.block([(":method", "POST"), S, A, (":path", "/wait-body?key=cl3"), ("content-length", length)])
     peer.send(headers_frame(sid, block, end_stream=False))
-    # GAP: malformed, so a stream error by §8.1.1; h2 checks content-length while decoding HEADERS and
-    # raises a connection error before h2gate sees the request.
-    peer.expect_goaway(PROTOCOL_ERROR)
+    # Malformed, so a stream error by §8.1.1 (h2's own check, a connection error, is off).
+    peer.expect_rst(sid, PROTOCOL_ERROR)
+    peer.expect_alive()
