@@ -40,6 +40,7 @@ from hyperframe.frame import GoAwayFrame, RstStreamFrame
 from h2gate.config import Config
 from h2gate.exchange import Exchange, Signal
 from h2gate.framecheck import FrameCheck, Piece, StreamError
+from h2gate.h2state import initiate, new_h2_connection
 from h2gate.negotiate import H2CUpgrade
 from h2gate.transport import Transport
 from h2gate.validate import request_problem, trailer_problem
@@ -57,55 +58,6 @@ _GOAWAY_TYPE = 0x7
 
 StreamHandler = Callable[["Connection", Exchange], Awaitable[None]]
 
-#: Streams h2 lets open beyond our advertised MAX_CONCURRENT_STREAMS (at least; see _LocalSettings).
-STREAM_HEADROOM = 100
-
-
-class _LocalSettings(h2.settings.Settings):
-    """Our SETTINGS, as advertised; but h2 enforces MAX_CONCURRENT_STREAMS with headroom.
-
-    h2 raises TooManyStreamsError before it decodes the HEADERS, which leaves
-    HPACK out of sync, so all that is left then is a connection error. With the
-    headroom h2 decodes a request over the advertised limit, and
-    :meth:`Connection._on_request` refuses it with RST_STREAM REFUSED_STREAM
-    (RFC 9113 §5.1.2), which a client may retry. The SETTINGS frame carries the
-    configured value: h2 serializes ``items()``, not this property. Beyond the
-    headroom (a burst of streams in one read) h2's connection error remains.
-    """
-
-    @property  # type: ignore[override]
-    def max_concurrent_streams(self) -> int:
-        advertised = self.get(h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS, 2**32 + 1)
-        return advertised + max(advertised, STREAM_HEADROOM)
-
-    @max_concurrent_streams.setter
-    def max_concurrent_streams(self, value: int) -> None:
-        self[h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS] = value
-
-
-class _H2Connection(h2.connection.H2Connection):
-    """h2, minus its content-length / DATA comparison, which :class:`Connection` makes itself.
-
-    h2 makes a mismatch a connection error from inside receive_data() and has
-    no setting to turn that off; RFC 9113 §8.1.1 makes it a stream error (a
-    malformed request). Its checks of the content-length *value* while
-    decoding HEADERS (digits, agreement) raise a connection error as well; they
-    are off too, :func:`h2gate.validate.request_problem` makes them a stream
-    error. If a future h2 renames these private methods, the override is
-    skipped and h2's own (connection error) checks stay in force.
-    """
-
-    def _begin_new_stream(self, stream_id: int, allowed_ids: Any) -> Any:
-        stream = super()._begin_new_stream(stream_id, allowed_ids)
-        if hasattr(stream, "_track_content_length") and hasattr(stream, "_initialize_content_length"):
-            stream._initialize_content_length = _not_tracked  # type: ignore[method-assign,assignment]
-            stream._track_content_length = _not_tracked  # type: ignore[method-assign,assignment]
-        return stream
-
-
-def _not_tracked(*args: Any) -> None:
-    """Stands in for h2's H2Stream content-length checks: see Connection._on_data and h2gate.validate."""
-
 
 class Connection:
     def __init__(
@@ -115,11 +67,7 @@ class Connection:
         self.upgrade = upgrade  # set when the client arrived by HTTP/1.1 Upgrade: h2c
         self.config = config
         self.handler = handler
-        self.h2 = _H2Connection(
-            # Header validation is ours (h2gate.validate): h2 would make a malformed request a
-            # connection error, RFC 9113 §8.1.1 makes it a stream error.
-            h2.config.H2Configuration(client_side=False, header_encoding=None, validate_inbound_headers=False)
-        )
+        self.h2 = new_h2_connection()
         self.exchanges: dict[int, Exchange] = {}
         self.closed = False  # no more bytes will reach the peer
         self.queued = 0  # DATA bytes handed to h2 since the writer last took its buffer
@@ -147,29 +95,12 @@ class Connection:
     # -- setup -------------------------------------------------------------------
 
     def _initiate(self) -> None:
-        cfg = self.config
-        h2c = self.h2
-        h2c.local_settings = _LocalSettings(
-            client=False,
-            initial_values={
-                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: cfg.max_concurrent_streams,
-                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: cfg.initial_window_size,
-                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: cfg.max_header_list_size,
-                h2.settings.SettingCodes.MAX_FRAME_SIZE: cfg.max_frame_size,
-                h2.settings.SettingCodes.ENABLE_PUSH: 0,
-                h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL: int(self.extended_connect),
-            },
+        initiate(
+            self.h2,
+            self.config,
+            extended_connect=self.extended_connect,
+            upgrade_settings=None if self.upgrade is None else self.upgrade.settings,
         )
-        h2c.max_inbound_frame_size = cfg.max_frame_size
-        h2c.decoder.max_header_list_size = cfg.max_header_list_size
-        if self.upgrade is None:
-            h2c.initiate_connection()
-        else:
-            # Applies the client's HTTP2-Settings and opens stream 1 half-closed (remote).
-            h2c.initiate_upgrade_connection(self.upgrade.settings)
-        extra = cfg.connection_window_size - h2c.inbound_flow_control_window
-        if extra > 0:
-            h2c.increment_flow_control_window(extra)
 
     # -- lifetime ------------------------------------------------------------------
 
@@ -460,7 +391,7 @@ class Connection:
     def _track_content_length(self, stream_id: int, headers: list[tuple[bytes, bytes]]) -> None:
         """Compare content-length with the DATA ourselves, so a mismatch is a stream error (§8.1.1).
 
-        h2 does not (see :class:`_H2Connection`); request_problem() has already
+        h2 does not (see :class:`h2gate.h2state.ServerH2Connection`); request_problem() has already
         rejected content-length values that are not digits or disagree.
         """
         length = next((int(value) for name, value in headers if name == b"content-length"), None)

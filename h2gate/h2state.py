@@ -1,0 +1,101 @@
+"""h2 as h2gate configures it: our SETTINGS, and two checks moved out of h2.
+
+h2 is used as it comes except for two places where it turns a stream error
+into a connection error (too many streams, content-length mismatch); the
+subclasses below hand those to :class:`h2gate.connection.Connection`, which
+answers them with RST_STREAM as RFC 9113 asks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import h2.config
+import h2.connection
+import h2.settings
+
+from h2gate.config import Config
+
+#: Streams h2 lets open beyond our advertised MAX_CONCURRENT_STREAMS (at least; see LocalSettings).
+STREAM_HEADROOM = 100
+
+
+class LocalSettings(h2.settings.Settings):
+    """Our SETTINGS, as advertised; but h2 enforces MAX_CONCURRENT_STREAMS with headroom.
+
+    h2 raises TooManyStreamsError before it decodes the HEADERS, which leaves
+    HPACK out of sync, so all that is left then is a connection error. With the
+    headroom h2 decodes a request over the advertised limit, and
+    :meth:`h2gate.connection.Connection._on_request` refuses it with RST_STREAM REFUSED_STREAM
+    (RFC 9113 §5.1.2), which a client may retry. The SETTINGS frame carries the
+    configured value: h2 serializes ``items()``, not this property. Beyond the
+    headroom (a burst of streams in one read) h2's connection error remains.
+    """
+
+    @property  # type: ignore[override]
+    def max_concurrent_streams(self) -> int:
+        advertised = self.get(h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS, 2**32 + 1)
+        return advertised + max(advertised, STREAM_HEADROOM)
+
+    @max_concurrent_streams.setter
+    def max_concurrent_streams(self, value: int) -> None:
+        self[h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS] = value
+
+
+class ServerH2Connection(h2.connection.H2Connection):
+    """h2, minus its content-length / DATA comparison, which :class:`h2gate.connection.Connection` makes itself.
+
+    h2 makes a mismatch a connection error from inside receive_data() and has
+    no setting to turn that off; RFC 9113 §8.1.1 makes it a stream error (a
+    malformed request). Its checks of the content-length *value* while
+    decoding HEADERS (digits, agreement) raise a connection error as well; they
+    are off too, :func:`h2gate.validate.request_problem` makes them a stream
+    error. If a future h2 renames these private methods, the override is
+    skipped and h2's own (connection error) checks stay in force.
+    """
+
+    def _begin_new_stream(self, stream_id: int, allowed_ids: Any) -> Any:
+        stream = super()._begin_new_stream(stream_id, allowed_ids)
+        if hasattr(stream, "_track_content_length") and hasattr(stream, "_initialize_content_length"):
+            stream._initialize_content_length = _not_tracked  # type: ignore[method-assign,assignment]
+            stream._track_content_length = _not_tracked  # type: ignore[method-assign,assignment]
+        return stream
+
+
+def _not_tracked(*args: Any) -> None:
+    """Stands in for h2's H2Stream content-length checks: see Connection._on_data and h2gate.validate."""
+
+
+def new_h2_connection() -> ServerH2Connection:
+    # Header validation is ours (h2gate.validate): h2 would make a malformed request a
+    # connection error, RFC 9113 §8.1.1 makes it a stream error.
+    return ServerH2Connection(
+        h2.config.H2Configuration(client_side=False, header_encoding=None, validate_inbound_headers=False)
+    )
+
+
+def initiate(
+    h2c: h2.connection.H2Connection, cfg: Config, *, extended_connect: bool, upgrade_settings: bytes | None
+) -> None:
+    """Queue our preface: SETTINGS from the config, then open the connection window beyond 65,535."""
+    h2c.local_settings = LocalSettings(
+        client=False,
+        initial_values={
+            h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: cfg.max_concurrent_streams,
+            h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: cfg.initial_window_size,
+            h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: cfg.max_header_list_size,
+            h2.settings.SettingCodes.MAX_FRAME_SIZE: cfg.max_frame_size,
+            h2.settings.SettingCodes.ENABLE_PUSH: 0,
+            h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL: int(extended_connect),
+        },
+    )
+    h2c.max_inbound_frame_size = cfg.max_frame_size
+    h2c.decoder.max_header_list_size = cfg.max_header_list_size
+    if upgrade_settings is None:
+        h2c.initiate_connection()
+    else:
+        # Applies the client's HTTP2-Settings and opens stream 1 half-closed (remote).
+        h2c.initiate_upgrade_connection(upgrade_settings)
+    extra = cfg.connection_window_size - h2c.inbound_flow_control_window
+    if extra > 0:
+        h2c.increment_flow_control_window(extra)
