@@ -53,50 +53,15 @@ HELLO = b"Hello, world!"
 
 
 def make_cert(directory: Path) -> tuple[Path, Path]:
-    """Write a throwaway certificate for 127.0.0.1/localhost; return (certfile, keyfile)."""
+    """Write a throwaway certificate for 127.0.0.1/localhost from a trustme CA; return (certfile, keyfile)."""
+    import trustme
+
     cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    try:
-        import trustme
-    except ImportError:
-        trustme = None
-    if trustme is not None:
-        ca = trustme.CA()
-        leaf = ca.issue_cert(HOST, "localhost")
-        leaf.private_key_pem.write_to_path(str(key_path))
-        with cert_path.open("wb") as fh:
-            for blob in leaf.cert_chain_pems:
-                fh.write(blob.bytes())
-        return cert_path, key_path
-    # Fallback: a self-signed certificate made with cryptography (a hard h2gate dependency).
-    import datetime
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "h2gate bench")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address(HOST))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
+    leaf = trustme.CA().issue_cert(HOST, "localhost")
+    leaf.private_key_pem.write_to_path(str(key_path))
+    with cert_path.open("wb") as fh:
+        for blob in leaf.cert_chain_pems:
+            fh.write(blob.bytes())
     return cert_path, key_path
 
 
