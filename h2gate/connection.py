@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -32,16 +30,16 @@ import h2.events
 import h2.exceptions
 import h2.settings
 import trio
-from h2.connection import ConnectionState
 from h2.errors import ErrorCodes
-from hpack.exceptions import HPACKError, OversizedHeaderListError
-from hyperframe.frame import GoAwayFrame, RstStreamFrame
+from hyperframe.frame import GoAwayFrame
 
 from h2gate.config import Config
 from h2gate.exchange import Exchange, Signal
 from h2gate.framecheck import FrameCheck, Piece, StreamError
 from h2gate.h2state import initiate, new_h2_connection
+from h2gate.limits import BodyLengths, ResetBudget
 from h2gate.negotiate import H2CUpgrade
+from h2gate.peer_errors import PeerErrors
 from h2gate.transport import Transport
 from h2gate.validate import request_problem, trailer_problem
 
@@ -54,12 +52,11 @@ MAX_UNFLUSHED_CONTROL_FRAMES = 10_000
 #: Seconds between the first (2^31-1) and the final GOAWAY of a graceful close (RFC 9113 §6.8).
 GOAWAY_GRACE = 0.2
 READ_SIZE = 256 * 1024
-_GOAWAY_TYPE = 0x7
 
 StreamHandler = Callable[["Connection", Exchange], Awaitable[None]]
 
 
-class Connection:
+class Connection(PeerErrors):
     def __init__(
         self, transport: Transport, config: Config, handler: StreamHandler, upgrade: H2CUpgrade | None = None
     ) -> None:
@@ -82,12 +79,12 @@ class Connection:
         self._peer_goaway = False
         self._closing = False
         self._unflushed_control = 0
-        self._resets: deque[float] = deque()
+        self._resets = ResetBudget(config.max_resets_per_second)
         self._raw_out: list[bytes] = []
         self._preface_seen = False
         self._frame_check = FrameCheck(upgraded=upgrade is not None)
         self._bad_headers: set[int] = set()  # streams whose HEADERS depended on themselves (FrameCheck)
-        self._body_left: dict[int, int] = {}  # content-length minus DATA so far, per accepted request
+        self._body_lengths = BodyLengths()
         self._writing = False
         self.requests = 0
         self.extended_connect = True  # advertise RFC 8441 extended CONNECT (WebSockets); off for WSGI apps
@@ -176,13 +173,6 @@ class Connection:
         frame.additional_data = debug
         self._raw_out.append(frame.serialize())
         self.wake_writer()
-
-    def _fatal(self, code: ErrorCodes, reason: str) -> None:
-        """Connection error we detected ourselves: GOAWAY with ``code``, then close."""
-        log.warning("closing connection from %s: %s (GOAWAY %s)", self.peer_text, reason, code.name)
-        self._send_goaway(self.h2.highest_inbound_stream_id, code, reason.encode()[:256])
-        self._stop_reading()
-        self._finish()
 
     def _stop_reading(self) -> None:
         self._read_scope.cancel()
@@ -293,64 +283,6 @@ class Connection:
                 break
         return True
 
-    def _on_stream_error(self, error: StreamError) -> None:
-        """A stream error FrameCheck found (and dropped the frame of): RST_STREAM that stream."""
-        stream_id = error.stream_id
-        if error.headers:
-            # h2 still decodes the (rewritten) HEADERS; the request or trailers are refused then.
-            # Ids h2 then drops silently (a stream we reset) would linger: bound the set.
-            if len(self._bad_headers) >= 256:
-                self._bad_headers.clear()
-            self._bad_headers.add(stream_id)
-            return
-        log.info(
-            "stream error from %s on stream %d: %s (RST_STREAM %s)",
-            self.peer_text,
-            stream_id,
-            error.reason,
-            error.code.name,
-        )
-        exchange = self.exchanges.get(stream_id)
-        if exchange is not None:
-            exchange.reset(error.code)
-        else:
-            try:
-                if stream_id not in self.h2.streams:
-                    # Never ask h2 about idle streams: its connection state machine would close.
-                    raise h2.exceptions.StreamClosedError(stream_id)
-                self.h2.reset_stream(stream_id, error.code)
-            except h2.exceptions.StreamClosedError:
-                # Idle or closed for h2: a raw frame leaves h2's stream state alone.
-                frame = RstStreamFrame(stream_id)
-                frame.error_code = error.code
-                self._raw_out.append(frame.serialize())
-        self.wake_writer()
-        # Resets the client provokes count against the same budget as its own (MadeYouReset).
-        self._count_reset()
-
-    def _on_protocol_error(self, exc: h2.exceptions.ProtocolError) -> None:
-        """A connection error found by h2: make sure a GOAWAY with its code goes out."""
-        code = ErrorCodes(getattr(exc, "error_code", ErrorCodes.PROTOCOL_ERROR))
-        cause = exc.__cause__
-        if isinstance(cause, HPACKError) and not isinstance(cause, OversizedHeaderListError):
-            # An undecodable header block is COMPRESSION_ERROR (RFC 9113 §4.3); h2 says PROTOCOL_ERROR.
-            code = ErrorCodes.COMPRESSION_ERROR
-            self._drop_h2_goaway()
-        log.info("protocol error from %s: %s (GOAWAY %s)", self.peer_text, exc, code.name)
-        if code == ErrorCodes.COMPRESSION_ERROR or self.h2.state_machine.state != ConnectionState.CLOSED:
-            # Ours replaces h2's GOAWAY; and h2 raises some errors (a bad client preface) before it queues one.
-            self._send_goaway(self.h2.highest_inbound_stream_id, code, str(exc).encode()[:256])
-        self.wake_writer()
-
-    def _drop_h2_goaway(self) -> None:
-        """Take h2's queued output minus the GOAWAY it appended last, so we can send our own."""
-        data = self.h2.data_to_send()
-        size = 9 + 8  # h2's GOAWAY carries no debug data
-        if len(data) >= size and data[-size + 3] == _GOAWAY_TYPE:
-            data = data[:-size]
-        if data:
-            self._raw_out.append(data)
-
     def _dispatch(self, event: h2.events.Event) -> None:
         handler = _DISPATCH.get(type(event))
         if handler is not None:
@@ -381,22 +313,12 @@ class Connection:
         if event.stream_ended is not None:
             exchange.request_ended = True
         else:
-            self._track_content_length(stream_id, event.headers)  # type: ignore[arg-type]
+            self._body_lengths.expect(stream_id, event.headers)  # type: ignore[arg-type]
         self.exchanges[stream_id] = exchange
         self.requests += 1
         self._read_scope.deadline = math.inf
         assert self._nursery is not None
         self._nursery.start_soon(self._run_exchange, exchange)
-
-    def _track_content_length(self, stream_id: int, headers: list[tuple[bytes, bytes]]) -> None:
-        """Compare content-length with the DATA ourselves, so a mismatch is a stream error (§8.1.1).
-
-        h2 does not (see :class:`h2gate.h2state.ServerH2Connection`); request_problem() has already
-        rejected content-length values that are not digits or disagree.
-        """
-        length = next((int(value) for name, value in headers if name == b"content-length"), None)
-        if length is not None:
-            self._body_left[stream_id] = length
 
     def _open_streams(self) -> int:
         """Client requests we accepted whose stream is still open in h2 (the client counts those too).
@@ -445,20 +367,16 @@ class Connection:
             if not exchange.done.is_set():
                 exchange.reset(ErrorCodes.CANCEL)
             self.exchanges.pop(exchange.stream_id, None)
-            self._body_left.pop(exchange.stream_id, None)
+            self._body_lengths.forget(exchange.stream_id)
             self._streams_changed.fire()
             self._maybe_finish()
 
     def _on_data(self, event: h2.events.DataReceived) -> None:
-        left = self._body_left.get(event.stream_id)
-        if left is not None:
-            left -= len(event.data)
-            self._body_left[event.stream_id] = left
-            if left < 0:
-                self._body_left.pop(event.stream_id)
-                self.h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
-                self._malformed(event.stream_id, "more DATA than content-length")
-                return
+        problem = self._body_lengths.data(event.stream_id, len(event.data))
+        if problem is not None:
+            self.h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            self._malformed(event.stream_id, problem)
+            return
         exchange = self.exchanges.get(event.stream_id)
         if exchange is None or exchange.disconnected:
             # Nobody will read these bytes: give the connection window back now.
@@ -467,26 +385,13 @@ class Connection:
         exchange.on_data(event.data, event.flow_controlled_length)
 
     def _on_stream_ended(self, event: h2.events.StreamEnded) -> None:
-        if self._body_left.pop(event.stream_id, 0) > 0:
-            self._malformed(event.stream_id, "less DATA than content-length")
+        problem = self._body_lengths.end(event.stream_id)
+        if problem is not None:
+            self._malformed(event.stream_id, problem)
             return
         exchange = self.exchanges.get(event.stream_id)
         if exchange is not None:
             exchange.on_end()
-
-    def _malformed(self, stream_id: int, problem: str) -> None:
-        """A malformed request or trailer section: RST_STREAM PROTOCOL_ERROR (RFC 9113 §8.1.1)."""
-        log.info("malformed request from %s on stream %d: %s", self.peer_text, stream_id, problem)
-        exchange = self.exchanges.get(stream_id)
-        if exchange is not None:
-            exchange.reset(ErrorCodes.PROTOCOL_ERROR)
-        else:
-            try:
-                self.h2.reset_stream(stream_id, ErrorCodes.PROTOCOL_ERROR)
-            except h2.exceptions.StreamClosedError:
-                pass  # already closed: nothing left to reset
-        # Resets the client provokes count against the same budget as its own (MadeYouReset).
-        self._count_reset()
 
     def _on_trailers(self, event: h2.events.TrailersReceived) -> None:
         if event.stream_id in self._bad_headers:
@@ -499,20 +404,12 @@ class Connection:
 
     def _on_reset(self, event: h2.events.StreamReset) -> None:
         self._bad_headers.discard(event.stream_id)
-        self._body_left.pop(event.stream_id, None)
+        self._body_lengths.forget(event.stream_id)
         exchange = self.exchanges.get(event.stream_id)
         if exchange is not None and event.remote_reset:
             log.debug("client reset stream %d (%s)", event.stream_id, event.error_code)
             exchange.on_reset(event.error_code)
         self._count_reset()
-
-    def _count_reset(self) -> None:
-        now = time.monotonic()
-        self._resets.append(now)
-        while self._resets and self._resets[0] < now - 1.0:
-            self._resets.popleft()
-        if len(self._resets) > self.config.max_resets_per_second:
-            self._fatal(ErrorCodes.ENHANCE_YOUR_CALM, "too many stream resets per second (rapid reset)")
 
     def _on_window(self, event: h2.events.WindowUpdated) -> None:
         if event.stream_id:
