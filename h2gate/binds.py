@@ -101,6 +101,31 @@ def open_socket(bind: Bind, backlog: int) -> socket.socket:
     return sock
 
 
+def open_sockets(bind_texts: list[str], backlog: int) -> list[tuple[Bind, socket.socket]]:
+    """Open every bind, closing the ones already open if a later one fails. Raises ConfigError, StartupError."""
+    binds = [parse_bind(b) for b in bind_texts]
+    opened: list[tuple[Bind, socket.socket]] = []
+    try:
+        for bind in binds:
+            opened.append((bind, open_socket(bind, backlog)))
+    except BaseException:
+        close_sockets(opened)
+        raise
+    return opened
+
+
+def close_sockets(opened: list[tuple[Bind, socket.socket]]) -> None:
+    """Close sockets and remove the unix socket files we created.
+
+    The paths come from the binds because a closed socket has no name; an
+    fd:// socket's path belongs to whoever passed it in and is left alone.
+    """
+    for bind, sock in opened:
+        sock.close()
+        if bind.kind == "unix" and os.path.exists(bind.path):
+            os.unlink(bind.path)
+
+
 def _remove_stale_unix_socket(path: str) -> None:
     try:
         mode = os.stat(path).st_mode

@@ -32,6 +32,8 @@ def _click_option(f: Any) -> Any:
         kwargs["default"] = ()
     elif choices:
         kwargs["type"] = click.Choice(choices, case_sensitive=False)
+        if meta.get("flag_value"):  # the flag alone means this value; --flag=VALUE picks another
+            kwargs.update(is_flag=False, flag_value=meta["flag_value"])
     elif base is int:
         kwargs["type"] = click.INT
     elif base is float:
@@ -85,7 +87,7 @@ def _build() -> click.Command:
                 raise StartupError("no application given: h2gate MODULE:ATTRIBUTE (e.g. h2gate examples.hello:app)")
             from h2gate.run import run
 
-            code = run(config)
+            code = run(config, given)
         except StartupError as exc:
             click.echo(f"h2gate: error: {exc}", err=True)
             sys.exit(1)

@@ -34,9 +34,14 @@ def option(
     minimum: float | None = None,
     maximum: float | None = None,
     cli: bool = True,
+    flag_value: str | None = None,
 ) -> Any:
-    """Declare one option; ``flags`` overrides the derived ``--name`` (e.g. short forms)."""
+    """Declare one option; ``flags`` overrides the derived ``--name`` (e.g. short forms).
+
+    ``flag_value``: the value of a choice flag given bare (``--enable-frame-api`` alone means ``on``).
+    """
     meta = {"help": help, "flags": flags, "metavar": metavar, "min": minimum, "max": maximum, "cli": cli}
+    meta["flag_value"] = flag_value
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -48,6 +53,8 @@ AppLoop = Literal["asyncio", "trio"]
 VerifyClient = Literal["none", "optional", "required"]
 TLSVersion = Literal["1.2", "1.3"]
 Interface = Literal["auto", "asgi", "wsgi"]
+LogFormat = Literal["text", "json"]
+FrameAPI = Literal["off", "on", "unsafe-any-bind"]
 
 
 @dataclass
@@ -99,7 +106,41 @@ class Config:
     )
     root_path: str = option("", "ASGI root_path / WSGI SCRIPT_NAME, for an app mounted below a URL prefix.")
     log_level: LogLevel = option("info", "Logging level.")
-    access_log: bool = option(True, "Log one line per request (stream) to stderr.")
+    access_log: bool = option(True, "Log one line per request (stream); see --access-log-format.")
+    # -- logs, metrics, proxies (h2gate/accesslog.py, metrics.py, proxy.py, proxy_protocol.py) --
+    access_log_format: str = option(
+        '%(peer)s - "%(r)s" %(status)s %(B)s %(L)ss stream=%(stream)s',
+        "Access log line, with Gunicorn-style atoms such as %(h)s %(r)s %(s)s %(B)s %(D)s %({name}i)s "
+        "%({name}o)s and our own %(stream)s %(alpn)s %(tls)s (README: Logging).",
+        metavar="FORMAT",
+    )
+    log_format: LogFormat = option("text", "Log line format: text, or json (one JSON object per line).")
+    access_logfile: str | None = option(
+        None, "Where access lines go: - for stdout, or a file (appended). Default: with the error log.", metavar="FILE"
+    )
+    error_logfile: str = option("-", "Where the error log goes: - for stderr, or a file (appended).", metavar="FILE")
+    log_config: str | None = option(
+        None, "A logging.dictConfig file (.json or .toml) that replaces h2gate's own log setup.", metavar="FILE"
+    )
+    metrics_bind: str | None = option(
+        None,
+        "Serve Prometheus metrics over HTTP/1.1 at HOST:PORT (path /metrics), apart from the app's binds. "
+        "Needs h2gate[metrics].",
+        metavar="HOST:PORT",
+    )
+    proxy_headers: bool = option(
+        False, "Take client address, scheme and host from Forwarded / X-Forwarded-* sent by trusted peers."
+    )
+    forwarded_allow_ips: list[str] = option(
+        ["127.0.0.1", "::1"],
+        "Peers whose proxy headers are trusted: addresses or CIDR networks, comma-separated; * trusts all.",
+        metavar="IPS",
+    )
+    proxy_protocol: bool = option(
+        False,
+        "Every connection on every bind starts with a PROXY protocol v1 or v2 header (HAProxy, AWS NLB); "
+        "connections without a valid one are closed.",
+    )
     server_header: bool = option(True, "Add a 'server: h2gate' header to responses.")
     graceful_timeout: float = option(
         30.0, "Seconds in-flight streams get to finish after SIGTERM/SIGINT before they are cancelled.", minimum=0
@@ -166,12 +207,98 @@ class Config:
         "connection with code 1009.",
         minimum=1,
     )
+    frame_api: FrameAPI = option(
+        "off",
+        "ASGI extension h2gate.frames for testing HTTP/2 clients: an event for each frame, and raw frame writes "
+        "that can break the protocol on purpose. on (the bare flag; loopback binds only) or unsafe-any-bind.",
+        flags=("--enable-frame-api",),
+        flag_value="on",
+    )
     max_resets_per_second: int = option(
         200,
         "Client RST_STREAMs tolerated per second per connection before GOAWAY ENHANCE_YOUR_CALM (rapid reset).",
         minimum=1,
     )
+    # -- attack resistance (README "Limits and attack resistance") --
+    max_control_frames: int = option(
+        1000,
+        "PING and SETTINGS frames answered while our replies wait to be written (the client does not read) "
+        "before GOAWAY ENHANCE_YOUR_CALM (PING/SETTINGS flood).",
+        minimum=16,
+        maximum=1_000_000,
+    )
+    max_empty_frames_per_second: int = option(
+        100,
+        "Empty DATA frames without END_STREAM and empty HEADERS/CONTINUATION fragments tolerated per second per "
+        "connection before GOAWAY ENHANCE_YOUR_CALM (empty-frame flood).",
+        minimum=1,
+    )
+    header_timeout: float = option(
+        10.0,
+        "Seconds a client gets to finish a header block (HEADERS to the last CONTINUATION) before GOAWAY "
+        "ENHANCE_YOUR_CALM (slowloris, CONTINUATION flood).",
+        minimum=0.1,
+    )
+    body_timeout: float = option(
+        60.0,
+        "Seconds a request body may go without DATA (while nothing of it waits for the app) before the stream is "
+        "reset with RST_STREAM CANCEL; WebSockets are exempt; 0 disables.",
+        minimum=0,
+    )
+    send_timeout: float = option(
+        60.0,
+        "Seconds a response may wait for the client: for flow-control window (then RST_STREAM CANCEL) or for the "
+        "socket to take our bytes (then the connection is closed); 0 disables.",
+        minimum=0,
+    )
+    max_connections: int = option(
+        1000,
+        "Connections this process serves at once; more are closed right after accept (logged once a second).",
+        minimum=1,
+    )
+    max_body_size: int = option(
+        0,
+        "Largest request body in bytes: a larger content-length gets 413 before the app runs, a body that grows "
+        "past it is reset with RST_STREAM CANCEL. 0: no limit (bodies are streamed under flow control anyway).",
+        minimum=0,
+    )
     backlog: int = option(1024, "Listen backlog of each bound socket.", minimum=1)
+    # Process model (h2gate/supervisor.py, reloader.py, systemd.py).
+    workers: int = option(
+        1,
+        "Worker processes. 1 runs a single process; more starts a supervisor that shares the listening sockets "
+        "with the workers, restarts dead ones and reloads without downtime on SIGHUP.",
+        flags=("-w", "--workers"),
+        minimum=1,
+        maximum=512,
+    )
+    supervise: bool = option(
+        False,
+        "Run the supervisor even with one worker, so SIGHUP is a full reload without downtime (a new process "
+        "imports the app and reads the config again) instead of a certificate reload in place.",
+    )
+    max_requests: int = option(
+        0, "Replace a worker after it served this many requests (new worker first, then the old drains); 0: never.",
+        minimum=0,
+    )
+    max_requests_jitter: int = option(
+        0, "Add a random 0..N to the request limit of each worker, so workers are not all replaced at once.", minimum=0
+    )
+    reload: bool = option(
+        False, "Development: restart the worker when a watched file changes (needs the watchfiles package)."
+    )
+    reload_dir: list[str] = option(
+        [], "Directory watched by the reloader (default: the app directory). Repeatable.", metavar="DIR"
+    )
+    reload_include: list[str] = option(
+        ["*.py"], "File name patterns that trigger a reload. Repeatable.", metavar="PATTERN"
+    )
+    reload_exclude: list[str] = option(
+        [".*", "*~", "__pycache__"],
+        "File or directory name patterns the reloader ignores. Repeatable.",
+        metavar="PATTERN",
+    )
+    pid: str | None = option(None, "Write the PID of the main process here; removed on exit.", metavar="FILE")
     config: str | None = option(None, "TOML file of options (keys as in this table).", metavar="FILE", cli=True)
 
     @property
@@ -326,6 +453,11 @@ def load_config(
 
 
 def _cross_check(config: Config) -> None:
+    from h2gate.accesslog import AccessFormat  # here, not at the top: both import the config module
+    from h2gate.proxy import TrustedPeers
+
+    AccessFormat(config.access_log_format)  # unknown atoms are startup errors naming them
+    TrustedPeers(config.forwarded_allow_ips)
     if config.keyfile and not config.certfile:
         raise ConfigError("--keyfile needs --certfile")
     if config.self_signed and config.certfile:
@@ -339,6 +471,8 @@ def _cross_check(config: Config) -> None:
         raise ConfigError("--verify-client needs TLS (--certfile)")
     if not config.bind:
         raise ConfigError("at least one --bind address is needed")
+    if config.reload and config.workers > 1:
+        raise ConfigError("--reload runs one worker: leave out --workers")
 
 
 def default_repr(f: dataclasses.Field[Any]) -> str:

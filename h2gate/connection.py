@@ -33,13 +33,16 @@ import trio
 from h2.errors import ErrorCodes
 from hyperframe.frame import GoAwayFrame
 
+from h2gate import metrics
 from h2gate.config import Config
 from h2gate.exchange import Exchange, Signal
 from h2gate.framecheck import FrameCheck, Piece, StreamError
+from h2gate.guards import HEADER_BLOCK_MARGIN, Guards
 from h2gate.h2state import initiate, new_h2_connection
-from h2gate.limits import BodyLengths, ResetBudget
+from h2gate.limits import BodyLengths, BodySizes, RateBudget, ResetBudget
 from h2gate.negotiate import H2CUpgrade
 from h2gate.peer_errors import PeerErrors
+from h2gate.timeouts import Watchdog
 from h2gate.transport import Transport
 from h2gate.validate import request_problem, trailer_problem
 
@@ -47,8 +50,6 @@ log = logging.getLogger("h2gate.error")
 
 #: Writer queue size above which a sending stream waits for the socket to drain.
 HIGH_WATER = 256 * 1024
-#: Control frames (PING/SETTINGS) answered while the writer could not drain before we call it a flood.
-MAX_UNFLUSHED_CONTROL_FRAMES = 10_000
 #: Seconds between the first (2^31-1) and the final GOAWAY of a graceful close (RFC 9113 §6.8).
 GOAWAY_GRACE = 0.2
 READ_SIZE = 256 * 1024
@@ -56,7 +57,7 @@ READ_SIZE = 256 * 1024
 StreamHandler = Callable[["Connection", Exchange], Awaitable[None]]
 
 
-class Connection(PeerErrors):
+class Connection(PeerErrors, Guards):
     def __init__(
         self, transport: Transport, config: Config, handler: StreamHandler, upgrade: H2CUpgrade | None = None
     ) -> None:
@@ -82,12 +83,19 @@ class Connection(PeerErrors):
         self._resets = ResetBudget(config.max_resets_per_second)
         self._raw_out: list[bytes] = []
         self._preface_seen = False
-        self._frame_check = FrameCheck(upgraded=upgrade is not None)
+        self._frame_check = FrameCheck(
+            upgraded=upgrade is not None, max_header_block=config.max_header_list_size + HEADER_BLOCK_MARGIN
+        )
+        self._empty_frames = RateBudget(config.max_empty_frames_per_second)
+        self._body_sizes = BodySizes(config.max_body_size)
+        self._watchdog = Watchdog()
+        self._drain_input = False
         self._bad_headers: set[int] = set()  # streams whose HEADERS depended on themselves (FrameCheck)
         self._body_lengths = BodyLengths()
         self._writing = False
         self.requests = 0
         self.extended_connect = True  # advertise RFC 8441 extended CONNECT (WebSockets); off for WSGI apps
+        self.frame_tap: Callable[[Connection, h2.events.Event], None] | None = None  # --enable-frame-api
 
     # -- setup -------------------------------------------------------------------
 
@@ -106,15 +114,19 @@ class Connection(PeerErrors):
         self._initiate()
         async with trio.open_nursery() as streams:
             self._nursery = streams
+            if self._closing:  # shutdown() came before run()
+                streams.start_soon(self._graceful_goaway)
             try:
                 async with trio.open_nursery() as io:
                     io.start_soon(self._writer)
                     io.start_soon(self._reader)
+                    io.start_soon(self._watchdog.run, self._on_deadline)
                     if self.upgrade is not None:
                         self._start_upgraded_request(self.upgrade)
                     self.wake_writer()
                     await self._finished.wait()
                     await self._final_flush()
+                    await self._drain_before_close()
                     io.cancel_scope.cancel()
             finally:
                 self.closed = True
@@ -150,15 +162,25 @@ class Connection(PeerErrors):
         if self._closing or self._finished.is_set():
             return
         self._closing = True
-        assert self._nursery is not None
-        self._nursery.start_soon(self._graceful_goaway)
+        if self._nursery is not None:  # else run() starts it
+            self._nursery.start_soon(self._graceful_goaway)
 
     async def _graceful_goaway(self) -> None:
-        # First GOAWAY with the largest id tells the client to stop opening
-        # streams without losing ones already in flight; the final one names
-        # the last stream we will process (RFC 9113 §6.8).
-        self._send_goaway(2**31 - 1, ErrorCodes.NO_ERROR)
-        await trio.sleep(GOAWAY_GRACE)
+        # At a moment with no open stream the final GOAWAY goes out at once: a
+        # request still on the wire then has an id above last_stream_id, which
+        # clients retry on a new connection (httpx fails a stream that is open
+        # when the 2^31-1 GOAWAY arrives). A connection that stays busy gets the
+        # two-step close: first GOAWAY with the largest id tells the client to
+        # stop opening streams without losing ones already in flight; the final
+        # one names the last stream we will process (RFC 9113 §6.8). A new
+        # connection first gets a moment to send its request: httpx retries
+        # nothing when the last stream id is 0.
+        with trio.move_on_after(GOAWAY_GRACE):
+            while self.exchanges or self.h2.highest_inbound_stream_id == 0:
+                await self._streams_changed.wait()
+        if self.exchanges:
+            self._send_goaway(2**31 - 1, ErrorCodes.NO_ERROR)
+            await trio.sleep(GOAWAY_GRACE)
         self._last_stream_id = self.h2.highest_inbound_stream_id
         self._accept_streams = False
         self._send_goaway(self._last_stream_id, ErrorCodes.NO_ERROR)
@@ -172,6 +194,7 @@ class Connection(PeerErrors):
         frame.error_code = code
         frame.additional_data = debug
         self._raw_out.append(frame.serialize())
+        metrics.recorder.goaway_sent(code)
         self.wake_writer()
 
     def _stop_reading(self) -> None:
@@ -219,7 +242,8 @@ class Connection(PeerErrors):
                 self._unflushed_control = 0
                 if data:
                     self._writing = True
-                    await send_all(data)
+                    await self._send_within_timeout(send_all, data)
+                    metrics.recorder.bytes_sent(len(data))
                     self._writing = False
                 self._drained.fire()
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
@@ -239,12 +263,15 @@ class Connection(PeerErrors):
             try:
                 while True:
                     data = await receive_some(READ_SIZE)
+                    metrics.recorder.bytes_received(len(data))
                     if not data:
                         log.debug("connection from %s closed by peer", self.peer_text)
                         break
                     pieces, problem = self._frame_check.feed(data)
                     if problem is not None:
                         self._fatal(*problem)
+                        return
+                    if not self._check_floods():
                         return
                     if not self._receive(pieces):
                         break
@@ -287,11 +314,14 @@ class Connection(PeerErrors):
         handler = _DISPATCH.get(type(event))
         if handler is not None:
             handler(self, event)
+        if self.frame_tap is not None:
+            self.frame_tap(self, event)
 
     def _on_request(self, event: h2.events.RequestReceived) -> None:
         stream_id = event.stream_id
         if not self._accept_streams and stream_id > self._last_stream_id:
             self.h2.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
+            metrics.recorder.stream_reset("server", ErrorCodes.REFUSED_STREAM)
             return
         if self._open_streams() >= self.config.max_concurrent_streams:
             log.info(
@@ -299,6 +329,7 @@ class Connection(PeerErrors):
             )
             self._bad_headers.discard(stream_id)
             self.h2.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
+            metrics.recorder.stream_reset("server", ErrorCodes.REFUSED_STREAM)
             self._count_reset()  # a client mistake: counts against the reset budget (MadeYouReset)
             return
         if stream_id in self._bad_headers:
@@ -310,15 +341,18 @@ class Connection(PeerErrors):
             self._malformed(stream_id, problem)
             return
         exchange = Exchange(self, stream_id, list(event.headers))  # type: ignore[arg-type]
+        handler = None
         if event.stream_ended is not None:
             exchange.request_ended = True
         else:
-            self._body_lengths.expect(stream_id, event.headers)  # type: ignore[arg-type]
+            declared = self._body_lengths.expect(stream_id, event.headers)  # type: ignore[arg-type]
+            handler = self._body_refusal(stream_id, declared)
         self.exchanges[stream_id] = exchange
         self.requests += 1
         self._read_scope.deadline = math.inf
+        self._watch_body(exchange)
         assert self._nursery is not None
-        self._nursery.start_soon(self._run_exchange, exchange)
+        self._nursery.start_soon(self._run_exchange, exchange, handler)
 
     def _open_streams(self) -> int:
         """Client requests we accepted whose stream is still open in h2 (the client counts those too).
@@ -355,9 +389,11 @@ class Connection(PeerErrors):
         assert self._nursery is not None
         self._nursery.start_soon(self._run_exchange, exchange)
 
-    async def _run_exchange(self, exchange: Exchange) -> None:
+    async def _run_exchange(self, exchange: Exchange, handler: StreamHandler | None = None) -> None:
+        metrics.recorder.stream_opened()
         try:
-            await self.handler(self, exchange)
+            with exchange.scope:
+                await (handler or self.handler)(self, exchange)
         except Exception:
             # Adapters turn app faults into 500/RST themselves; this is our own
             # bug, and it still must not take the other streams down with it.
@@ -368,6 +404,9 @@ class Connection(PeerErrors):
                 exchange.reset(ErrorCodes.CANCEL)
             self.exchanges.pop(exchange.stream_id, None)
             self._body_lengths.forget(exchange.stream_id)
+            self._body_sizes.forget(exchange.stream_id)
+            self._watchdog.disarm(exchange.stream_id)
+            metrics.recorder.stream_closed()
             self._streams_changed.fire()
             self._maybe_finish()
 
@@ -376,6 +415,8 @@ class Connection(PeerErrors):
         if problem is not None:
             self.h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
             self._malformed(event.stream_id, problem)
+            return
+        if self._body_over_limit(event):
             return
         exchange = self.exchanges.get(event.stream_id)
         if exchange is None or exchange.disconnected:
@@ -401,14 +442,20 @@ class Connection(PeerErrors):
         problem = trailer_problem(event.headers)  # type: ignore[arg-type]
         if problem is not None:
             self._malformed(event.stream_id, problem)
+            return
+        exchange = self.exchanges.get(event.stream_id)
+        if exchange is not None:
+            exchange.on_trailers(list(event.headers))  # type: ignore[arg-type]
 
     def _on_reset(self, event: h2.events.StreamReset) -> None:
+        metrics.recorder.stream_reset("client" if event.remote_reset else "server", event.error_code)
         self._bad_headers.discard(event.stream_id)
         self._body_lengths.forget(event.stream_id)
         exchange = self.exchanges.get(event.stream_id)
         if exchange is not None and event.remote_reset:
             log.debug("client reset stream %d (%s)", event.stream_id, event.error_code)
             exchange.on_reset(event.error_code)
+            exchange.cancel_app_soon()
         self._count_reset()
 
     def _on_window(self, event: h2.events.WindowUpdated) -> None:
@@ -436,11 +483,6 @@ class Connection(PeerErrors):
             return
         self._peer_goaway = True
         self._maybe_finish()
-
-    def _count_control(self, event: Any = None) -> None:
-        self._unflushed_control += 1
-        if self._unflushed_control > MAX_UNFLUSHED_CONTROL_FRAMES:
-            self._fatal(ErrorCodes.ENHANCE_YOUR_CALM, "flood of control frames while not reading our replies")
 
 
 _DISPATCH: dict[type, Callable[[Connection, Any], None]] = {

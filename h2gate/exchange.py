@@ -15,6 +15,8 @@ the writer's queue is below its high-water mark.
 
 from __future__ import annotations
 
+import logging
+import math
 from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -23,12 +25,17 @@ import trio
 from h2.errors import ErrorCodes
 from h2.exceptions import FlowControlError, ProtocolError, StreamClosedError
 
+from h2gate import metrics
 from h2gate.errors import ClientDisconnected
 
 if TYPE_CHECKING:
     from h2gate.connection import Connection
 
 Headers = list[tuple[bytes, bytes]]
+log = logging.getLogger("h2gate.error")
+#: Seconds an app keeps running after its stream was reset before the response completed
+#: (it sees http.disconnect at once): reset streams must not leave work behind (Rapid Reset).
+RESET_GRACE = 1.0
 
 
 @dataclass(slots=True)
@@ -86,15 +93,20 @@ class Exchange:
         self._chunks: deque[tuple[bytes, int]] = deque()
         self.buffered = 0
         self.request_ended = False
+        #: The client's trailer section (RFC 9110 §6.5), filled in place before the body's end is seen.
+        self.trailers: Headers = []
         self.reset_code: int | None = None
         self.headers_sent = False
         self.response_ended = False
         self.status = 0
+        self.response_headers: Headers = []  # the final HEADERS block, for the access log
         self.bytes_sent = 0
         self._readable = Signal()
         self._writable = Signal()
         self.done = trio.Event()
         self._head: RequestHead | None = None
+        self.scope = trio.CancelScope()  # around the app's task; see cancel_app_soon
+        self.last_activity = trio.current_time()  # last DATA received or taken by the app (body timeout)
 
     @property
     def head(self) -> RequestHead:
@@ -106,9 +118,15 @@ class Exchange:
     # -- inbound, called by the connection's reader ---------------------------------
 
     def on_data(self, data: bytes, flow_controlled_length: int) -> None:
+        if data:  # empty DATA frames do not keep an idle body alive
+            self.last_activity = trio.current_time()
         self._chunks.append((data, flow_controlled_length))
         self.buffered += len(data)
         self._readable.fire()
+
+    def on_trailers(self, headers: Headers) -> None:
+        """A validated trailer section; it always arrives before :meth:`on_end`."""
+        self.trailers.extend(headers)
 
     def on_end(self) -> None:
         self.request_ended = True
@@ -127,7 +145,16 @@ class Exchange:
     def on_window(self) -> None:
         self._writable.fire()
 
+    def cancel_app_soon(self) -> None:
+        """The stream was reset before the response completed: cancel the app after RESET_GRACE."""
+        if not self.response_ended:
+            self.scope.deadline = min(self.scope.deadline, trio.current_time() + RESET_GRACE)
+
     # -- request body ------------------------------------------------------------------
+
+    async def wait_readable(self) -> None:
+        """Until the next DATA, end of body or reset arrives (h2gate.asgi.frames waits on it)."""
+        await self._readable.wait()
 
     @property
     def disconnected(self) -> bool:
@@ -153,6 +180,8 @@ class Exchange:
             acked = sum(p[1] for p in parts)
         self.buffered -= len(data)
         self._acknowledge(acked)
+        if acked:
+            self.last_activity = trio.current_time()  # the client has window again from now on
         return data
 
     def _acknowledge(self, size: int) -> None:
@@ -179,6 +208,7 @@ class Exchange:
             self.conn.h2.send_headers(self.stream_id, headers, end_stream=end_stream)
         except StreamClosedError:
             raise ClientDisconnected(f"stream {self.stream_id} is closed") from None
+        self.response_headers = self.response_headers or headers
         self.headers_sent = True
         if end_stream:
             self._response_finished()
@@ -200,6 +230,7 @@ class Exchange:
         h2 = self.conn.h2
         view = memoryview(data)
         offset, total = 0, len(data)
+        stalled_until: float | None = None  # while the window stays shut: when we give up
         while offset < total:
             self._check_open()
             try:
@@ -207,9 +238,13 @@ class Exchange:
             except StreamClosedError:
                 raise ClientDisconnected(f"stream {self.stream_id} is closed") from None
             if window <= 0:
+                metrics.recorder.flow_control_stall()
                 self.conn.wake_writer()
-                await self._writable.wait()
+                if stalled_until is None:
+                    stalled_until = trio.current_time() + (self.conn.config.send_timeout or math.inf)
+                await self._wait_window(stalled_until)
                 continue
+            stalled_until = None
             max_frame = h2.max_outbound_frame_size
             end = min(total, offset + window)
             while offset < end:
@@ -228,6 +263,25 @@ class Exchange:
                 self.conn.wake_writer()
             self._response_finished()
 
+    async def _wait_window(self, deadline: float) -> None:
+        """Wait for a window change; a stream whose window stays shut until ``deadline`` gets RST_STREAM CANCEL.
+
+        The deadline runs from the moment the window closed, so WINDOW_UPDATEs
+        that open nothing for this stream (or other streams' ones) do not extend it.
+        """
+        with trio.move_on_at(deadline) as stall:
+            await self._writable.wait()
+        if stall.cancelled_caught:
+            timeout = self.conn.config.send_timeout
+            log.info(
+                "client %s gave stream %d no flow-control window for %gs (RST_STREAM CANCEL)",
+                self.conn.peer_text,
+                self.stream_id,
+                timeout,
+            )
+            self.reset(ErrorCodes.CANCEL)
+            raise ClientDisconnected(f"stream {self.stream_id}: no flow-control window within the send timeout")
+
     def _response_finished(self) -> None:
         self.response_ended = True
         if not self.request_ended:
@@ -241,6 +295,7 @@ class Exchange:
         if self.reset_code is None and not self.conn.closed:
             try:
                 self.conn.h2.reset_stream(self.stream_id, code)
+                metrics.recorder.stream_reset("server", code)
             except (StreamClosedError, ProtocolError, FlowControlError):
                 pass
             self.conn.wake_writer()

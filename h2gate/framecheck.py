@@ -33,6 +33,17 @@ judged, so a frame is never half-passed to h2 before it turns out to need
 dropping. It tracks the highest client stream id itself (from HEADERS headers)
 because several frames of one read are checked before h2 processes any of
 them. A wrong preface stops the checking: h2 answers that one itself.
+
+Floods, seen from the same frame headers (the connection enforces the limits):
+
+* a header block (HEADERS plus its CONTINUATIONs) is counted in wire bytes,
+  frame headers included, so neither big nor empty fragments can grow it past
+  ``max_header_block`` and to :data:`MAX_CONTINUATIONS` frames (the
+  CONTINUATION flood): ENHANCE_YOUR_CALM before h2 buffers it;
+  :attr:`FrameCheck.in_header_block` lets the connection time it;
+* empty DATA frames without END_STREAM and empty HEADERS/CONTINUATION
+  fragments without END_HEADERS add to :attr:`FrameCheck.empty_frames`,
+  which the connection charges to a per-second budget (CVE-2019-9518).
 """
 
 from __future__ import annotations
@@ -43,11 +54,15 @@ from h2.errors import ErrorCodes
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 _HEADER = 9
-_HEADERS, _PRIORITY, _RST_STREAM, _SETTINGS, _WINDOW_UPDATE = 0x1, 0x2, 0x3, 0x4, 0x8
-_ACK = 0x1
+_DATA, _HEADERS, _PRIORITY, _RST_STREAM, _SETTINGS, _WINDOW_UPDATE, _CONTINUATION = 0x0, 0x1, 0x2, 0x3, 0x4, 0x8, 0x9
+_ACK = _END_STREAM = 0x1
+_END_HEADERS = 0x4
 _PADDED, _PRIORITY_FLAG = 0x8, 0x20
 
 Problem = tuple[ErrorCodes, str]
+#: CONTINUATION frames one header block may have: h2's own cap (its CONTINUATION_BACKLOG), which it
+#: answers with PROTOCOL_ERROR; checked here first so a flood gets ENHANCE_YOUR_CALM however it is paced.
+MAX_CONTINUATIONS = 64
 
 
 class StreamError(NamedTuple):
@@ -66,7 +81,7 @@ Piece = bytes | bytearray | memoryview | StreamError
 class FrameCheck:
     """Feed it every byte the client sends, in order; it returns what h2 should see."""
 
-    def __init__(self, *, upgraded: bool = False) -> None:
+    def __init__(self, *, upgraded: bool = False, max_header_block: int = 2**31) -> None:
         self._preface = b""  # the preface read so far, while it is incomplete
         self._held = bytearray()  # the start of a frame split across reads, not yet passed on
         self._skip = 0  # payload bytes of the current frame still to pass over
@@ -75,6 +90,16 @@ class FrameCheck:
         self._active = True
         #: Highest client-initiated stream id seen; the h2c upgrade request is stream 1.
         self.highest = 1 if upgraded else 0
+        self.max_header_block = max_header_block
+        self._block: int | None = None  # wire bytes of the header block in progress
+        self._continuations = 0  # CONTINUATION frames of that block
+        #: Empty frames seen so far (see the module docstring); the connection resets it.
+        self.empty_frames = 0
+
+    @property
+    def in_header_block(self) -> bool:
+        """A HEADERS frame arrived whose block is not finished yet (no END_HEADERS so far)."""
+        return self._block is not None
 
     def feed(self, data: bytes | bytearray) -> tuple[list[Piece], Problem | None]:
         """The pieces to hand on in order (bytes for h2, stream errors), and the first connection error.
@@ -173,6 +198,10 @@ class FrameCheck:
             self._first = False
             if ftype != _SETTINGS:
                 return ErrorCodes.PROTOCOL_ERROR, "the client preface was not followed by SETTINGS"
+        if ftype in (_DATA, _HEADERS, _CONTINUATION):
+            problem = self._count(length, ftype, flags)
+            if problem is not None:
+                return problem
         if ftype == _HEADERS:
             if stream_id % 2 and stream_id > self.highest:
                 self.highest = stream_id
@@ -195,6 +224,29 @@ class FrameCheck:
         elif ftype == _WINDOW_UPDATE and stream_id and length == 4:
             if not int.from_bytes(head[_HEADER:], "big") & 0x7FFFFFFF:
                 self._stream_error(out, stream_id, ErrorCodes.PROTOCOL_ERROR, "WINDOW_UPDATE of 0")
+        return None
+
+    def _count(self, length: int, ftype: int, flags: int) -> Problem | None:
+        """Flood accounting: empty frames, and the size of the header block in progress."""
+        if ftype == _DATA:
+            if not length and not flags & _END_STREAM:
+                self.empty_frames += 1
+            return None
+        if not length and not flags & _END_HEADERS:
+            self.empty_frames += 1
+        if ftype == _HEADERS:
+            self._block = self._continuations = 0
+        elif self._block is None:
+            return None  # CONTINUATION out of place: h2 answers PROTOCOL_ERROR
+        else:
+            self._continuations += 1
+            if self._continuations > MAX_CONTINUATIONS:
+                return ErrorCodes.ENHANCE_YOUR_CALM, f"more than {MAX_CONTINUATIONS} CONTINUATION frames (flood)"
+        self._block += _HEADER + length
+        if self._block > self.max_header_block:
+            return ErrorCodes.ENHANCE_YOUR_CALM, f"header block over {self.max_header_block} bytes (CONTINUATION flood)"
+        if flags & _END_HEADERS:
+            self._block = None
         return None
 
     def _stream_error(self, out: list[Piece], stream_id: int, code: ErrorCodes, reason: str) -> None:

@@ -3,7 +3,8 @@
 h2 is used as it comes except for two places where it turns a stream error
 into a connection error (too many streams, content-length mismatch); the
 subclasses below hand those to :class:`h2gate.connection.Connection`, which
-answers them with RST_STREAM as RFC 9113 asks.
+answers them with RST_STREAM as RFC 9113 asks. And one the other way round:
+DATA on a stream both sides ended is a connection error, not h2's RST_STREAM.
 """
 
 from __future__ import annotations
@@ -54,6 +55,20 @@ class ServerH2Connection(h2.connection.H2Connection):
     skipped and h2's own (connection error) checks stay in force.
     """
 
+    upgraded = False  # set when stream 1 is the h2c upgrade request
+
+    def _handle_data_on_closed_stream(self, events: Any, exc: Any, frame: Any) -> Any:
+        """DATA on a stream closed by END_STREAM both ways is a connection error STREAM_CLOSED (RFC 9113 §5.1).
+
+        h2 answers every DATA on a closed stream with RST_STREAM; that stays for
+        streams closed by a reset, where the client may not have seen it yet, and
+        for the h2c upgrade's stream 1, whose request ended in HTTP/1.1, not with
+        an END_STREAM frame (so only §5.1's "MAY" applies).
+        """
+        if self._stream_is_closed_by_end(exc.stream_id) and not (exc.stream_id == 1 and self.upgraded):
+            raise exc
+        return super()._handle_data_on_closed_stream(events, exc, frame)
+
     def _begin_new_stream(self, stream_id: int, allowed_ids: Any) -> Any:
         stream = super()._begin_new_stream(stream_id, allowed_ids)
         if hasattr(stream, "_track_content_length") and hasattr(stream, "_initialize_content_length"):
@@ -96,6 +111,8 @@ def initiate(
     else:
         # Applies the client's HTTP2-Settings and opens stream 1 half-closed (remote).
         h2c.initiate_upgrade_connection(upgrade_settings)
+        if isinstance(h2c, ServerH2Connection):
+            h2c.upgraded = True
     extra = cfg.connection_window_size - h2c.inbound_flow_control_window
     if extra > 0:
         h2c.increment_flow_control_window(extra)

@@ -9,24 +9,80 @@ from __future__ import annotations
 from collections import deque
 
 
-class ResetBudget:
+class RateBudget:
+    """Events in the last second, counted in batches; the caller reacts once the rate is exceeded.
+
+    Batches keep the bookkeeping to one entry per read even when a single read
+    carries thousands of frames (an empty-frame flood).
+    """
+
+    def __init__(self, per_second: int) -> None:
+        self.per_second = per_second
+        self._batches: deque[tuple[float, int]] = deque()
+        self._total = 0
+
+    def spend(self, now: float, count: int = 1) -> bool:
+        """Record ``count`` events at ``now``; True once more than ``per_second`` fall within a second."""
+        batches = self._batches
+        batches.append((now, count))
+        self._total += count
+        while batches[0][0] < now - 1.0:
+            self._total -= batches.popleft()[1]
+        return self._total > self.per_second
+
+
+class ResetBudget(RateBudget):
     """Stream resets in the last second: the client's own and those its mistakes made us send.
 
     Counting both stops Rapid Reset (CVE-2023-44487) and MadeYouReset
     (CVE-2025-8671) alike.
     """
 
-    def __init__(self, per_second: int) -> None:
-        self.per_second = per_second
-        self._times: deque[float] = deque()
 
-    def spend(self, now: float) -> bool:
-        """Record one reset at ``now``; True once the budget is exceeded."""
-        times = self._times
-        times.append(now)
-        while times and times[0] < now - 1.0:
-            times.popleft()
-        return len(times) > self.per_second
+class BodySizes:
+    """Request body bytes received per stream against ``--max-body-size`` (0: no limit)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._received: dict[int, int] = {}
+        self._refused: set[int] = set()  # answered 413: their DATA is dropped, not reset
+
+    def too_large(self, declared: int | None) -> bool:
+        """Whether a declared content-length is over the limit (answered with 413 before the app runs)."""
+        return bool(self.limit) and declared is not None and declared > self.limit
+
+    def refuse(self, stream_id: int) -> None:
+        """The stream gets a 413; DATA already on the wire must not turn that into a reset."""
+        self._refused.add(stream_id)
+
+    def add(self, stream_id: int, size: int) -> bool:
+        """Count ``size`` more bytes; True the first time the stream's body is over the limit."""
+        if not self.limit or stream_id in self._refused:
+            return False
+        total = self._received.get(stream_id, 0) + size
+        self._received[stream_id] = total
+        return total > self.limit >= total - size
+
+    def forget(self, stream_id: int) -> None:
+        self._received.pop(stream_id, None)
+        self._refused.discard(stream_id)
+
+
+class Throttle:
+    """Collapses a burst of like events into one log line per ``interval`` seconds."""
+
+    def __init__(self, interval: float = 1.0) -> None:
+        self.interval = interval
+        self._pending = 0
+        self._last = -float("inf")
+
+    def note(self, now: float) -> int:
+        """Count one event; returns how many to report now (0: stay quiet)."""
+        self._pending += 1
+        if now - self._last < self.interval:
+            return 0
+        count, self._pending, self._last = self._pending, 0, now
+        return count
 
 
 class BodyLengths:
@@ -35,11 +91,12 @@ class BodyLengths:
     def __init__(self) -> None:
         self._left: dict[int, int] = {}
 
-    def expect(self, stream_id: int, headers: list[tuple[bytes, bytes]]) -> None:
-        """Start counting; the value was already checked to be digits by h2gate.validate."""
+    def expect(self, stream_id: int, headers: list[tuple[bytes, bytes]]) -> int | None:
+        """Start counting; returns the declared length (already checked to be digits by h2gate.validate)."""
         length = next((int(value) for name, value in headers if name == b"content-length"), None)
         if length is not None:
             self._left[stream_id] = length
+        return length
 
     def data(self, stream_id: int, size: int) -> str | None:
         """Count ``size`` body bytes; the problem in words when they exceed the declared length."""

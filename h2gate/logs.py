@@ -1,14 +1,30 @@
-"""Logging setup, the access log line and the cached ``date`` header."""
+"""Logging setup (text or JSON, stream or file, or the user's dictConfig), the access log call, the ``date`` cache.
+
+Our loggers are ``h2gate.error`` and ``h2gate.access`` below ``h2gate``; the
+root logger is left to the app. Log files are opened with
+:class:`logging.handlers.WatchedFileHandler`, which reopens a file that
+logrotate moved away, so no reopen signal is needed.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+import logging.config
+import logging.handlers
 import sys
 import time
+import tomllib
+from datetime import UTC, datetime
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Any
 
+from h2gate import metrics
+from h2gate.accesslog import AccessFormat, Entry
+from h2gate.errors import ConfigError
+
 if TYPE_CHECKING:
+    from h2gate.config import Config
     from h2gate.exchange import Exchange
     from h2gate.transport import Transport
 
@@ -16,46 +32,110 @@ TRACE = 5
 logging.addLevelName(TRACE, "TRACE")
 access_logger = logging.getLogger("h2gate.access")
 error_logger = logging.getLogger("h2gate.error")
+TEXT_FORMAT = "%(asctime)s [%(levelname)s] %(message)s"
+TEXT_DATEFMT = "%Y-%m-%d %H:%M:%S"
+
+_access_format = AccessFormat()
+_json_access = False
 
 
-def setup_logging(level: str, access_log: bool) -> None:
-    """Our loggers write to stderr; the root logger is left to the app."""
+class JSONFormatter(logging.Formatter):
+    """One JSON object per line: timestamp, level, logger, message, plus an access line's fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "timestamp": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        access = getattr(record, "access", None)
+        if isinstance(access, dict):
+            out.update(access)
+        if record.exc_info:
+            out["exception"] = self.formatException(record.exc_info)
+        return json.dumps(out, default=str)
+
+
+def _handler(target: str, stream: Any, option: str) -> logging.Handler:
+    if target == "-":
+        return logging.StreamHandler(stream)
+    try:
+        return logging.handlers.WatchedFileHandler(target, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{option} {target}: cannot open: {exc.strerror or exc}") from None
+
+
+def load_log_config(path: str) -> None:
+    """Apply a ``logging.dictConfig`` file, JSON or TOML by its extension. Raises ConfigError."""
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except OSError as exc:
+        raise ConfigError(f"--log-config {path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        if path.endswith(".toml"):
+            data = tomllib.loads(raw.decode("utf-8"))
+        elif path.endswith(".json"):
+            data = json.loads(raw)
+        else:
+            raise ConfigError(f"--log-config {path}: name a .json or .toml file")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--log-config {path}: not valid {path.rsplit('.', 1)[-1].upper()}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"--log-config {path}: expected a dictConfig mapping")
+    data.setdefault("version", 1)
+    # Our loggers exist already (module level); dictConfig would silence them by default.
+    data.setdefault("disable_existing_loggers", False)
+    try:
+        logging.config.dictConfig(data)
+    except (ValueError, TypeError, AttributeError, ImportError) as exc:
+        raise ConfigError(f"--log-config {path}: {exc}") from None
+
+
+def setup_logging(level: str, access_log: bool, config: Config | None = None) -> None:
+    """Configure our loggers; ``config`` adds the format, files and --log-config. Raises ConfigError."""
+    global _access_format, _json_access
+    if config is not None:
+        _access_format = AccessFormat(config.access_log_format)
+        _json_access = config.log_format == "json"
+    if config is not None and config.log_config:
+        load_log_config(config.log_config)
+        if not access_log:
+            access_logger.disabled = True
+        return
     numeric = TRACE if level == "trace" else getattr(logging, level.upper())
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s [%(levelname)s] %(message)s", "%Y-%m-%d %H:%M:%S"))
-    for logger in (logging.getLogger("h2gate"),):
-        logger.handlers[:] = [handler]
-        logger.setLevel(numeric)
-        logger.propagate = False
+    if _json_access:
+        formatter: logging.Formatter = JSONFormatter()
+    else:
+        formatter = logging.Formatter(TEXT_FORMAT, TEXT_DATEFMT)
+    handler = _handler(config.error_logfile if config else "-", sys.stderr, "--error-logfile")
+    handler.setFormatter(formatter)
+    root = logging.getLogger("h2gate")
+    root.handlers[:] = [handler]
+    root.setLevel(numeric)
+    root.propagate = False
+    access_logger.handlers.clear()
+    access_logger.propagate = True
+    if config is not None and config.access_logfile is not None:
+        own = _handler(config.access_logfile, sys.stdout, "--access-logfile")
+        own.setFormatter(formatter)
+        access_logger.handlers[:] = [own]
+        access_logger.propagate = False
     access_logger.disabled = not access_log
     access_logger.setLevel(logging.INFO if access_log else logging.CRITICAL + 1)
 
 
 def access_log(transport: Transport, scope: dict[str, Any] | Any, exchange: Exchange, duration: float) -> None:
+    """Count the finished exchange in the metrics and write its access line."""
+    metrics.recorder.request_done(exchange.status, duration)
     if not access_logger.isEnabledFor(logging.INFO):
         return
-    peer = transport.peer
-    client = f"{peer[0]}:{peer[1]}" if peer and peer[1] is not None else "-"
-    if scope:
-        target = scope["raw_path"].decode("latin-1")
-        if scope["query_string"]:
-            target += "?" + scope["query_string"].decode("latin-1")
-        method = scope["method"]
+    entry = Entry(transport, scope, exchange, duration)
+    if _json_access:
+        access_logger.info(_access_format.line(entry), extra={"access": entry.fields()})
     else:
-        method, target = "-", "-"
-    status = exchange.status or "-"
-    if exchange.reset_code and not exchange.response_ended:
-        status = f"{status} reset"
-    access_logger.info(
-        '%s - "%s %s HTTP/2" %s %d %.3fs stream=%d',
-        client,
-        method,
-        target,
-        status,
-        exchange.bytes_sent,
-        duration,
-        exchange.stream_id,
-    )
+        access_logger.info(_access_format.line(entry))
 
 
 _date_cache: tuple[int, bytes] = (0, b"")

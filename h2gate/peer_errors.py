@@ -16,9 +16,11 @@ from typing import TYPE_CHECKING
 import h2.exceptions
 from h2.connection import ConnectionState
 from h2.errors import ErrorCodes
+from h2.exceptions import ProtocolError
 from hpack.exceptions import HPACKError, OversizedHeaderListError
 from hyperframe.frame import RstStreamFrame
 
+from h2gate import metrics
 from h2gate.framecheck import StreamError
 
 if TYPE_CHECKING:
@@ -36,6 +38,7 @@ class PeerErrors:
     _bad_headers: set[int]
     _raw_out: list[bytes]
     _resets: ResetBudget
+    _drain_input: bool  # we end the connection for an error: read what the client still sends before closing
 
     if TYPE_CHECKING:  # provided by Connection
 
@@ -53,6 +56,7 @@ class PeerErrors:
     def _fatal(self, code: ErrorCodes, reason: str) -> None:
         """Connection error we detected ourselves: GOAWAY with ``code``, then close."""
         log.warning("closing connection from %s: %s (GOAWAY %s)", self.peer_text, reason, code.name)
+        self._drain_input = True
         self._send_goaway(self.h2.highest_inbound_stream_id, code, reason.encode()[:256])
         self._stop_reading()
         self._finish()
@@ -77,7 +81,9 @@ class PeerErrors:
         exchange = self.exchanges.get(stream_id)
         if exchange is not None:
             exchange.reset(error.code)
+            exchange.cancel_app_soon()
         else:
+            metrics.recorder.stream_reset("server", error.code)
             try:
                 if stream_id not in self.h2.streams:
                     # Never ask h2 about idle streams: its connection state machine would close.
@@ -92,7 +98,7 @@ class PeerErrors:
         # Resets the client provokes count against the same budget as its own (MadeYouReset).
         self._count_reset()
 
-    def _on_protocol_error(self, exc: h2.exceptions.ProtocolError) -> None:
+    def _on_protocol_error(self, exc: ProtocolError) -> None:
         """A connection error found by h2: make sure a GOAWAY with its code goes out."""
         code = ErrorCodes(getattr(exc, "error_code", ErrorCodes.PROTOCOL_ERROR))
         cause = exc.__cause__
@@ -101,9 +107,12 @@ class PeerErrors:
             code = ErrorCodes.COMPRESSION_ERROR
             self._drop_h2_goaway()
         log.info("protocol error from %s: %s (GOAWAY %s)", self.peer_text, exc, code.name)
+        self._drain_input = True
         if code == ErrorCodes.COMPRESSION_ERROR or self.h2.state_machine.state != ConnectionState.CLOSED:
             # Ours replaces h2's GOAWAY; and h2 raises some errors (a bad client preface) before it queues one.
             self._send_goaway(self.h2.highest_inbound_stream_id, code, str(exc).encode()[:256])
+        else:
+            metrics.recorder.goaway_sent(code)  # h2's own GOAWAY goes out
         self.wake_writer()
 
     def _drop_h2_goaway(self) -> None:
@@ -121,7 +130,9 @@ class PeerErrors:
         exchange = self.exchanges.get(stream_id)
         if exchange is not None:
             exchange.reset(ErrorCodes.PROTOCOL_ERROR)
+            exchange.cancel_app_soon()
         else:
+            metrics.recorder.stream_reset("server", ErrorCodes.PROTOCOL_ERROR)
             try:
                 self.h2.reset_stream(stream_id, ErrorCodes.PROTOCOL_ERROR)
             except h2.exceptions.StreamClosedError:

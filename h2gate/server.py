@@ -20,10 +20,13 @@ import os
 import signal
 import socket
 import threading
+import time
 from typing import Any
 
 import trio
 
+from h2gate import metrics
+from h2gate.asgi.frames import FrameTap
 from h2gate.asgi.http import handle_http
 from h2gate.asgi.lifespan import Lifespan, LifespanFailure
 from h2gate.asgi.runner import AppRunner
@@ -32,7 +35,10 @@ from h2gate.certstore import CertStore
 from h2gate.config import Config
 from h2gate.connection import Connection
 from h2gate.exchange import Exchange
+from h2gate.limits import Throttle
 from h2gate.negotiate import H2CUpgrade, Handoff, WebSocketUpgrade, negotiate
+from h2gate.proxy import ProxyHeaders
+from h2gate.proxy_protocol import accept_header
 from h2gate.response import simple_response
 from h2gate.tls_stream import TLSStream
 from h2gate.transport import Address, CleartextTransport, TLSTransport, Transport
@@ -62,8 +68,12 @@ class Server:
         ssl_context: CertStore | None,
         on_ready: Any = None,
         wsgi: WSGIHandler | None = None,
+        *,
+        watch_signals: bool = True,
     ) -> None:
         self.config = config
+        #: Off when trio runs outside the main thread (h2gate.testing): signals can only be caught there.
+        self.watch_signals = watch_signals
         self.runner = runner
         self.sockets = sockets
         self.ssl_context = ssl_context
@@ -75,10 +85,18 @@ class Server:
         self.lifespan = Lifespan(runner, "off" if wsgi is not None else config.lifespan)
         self._shutdown = trio.Event()
         self._stopping = False
+        self._open_count = 0  # connections being served, handshakes included (--max-connections)
+        self._over_limit = Throttle()
+        self.proxy = ProxyHeaders(config.forwarded_allow_ips) if config.proxy_headers else None
+        self.metrics_url = metrics.start(config)  # a worker under the supervisor only records
+        #: Process-model hooks (h2gate/workers.py, systemd.py): called per request, and when shutdown starts.
+        self.request_hook: Any = None
+        self.on_stopping: Any = None
 
     async def serve(self) -> None:
         async with trio.open_nursery() as root:
-            root.start_soon(self._watch_signals, root.cancel_scope)
+            if self.watch_signals:
+                root.start_soon(self._watch_signals, root.cancel_scope)
             try:
                 await self.lifespan.startup(root)
             except LifespanFailure as exc:
@@ -89,12 +107,14 @@ class Server:
             async with trio.open_nursery() as conns:
                 async with trio.open_nursery() as acceptors:
                     await acceptors.start(
-                        functools.partial(trio.serve_listeners, self._handle, listeners, handler_nursery=conns)
+                        functools.partial(trio.serve_listeners, self._admit, listeners, handler_nursery=conns)
                     )
                     if self.on_ready is not None:
                         self.on_ready(self)
                     await self._shutdown.wait()
                     acceptors.cancel_scope.cancel()
+                if self.on_stopping is not None:
+                    self.on_stopping()
                 for listener in listeners:
                     await listener.aclose()
                 self._stopping = True
@@ -139,23 +159,48 @@ class Server:
                     timer.start()
                     return
 
+    async def _admit(self, stream: trio.SocketStream) -> None:
+        """--max-connections: a connection over the limit is closed right after accept, with no handshake."""
+        if self._open_count >= self.config.max_connections:
+            dropped = self._over_limit.note(time.monotonic())
+            if dropped:
+                limit = self.config.max_connections
+                log.warning("--max-connections %d reached: closed %d new connection(s)", limit, dropped)
+            await stream.aclose()
+            return
+        self._open_count += 1
+        try:
+            await self._handle(stream)
+        finally:
+            self._open_count -= 1
+
     async def _handle(self, stream: trio.SocketStream) -> None:
         try:
             opened = await self._open_transport(stream)
-            if opened is None or self._stopping:
+            if opened is None or (self._stopping and isinstance(opened[1], WebSocketUpgrade)):
                 await stream.aclose()
                 return
             transport, upgrade = opened
-            if isinstance(upgrade, WebSocketUpgrade):
-                await self._serve_websocket_http1(transport, upgrade)
-                return
-            conn = Connection(transport, self.config, self._handle_exchange, upgrade)
-            conn.extended_connect = self.wsgi is None
-            self.connections.add(conn)
+            kind = metrics.transport_kind(transport, upgrade)
+            metrics.recorder.connection_opened(kind)
             try:
-                await conn.run()
+                if isinstance(upgrade, WebSocketUpgrade):
+                    await self._serve_websocket_http1(transport, upgrade)
+                    return
+                conn = Connection(transport, self.config, self._handle_exchange, upgrade)
+                conn.extended_connect = self.wsgi is None
+                conn.frame_tap = FrameTap() if self.config.frame_api != "off" and self.wsgi is None else None
+                self.connections.add(conn)
+                if self._stopping:
+                    # Accepted before the listeners closed, negotiated after shutdown began:
+                    # GOAWAY (a request already sent is retried elsewhere), not a dropped connection.
+                    conn.shutdown()
+                try:
+                    await conn.run()
+                finally:
+                    self.connections.discard(conn)
             finally:
-                self.connections.discard(conn)
+                metrics.recorder.connection_closed(kind)
         except Exception:
             log.exception("internal error on a connection; it was closed")
             with trio.CancelScope(shield=True):
@@ -167,6 +212,11 @@ class Server:
         """The transport HTTP/2 runs on (plus an h2c or WebSocket upgrade to answer), or None to close."""
         peer = _address(stream.socket, peer=True)
         local = _address(stream.socket, peer=False)
+        if self.config.proxy_protocol:  # the balancer's header comes before TLS and HTTP/2
+            header = await accept_header(stream, peer, self.config.handshake_timeout)
+            if header is None:
+                return None
+            peer = header.source
         if stream.socket.family != socket.AF_UNIX:
             stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
         who = f"{peer[0]}:{peer[1]}" if peer else "unix socket"
@@ -189,7 +239,7 @@ class Server:
                     log.debug("TLS handshake with %s failed: %s", who, exc.__cause__ or exc)
                 return None
         if timeout.cancelled_caught:
-            log.debug("TLS handshake with %s timed out after %gs", who, self.config.handshake_timeout)
+            log.info("TLS handshake with %s timed out after %gs", who, self.config.handshake_timeout)
             return None
         if tls.info.alpn == "h2":
             return TLSTransport(tls, peer, local, tls.info), None
@@ -224,8 +274,13 @@ class Server:
         )
 
     async def _handle_exchange(self, conn: Connection, exchange: Exchange) -> None:
+        if self.request_hook is not None:
+            self.request_hook()
+        transport = conn.transport
+        if self.proxy is not None:  # once per exchange: ASGI, WSGI and the access log see the same
+            transport = self.proxy.apply(exchange.head, transport)
         if self.wsgi is not None:
-            await self.wsgi.handle(exchange, conn.transport)
+            await self.wsgi.handle(exchange, transport)
             return
         protocol = connect_protocol(exchange)
         if protocol is not None and protocol != b"websocket":
@@ -236,7 +291,7 @@ class Server:
         if protocol is not None:
             await handle_websocket(
                 exchange,
-                conn.transport,
+                transport,
                 self.runner,
                 root_path=self.config.root_path,
                 state=self.lifespan.state,
@@ -247,7 +302,7 @@ class Server:
             return
         await handle_http(
             exchange,
-            conn.transport,
+            transport,
             self.runner,
             root_path=self.config.root_path,
             state=self.lifespan.state,

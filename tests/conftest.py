@@ -47,18 +47,28 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
 class ServerProcess:
     """A running ``python -m h2gate`` with its log captured line by line."""
 
-    def __init__(self, args: list[str], env: dict[str, str] | None = None, cwd: Path = TESTS) -> None:
+    def __init__(
+        self,
+        args: list[str],
+        env: dict[str, str] | None = None,
+        cwd: Path = TESTS,
+        *,
+        command: list[str] | None = None,
+        pass_fds: tuple[int, ...] = (),
+    ) -> None:
+        """``command`` replaces ``python -m h2gate`` (e.g. a wrapper that sets up inherited sockets)."""
         self.args = args
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         full_env.pop("H2GATE_CONFIG", None)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "h2gate", *args],
+            [*(command or [sys.executable, "-m", "h2gate"]), *args],
             cwd=cwd,
             env=full_env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
             start_new_session=True,
+            **({"pass_fds": pass_fds} if pass_fds else {}),  # type: ignore[arg-type]
         )
         self.lines: list[str] = []
         self.urls: list[str] = []

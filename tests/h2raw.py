@@ -21,7 +21,9 @@ Typical use::
         stream = client.response(sid)
 
 Every stream opened with :meth:`RawH2.request` gets a :class:`Stream` in
-``client.streams``, which records what arrived for it. With ``auto_ack=False``
+``client.streams``, which records what arrived for it (headers, body, 1xx
+blocks, trailers, the order of h2's events) and :meth:`RawH2.send_trailers`
+ends a request with a trailer section. With ``auto_ack=False``
 received DATA is not acknowledged until the test calls :meth:`RawH2.ack`, so
 the test plays a slow reader.
 
@@ -140,6 +142,9 @@ class Stream:
     ended: bool = False  # END_STREAM received
     reset: ErrorCodes | int | None = None  # the RST_STREAM error code, if the server reset it
     keep_data: bool = True  # False: count body bytes but do not keep them
+    informational: list[list[tuple[bytes, bytes]]] = field(default_factory=list)  # 1xx header blocks, in order
+    trailers: list[tuple[bytes, bytes]] | None = None  # the trailer section, if one arrived
+    events: list[str] = field(default_factory=list)  # h2 event class names for this stream, in order
 
     @property
     def status(self) -> int | None:
@@ -296,6 +301,9 @@ class RawH2:
 
     def _process(self, data: bytes) -> None:
         for event in self.h2.receive_data(data):
+            sid = getattr(event, "stream_id", None)
+            if sid in self.streams:
+                self.streams[sid].events.append(type(event).__name__)
             if isinstance(event, h2.events.ResponseReceived):
                 self.streams[event.stream_id].headers = list(event.headers)  # type: ignore[arg-type]
             elif isinstance(event, h2.events.DataReceived):
@@ -308,6 +316,10 @@ class RawH2:
                     stream.unacked += event.flow_controlled_length
                 elif event.flow_controlled_length:
                     self.h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            elif isinstance(event, h2.events.InformationalResponseReceived):
+                self.streams[event.stream_id].informational.append(list(event.headers))  # type: ignore[arg-type]
+            elif isinstance(event, h2.events.TrailersReceived):
+                self.streams[event.stream_id].trailers = list(event.headers)  # type: ignore[arg-type]
             elif isinstance(event, h2.events.StreamEnded):
                 self.streams[event.stream_id].ended = True
             elif isinstance(event, h2.events.StreamReset):
@@ -380,6 +392,11 @@ class RawH2:
     def send_data(self, sid: int, data: bytes, end_stream: bool = False) -> None:
         """Send one DATA frame (it must fit the window and the frame size)."""
         self.h2.send_data(sid, data, end_stream=end_stream)
+        self.flush()
+
+    def send_trailers(self, sid: int, trailers: Iterable[tuple[bytes, bytes]]) -> None:
+        """End the request with a trailer section (HEADERS with END_STREAM)."""
+        self.h2.send_headers(sid, list(trailers), end_stream=True)
         self.flush()
 
     def send_body(self, sid: int, data: memoryview) -> int:

@@ -12,10 +12,16 @@ command -v h2load >/dev/null || need+=(nghttp2-client)
 optional=()
 [ -x /usr/bin/chromium ] || optional+=(chromium fonts-dejavu-core)
 command -v npm >/dev/null || optional+=(nodejs npm)
+# tests/test_container.py (podman builds and runs the Dockerfile; root only) needs these.
+command -v podman >/dev/null || optional+=(podman)
+command -v runc >/dev/null || optional+=(runc)
+command -v debootstrap >/dev/null || optional+=(debootstrap)
+# tests/test_conf_examples.py runs conf/nginx.conf in front of h2gate when nginx is there.
+command -v nginx >/dev/null || optional+=(nginx)
 if [ ${#optional[@]} -gt 0 ] && [ "$(id -u)" = 0 ]; then
     need+=("${optional[@]}")
 elif [ ${#optional[@]} -gt 0 ]; then
-    echo "tests/run.sh: without ${optional[*]} the browser test is skipped" >&2
+    echo "tests/run.sh: without ${optional[*]} the browser, container and nginx tests are skipped" >&2
 fi
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then

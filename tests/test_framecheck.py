@@ -149,3 +149,54 @@ def test_upgraded_connection_has_stream_one() -> None:
 def test_wrong_preface_left_to_h2() -> None:
     data = b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n" + PING
     assert run(data, 3) == (data, [], None)
+
+
+# -- flood accounting -----------------------------------------------------------------------------
+
+OPEN_BLOCK = frame(0x1, 0x0, 1, b"\x82\x84\x86")  # HEADERS without END_HEADERS
+
+
+def test_empty_frames_are_counted() -> None:
+    check = FrameCheck()
+    data = (
+        PREFACE
+        + SETTINGS
+        + frame(0x1, 0x4, 1, b"\x82\x84\x86")  # HEADERS, END_HEADERS, no END_STREAM
+        + frame(0x0, 0, 1) * 3  # empty DATA: counted
+        + frame(0x0, 0x1, 1)  # empty DATA with END_STREAM: a normal way to end a body
+        + frame(0x0, 0, 1, b"x")
+    )
+    assert check.feed(data)[1] is None and check.empty_frames == 3
+    check = FrameCheck()
+    data = PREFACE + SETTINGS + OPEN_BLOCK + frame(0x9, 0, 1) * 2 + frame(0x9, 0x4, 1)
+    assert check.feed(data)[1] is None and check.empty_frames == 2 and not check.in_header_block
+
+
+@pytest.mark.parametrize("step", [1, 9, 1000])
+def test_header_block_in_progress_is_tracked(step: int) -> None:
+    check = FrameCheck()
+    data = PREFACE + SETTINGS + OPEN_BLOCK + frame(0x9, 0, 1, b"x")
+    for i in range(0, len(data), step):
+        assert check.feed(data[i : i + step])[1] is None
+    assert check.in_header_block
+    assert check.feed(frame(0x9, 0x4, 1, b"y"))[1] is None
+    assert not check.in_header_block
+
+
+@pytest.mark.parametrize(
+    ("fragment", "count", "fragment_text"),
+    [(b"", 65, "more than 64 CONTINUATION frames"), (b"z" * 400, 10, "header block over 1000 bytes")],
+    ids=["frame-count", "bytes"],
+)
+def test_continuation_flood_is_a_connection_error(fragment: bytes, count: int, fragment_text: str) -> None:
+    check = FrameCheck(max_header_block=1000)
+    ok = PREFACE + SETTINGS + OPEN_BLOCK
+    assert check.feed(ok)[1] is None
+    problem = check.feed(frame(0x9, 0, 1, fragment) * count)[1]
+    assert problem is not None and problem[0] == ErrorCodes.ENHANCE_YOUR_CALM and fragment_text in problem[1]
+
+
+def test_finished_blocks_do_not_add_up() -> None:
+    check = FrameCheck(max_header_block=1000)
+    block = OPEN_BLOCK + frame(0x9, 0, 1, b"z" * 400) + frame(0x9, 0x4, 1, b"z" * 400)
+    assert check.feed(PREFACE + SETTINGS + block * 5)[1] is None

@@ -24,6 +24,7 @@ from h2gate.asgi.push import PushMistake, push, push_enabled
 from h2gate.asgi.runner import AppRunner
 from h2gate.errors import ClientDisconnected
 from h2gate.exchange import Exchange, Headers, RequestHead
+from h2gate.filebody import FileBodyError, FileSpan, file_span, stream_file
 from h2gate.logs import access_log
 from h2gate.response import HeaderError, fail, prepare_headers, simple_response
 from h2gate.tls import asgi_tls_extension
@@ -33,8 +34,13 @@ log = logging.getLogger("h2gate.error")
 
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
 #: ASGI HTTP extensions every HTTP/2 stream supports (added to scope["extensions"] by handle_http).
-HTTP_EXTENSIONS = ("http.response.trailers", "http.response.early_hint", "http.response.pathsend")
-_PATHSEND_CHUNK = 64 * 1024
+HTTP_EXTENSIONS = (
+    "http.response.trailers",
+    "http.request.trailers",
+    "http.response.early_hint",
+    "http.response.pathsend",
+    "http.response.zerocopysend",
+)
 
 
 class AppMistake(RuntimeError):
@@ -204,10 +210,7 @@ class _Response:
 
     async def pathsend(self, message: Message) -> None:
         """``http.response.pathsend``: the file at ``path`` is the whole body, read off the trio thread."""
-        if not self.started:
-            raise AppMistake("http.response.pathsend sent before http.response.start")
-        if self.body_done:
-            raise AppMistake("http.response.pathsend sent after the response body was complete")
+        self._check_file_body("http.response.pathsend")
         path = message.get("path")
         if not isinstance(path, str) or not os.path.isabs(path):
             raise AppMistake(f"http.response.pathsend path must be an absolute path, not {path!r}")
@@ -216,19 +219,51 @@ class _Response:
         except OSError as exc:
             raise AppMistake(f"http.response.pathsend cannot open {path!r}: {exc}") from None
         async with file:
-            size = (await trio.to_thread.run_sync(os.fstat, file.fileno())).st_size
-            if self.content_length is None and self.body_bytes == 0 and not self.exchange.headers_sent:
-                self.headers.append((b"content-length", str(size).encode()))
-                self.content_length = size
-            left = 0 if self.head else size
-            while left > 0:
-                chunk = await file.read(min(_PATHSEND_CHUNK, left))
-                if not chunk:
-                    break
-                left -= len(chunk)
-                await self.body({"body": chunk, "more_body": left > 0})
-            if not self.body_done:
-                await self.body({"body": b"", "more_body": False})
+            try:
+                span = await trio.to_thread.run_sync(file_span, file.fileno(), 0)
+            except FileBodyError as exc:
+                raise AppMistake(f"http.response.pathsend {path!r}: {exc}") from None
+            await self._send_span(span, more=False, what="http.response.pathsend")
+
+    async def zerocopysend(self, message: Message) -> None:
+        """``http.response.zerocopysend``: ``count`` bytes of the app's open ``file`` from ``offset``.
+
+        Like a body message otherwise (``more_body``, several per response); the app keeps the file
+        and closes it. Without ``offset`` the file position moves past the bytes sent, as sendfile's would.
+        """
+        self._check_file_body("http.response.zerocopysend")
+        file, offset = message.get("file"), message.get("offset")
+        try:
+            span = file_span(file, offset, message.get("count"))
+        except FileBodyError as exc:
+            raise AppMistake(f"http.response.zerocopysend file: {exc}") from None
+        await self._send_span(span, more=bool(message.get("more_body", False)), what="http.response.zerocopysend")
+        seek = getattr(file, "seek", None)
+        if offset is None and seek is not None:
+            seek(span.offset + span.count)
+
+    def _check_file_body(self, kind: str) -> None:
+        if not self.started:
+            raise AppMistake(f"{kind} sent before http.response.start")
+        if self.body_done:
+            raise AppMistake(f"{kind} sent after the response body was complete")
+
+    async def _send_span(self, span: FileSpan, *, more: bool, what: str) -> None:
+        """A file span as body messages; a whole-body file sets ``content-length`` when the app did not."""
+        if self.content_length is None and self.body_bytes == 0 and not self.exchange.headers_sent and not more:
+            self.headers.append((b"content-length", str(span.count).encode()))
+            self.content_length = span.count
+        if self.head:
+            await self.body({"body": b"", "more_body": more})
+            return
+
+        async def write(data: bytes, last: bool) -> None:
+            await self.body({"body": data, "more_body": more or not last})
+
+        try:
+            await stream_file(span, write)
+        except (FileBodyError, OSError) as exc:
+            raise AppMistake(f"{what}: {exc}") from None
 
     async def _send_headers(self, end_stream: bool, block: Headers | None = None) -> None:
         try:
@@ -244,6 +279,7 @@ _SENDERS = {
     "http.response.trailers": "send_trailers",
     "http.response.early_hint": "early_hint",
     "http.response.pathsend": "pathsend",
+    "http.response.zerocopysend": "zerocopysend",
 }
 
 
@@ -263,7 +299,7 @@ class HTTPCycle:
             except ClientDisconnected:
                 return {"type": "http.disconnect"}
             self._body_done = exchange.request_ended and not exchange.buffered
-            return {"type": "http.request", "body": body, "more_body": not self._body_done}
+            return self._request(body)
         await exchange.done.wait()
         return {"type": "http.disconnect"}
 
@@ -275,8 +311,15 @@ class HTTPCycle:
         exchange = self.exchange
         if exchange.request_ended and not exchange.buffered and not self._body_done:
             self._body_done = True
-            return {"type": "http.request", "body": b"", "more_body": False}
+            return self._request(b"")
         return None
+
+    def _request(self, body: bytes) -> Message:
+        """An ``http.request``; the final one carries the client's trailers (``http.request.trailers``)."""
+        message: Message = {"type": "http.request", "body": body, "more_body": not self._body_done}
+        if self._body_done and self.exchange.trailers:
+            message["trailers"] = list(self.exchange.trailers)
+        return message
 
     def send_local(self, message: Message) -> bool:
         """Handle, wherever the app runs, the messages that need no I/O (``http.response.start``)."""
@@ -323,11 +366,18 @@ async def handle_http(
         scope["extensions"]["http.response.push"] = {}
     cycle = HTTPCycle(exchange, scope, server_header)
     response = cycle.response
+    frames = None
+    if exchange.conn.frame_tap is not None:  # --enable-frame-api
+        from h2gate.asgi.frames import FrameAPI
+
+        frames = FrameAPI(exchange, scope, cycle)
+    receive, send = (cycle.receive, cycle.send) if frames is None else (frames.receive, frames.send)
     try:
         if runner.bridged:
-            await runner.call(scope, cycle.receive, cycle.send, first=cycle.prefetch(), local_send=cycle.send_local)
+            first = cycle.prefetch() if frames is None else None  # frame messages come before http.request
+            await runner.call(scope, receive, send, first=first, local_send=cycle.send_local)
         else:
-            await runner.call(scope, cycle.receive, cycle.send)
+            await runner.call(scope, receive, send)
         if exchange.reset_code is not None and not response.complete:
             # The client reset the stream (or the connection went): an app that
             # stops after http.disconnect / a failed send() did nothing wrong.
@@ -347,4 +397,6 @@ async def handle_http(
         log.exception("%s %s: exception in the app", scope["method"], scope["path"])
         await fail(exchange, server_header)
     finally:
+        if frames is not None:
+            frames.finish()
         access_log(transport, scope, exchange, time.perf_counter() - started)

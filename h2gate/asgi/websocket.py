@@ -22,12 +22,17 @@ app's ASGI messages into frames with ``wsproto``'s frame-level
 :class:`wsproto.connection.Connection` (no handshake inside it: the handshake
 is the HTTP exchange above) and back:
 
-* ``receive()`` is the only reader, and it reads only when the app asks for
-  the next message: HTTP/2 DATA is acknowledged (WINDOW_UPDATE) as the app
-  receives, so a slow app slows the client down. Pings are answered and close
-  frames replied to as they are read. A message is assembled up to
-  ``--ws-max-message-size`` bytes (after permessage-deflate); beyond that the
-  connection is closed with 1009. Compressed input is fed to wsproto in small
+* Once accepted, a *reader* task (:meth:`WebSocketSession._pump`) reads the
+  transport whether or not the app is inside ``receive()``: pings are answered
+  and close frames replied to as soon as they arrive, and whole messages are
+  queued for ``receive()``. The queue is the backpressure: while the app is
+  not receiving and :data:`QUEUE_BYTES` (queued plus half-assembled) are held,
+  the reader stops reading, so HTTP/2 DATA is no longer acknowledged
+  (WINDOW_UPDATE) and the client is held to its window; frames behind that
+  point (pings included) wait for the app. While the app waits in
+  ``receive()`` the reader goes on until a message is complete. A message is
+  assembled up to ``--ws-max-message-size`` bytes (after permessage-deflate);
+  beyond that the connection is closed with 1009. Compressed input is fed to wsproto in small
   slices so one read cannot inflate into a huge buffer before the check.
 * ``send()`` frames and writes under a lock (``receive()`` writes pongs and
   close replies too); on HTTP/2 ``Exchange.send_data`` waits for the client's
@@ -58,20 +63,21 @@ import trio
 from wsproto.connection import Connection as WSConnection
 from wsproto.connection import ConnectionState, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Event, Ping, TextMessage
-from wsproto.extensions import PerMessageDeflate
-from wsproto.handshake import server_extensions_handshake
 from wsproto.utilities import LocalProtocolError
 
 from h2gate.appload import Message, Scope
-from h2gate.asgi.http import AppMistake, build_scope
+from h2gate.asgi.http import AppMistake
 from h2gate.asgi.runner import AppRunner
 from h2gate.asgi.ws_channels import READ_SIZE, Channel, H1Channel, H2Channel
+from h2gate.asgi.ws_scope import connect_protocol, deflate_for, websocket_scope
 from h2gate.errors import ClientDisconnected
-from h2gate.exchange import Exchange, Headers, RequestHead, split_head
+from h2gate.exchange import Exchange, Headers, Signal, split_head
 from h2gate.logs import access_logger
 from h2gate.negotiate import WebSocketUpgrade, _h2_headers
 from h2gate.response import simple_response
 from h2gate.transport import Transport
+
+__all__ = ["WebSocketSession", "connect_protocol", "handle_websocket", "handle_websocket_http1"]
 
 log = logging.getLogger("h2gate.error")
 
@@ -79,46 +85,8 @@ log = logging.getLogger("h2gate.error")
 CLOSE_TIMEOUT = 5.0
 #: Compressed bytes fed to wsproto at a time (bounds what one step can inflate to).
 _DEFLATE_SLICE = 4096
-
-
-def connect_protocol(exchange: Exchange) -> bytes | None:
-    """The ``:protocol`` of an RFC 8441 extended CONNECT (lowercased), or None for any other request."""
-    head = exchange.head
-    return head.protocol.lower() if head.method == b"CONNECT" and head.protocol is not None else None
-
-
-def _websocket_scope(
-    head: RequestHead, transport: Transport, root_path: str, state: dict[str, Any], http_version: str
-) -> Scope | None:
-    scope = build_scope(head, transport, root_path, state)
-    if scope is None:
-        return None
-    del scope["method"]
-    scope["type"] = "websocket"
-    scope["http_version"] = http_version
-    scope["scheme"] = "wss" if scope["scheme"] in ("https", "wss") else "ws"
-    protocols = [v for n, v in scope["headers"] if n == b"sec-websocket-protocol"]
-    scope["subprotocols"] = _split(protocols)
-    scope["extensions"] = {**scope["extensions"], "websocket.http.response": {}}
-    return scope
-
-
-def _split(values: list[bytes]) -> list[str]:
-    """The items of comma-separated header values (all occurrences), stripped, empty ones dropped."""
-    return [item.strip() for value in values for item in value.decode("latin-1").split(",") if item.strip()]
-
-
-def _deflate_for(headers: Headers) -> tuple[PerMessageDeflate | None, bytes | None]:
-    """permessage-deflate when the client offered it: the extension and the response header value."""
-    offers = [v for n, v in headers if n == b"sec-websocket-extensions"]
-    if not offers:
-        return None, None
-    deflate = PerMessageDeflate()
-    try:
-        accepted = server_extensions_handshake(_split(offers), [deflate])
-    except (ValueError, TypeError):
-        return None, None
-    return (deflate, accepted) if accepted else (None, None)
+#: Bytes of received messages held for an app that is not in receive() before the reader stops reading.
+QUEUE_BYTES = 64 * 1024
 
 
 # -- the session -----------------------------------------------------------------------------
@@ -147,6 +115,12 @@ class WebSocketSession:
         self._parts: list[Any] = []
         self._size = 0
         self._lock = trio.Lock()
+        self._nursery: trio.Nursery | None = None  # where the reader runs (set by _run)
+        self._queue: deque[tuple[Message, int]] = deque()  # (message, its size) for receive()
+        self._queued = 0
+        self._reading = False  # the reader task runs
+        self._waiting = False  # the app is inside receive()
+        self._changed = Signal()  # a message was queued or taken, the app started waiting, the reader stopped
 
     # -- receive -----------------------------------------------------------------------------
 
@@ -164,24 +138,59 @@ class WebSocketSession:
                     pass
             self.disconnect = self.disconnect or (1006, "")
             return self._disconnect_message()
-        while self.disconnect is None:
-            event = await self._next_event()
-            if event is None:
-                break
-            message = await self._handle(event)
-            if message is not None:
-                return message
+        self._waiting = True
+        self._changed.fire()
+        try:
+            while not self._queue and self._reading:
+                await self._changed.wait()
+        finally:
+            self._waiting = False
+        if self._queue:
+            message, size = self._queue.popleft()
+            self._queued -= size
+            self._changed.fire()
+            return message
         return self._disconnect_message()
+
+    async def _pump(self) -> None:
+        """The reader: answers control frames at once, queues messages, stops while the queue is full."""
+        try:
+            while self.disconnect is None:
+                event = await self._next_event(gated=True)
+                if event is None:
+                    break
+                message = await self._handle(event)
+                if message is not None:
+                    size = len(message.get("bytes") or b"") + len(message.get("text") or "")  # text: ~chars
+                    self._queue.append((message, size))
+                    self._queued += size
+                    self._changed.fire()
+        except Exception:  # a bug here must end this WebSocket, not the connection
+            log.exception("WebSocket %s: error in the reader", self.scope["path"])
+            self._gone(1011, "")
+        finally:
+            self._reading = False
+            self._changed.fire()
+
+    async def _room(self) -> None:
+        """Before the reader reads the transport: wait while too much is held for an app not receiving."""
+        while not self._waiting and self._queued + self._size >= QUEUE_BYTES:
+            await self._changed.wait()
 
     def _disconnect_message(self) -> Message:
         code, reason = self.disconnect or (1006, "")
         return {"type": "websocket.disconnect", "code": code, "reason": reason}
 
-    async def _next_event(self) -> Event | None:
-        """The next wsproto event, reading from the transport as needed; None once it is gone (1006 set)."""
+    async def _next_event(self, gated: bool = False) -> Event | None:
+        """The next wsproto event, reading from the transport as needed; None once it is gone (1006 set).
+
+        ``gated``: the reader's call, which reads the transport only when :meth:`_room` allows.
+        """
         assert self.ws is not None
         while not self._events:
             if not self._unfed:
+                if gated:
+                    await self._room()
                 try:
                     data = await self.channel.read()
                 except ClientDisconnected:
@@ -325,7 +334,7 @@ class WebSocketSession:
             headers = [h for h in headers if h[0] != b"sec-websocket-protocol"]
             headers.append((b"sec-websocket-protocol", str(subprotocol).encode("latin-1")))
         headers = [h for h in headers if h[0] != b"sec-websocket-extensions"]
-        deflate, accepted = _deflate_for(self.headers)
+        deflate, accepted = deflate_for(self.headers)
         if accepted is not None:
             headers.append((b"sec-websocket-extensions", accepted))
             self._slice = _DEFLATE_SLICE
@@ -333,6 +342,9 @@ class WebSocketSession:
         self.ws = WSConnection(ConnectionType.SERVER, extensions=[deflate] if deflate else None)
         self._unfed = trailing
         self.accepted = True
+        if self._nursery is not None:
+            self._reading = True
+            self._nursery.start_soon(self._pump)
 
     # -- after the app -----------------------------------------------------------------------
 
@@ -371,6 +383,7 @@ async def _run(
     started = time.perf_counter()
     failed = False
     async with trio.open_nursery() as watcher:
+        session._nursery = watcher
         if stopping is not None:
             watcher.start_soon(_going_away, session, stopping)
         try:
@@ -418,7 +431,7 @@ async def handle_websocket(
     stopping: trio.Event | None = None,
 ) -> None:
     """Serve an RFC 8441 extended CONNECT stream as an ASGI websocket."""
-    scope = _websocket_scope(exchange.head, transport, root_path, state, "2")
+    scope = websocket_scope(exchange.head, transport, root_path, state, "2")
     if scope is None:
         await simple_response(exchange, 400, b"Extended CONNECT without :path\n", server_header)
         return
@@ -440,7 +453,7 @@ async def handle_websocket_http1(
     """Serve an HTTP/1.1 WebSocket upgrade (the connection is the WebSocket's) as an ASGI websocket."""
     headers = _h2_headers(upgrade.request)
     headers[1] = (b":scheme", transport.scheme.encode())
-    scope = _websocket_scope(split_head(headers), transport, root_path, state, "1.1")
+    scope = websocket_scope(split_head(headers), transport, root_path, state, "1.1")
     assert scope is not None
     channel = H1Channel(transport.stream, upgrade, server_header)
     session = WebSocketSession(channel, scope, headers, max_message_size)

@@ -229,6 +229,3 @@ class H1Channel:
             await self.deny_body({"body": body})
         except (ClientDisconnected, AppMistake):
             pass
-
-
-# -- scope -----------------------------------------------------------------------------------

@@ -55,6 +55,9 @@ def build_environ(exchange: Exchange, transport: Transport, root_path: str) -> d
         "wsgi.multiprocess": False,
         "wsgi.run_once": False,
         "wsgi.input_terminated": True,
+        # The client's trailer fields as (bytes, bytes) pairs: the list is filled in
+        # place when they arrive, which is always before wsgi.input reads its end.
+        "h2gate.request_trailers": exchange.trailers,
     }
     host = authority.decode("latin-1")
     if not host and b"host" in fields:

@@ -20,6 +20,7 @@ from h2.exceptions import ProtocolError
 
 from h2gate.errors import ClientDisconnected
 from h2gate.exchange import Exchange, Headers
+from h2gate.filebody import FileBodyError, FileSpan, stream_file
 from h2gate.response import HeaderError, prepare_headers
 from h2gate.wsgi.bridge import to_trio
 from h2gate.wsgi.filewrapper import FileWrapper
@@ -123,12 +124,17 @@ class WSGICall:
                     return
             self._finish(total)
             return
-        total = result.remaining if isinstance(result, FileWrapper) else None
+        known: int | None = None
+        if isinstance(result, FileWrapper):
+            span = result.span()
+            if span is not None and self._send_file(span):
+                return
+            known = span.count if span is not None else None
         for chunk in result:
-            self._send(chunk, end=False, total=total)
+            self._send(chunk, end=False, total=known)
             if self.finished:
                 return  # HEAD: the body is not needed
-        self._finish(total)
+        self._finish(known)
 
     def _finish(self, total: int | None) -> None:
         if self.finished:
@@ -150,12 +156,7 @@ class WSGICall:
         if not self.headers_sent:
             if not data and not end:
                 return  # an empty chunk must not commit the headers (PEP 3333)
-            headers = self.headers
-            headers[0] = (b":status", str(self.status).encode())
-            if self.content_length is None and total is not None and not self.head:
-                headers.append((b"content-length", str(total).encode()))
-                self.content_length = total
-            self.headers_sent = True
+            headers = self._commit_headers(total)
         if self.head:
             self.finished = True
             if headers is not None:
@@ -173,6 +174,54 @@ class WSGICall:
             self.finished = True
         if data or end:
             to_trio(self._emit, headers, data, end)
+
+    def _commit_headers(self, total: int | None) -> Headers:
+        """The final response headers, with ``content-length`` when the body's size is known."""
+        assert self.headers is not None
+        headers = self.headers
+        headers[0] = (b":status", str(self.status).encode())
+        if self.content_length is None and total is not None and not self.head:
+            headers.append((b"content-length", str(total).encode()))
+            self.content_length = total
+        self.headers_sent = True
+        return headers
+
+    def _send_file(self, span: FileSpan) -> bool:
+        """A wrapped regular file as the whole body, streamed from the trio side; False to iterate it instead.
+
+        Iterating is left for what it handles best: no start_response yet (the
+        error is raised there), bytes already written, a declared length that
+        differs from the file's (so the usual length errors apply).
+        """
+        if self.headers is None or self.headers_sent or self.body_bytes:
+            return False
+        if self.content_length is not None and self.content_length != span.count and not self.head:
+            return False
+        if self.head and self.content_length is None:  # the size a GET would get, as for ASGI's pathsend
+            self.headers.append((b"content-length", str(span.count).encode()))
+            self.content_length = span.count
+        headers = self._commit_headers(span.count)
+        self.finished = True
+        if self.head:
+            to_trio(self._emit, headers, b"", True)
+            return True
+        self.body_bytes = span.count
+        to_trio(self._emit_file, headers, span)
+        return True
+
+    async def _emit_file(self, headers: Headers, span: FileSpan) -> None:
+        """In the trio thread: the headers, then the file in chunks (see :mod:`h2gate.filebody`)."""
+
+        async def write(data: bytes, last: bool) -> None:
+            await self.exchange.send_data(data, end_stream=last)
+
+        await self._emit(headers, b"", span.count == 0)
+        if span.count:
+            try:
+                await stream_file(span, write)
+            except (FileBodyError, OSError) as exc:
+                self.exchange.reset(ErrorCodes.INTERNAL_ERROR)
+                raise AppMistake(f"wsgi.file_wrapper: {exc}") from None
 
     async def _emit(self, headers: Headers | None, data: bytes, end: bool) -> None:
         """In the trio thread: put the headers and/or data on the stream, waiting for window."""

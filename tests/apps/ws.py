@@ -10,7 +10,7 @@
 * ``/headers`` accepts with an extra response header.
 * ``/deny`` answers with a 403 HTTP response (``websocket.http.response``).
 * ``/reject`` sends ``websocket.close`` before accepting (an HTTP 403).
-* ``/stall`` accepts, reads nothing for 1.5 s, then echoes (asyncio loop only).
+* ``/stall`` accepts, reads nothing for 3 s, then echoes (asyncio loop only).
 * ``/boom`` accepts, then raises (close 1011); ``/boom-early`` raises before accepting (500).
 * ``/page`` (HTTP) is an HTML page that opens a WebSocket to ``/echo`` on its own origin
   (``/page?ws=PORT``: on that port of the same host, another origin) and
@@ -80,7 +80,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if path == "/boom":
         raise RuntimeError("boom after accept")
     if path == "/stall":
-        await asyncio.sleep(1.5)  # receives nothing for a while (asyncio loop only)
+        await asyncio.sleep(3)  # receives nothing for a while (asyncio loop only)
     while True:
         message = await receive()
         if message["type"] == "websocket.disconnect":

@@ -124,7 +124,9 @@ class Peer:
     ``transport`` is ``h2c`` (prior knowledge), ``upgrade`` (HTTP/1.1 Upgrade:
     h2c; stream 1 is the upgraded request, already answered when the
     constructor returns) or ``tls`` (ALPN h2, trusting ``cafile``).
-    ``settings`` are sent in the client's first SETTINGS frame.
+    ``settings`` are sent in the client's first SETTINGS frame. ``rcvbuf``
+    shrinks the socket's receive buffer (set before connecting), so a test
+    that stops reading fills the path back to the server quickly.
     """
 
     def __init__(
@@ -135,6 +137,7 @@ class Peer:
         cafile: str | None = None,
         settings: dict[int, int] | None = None,
         handshake: bool = True,
+        rcvbuf: int | None = None,
     ) -> None:
         self.transport = transport
         self.encoder = Encoder()
@@ -145,7 +148,11 @@ class Peer:
         self._buffer = b""
         self._next_stream_id = 1
         self.server_settings: dict[int, int] = {}
-        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.settimeout(10)
+        sock.connect(("127.0.0.1", port))
         if transport == "tls":
             ctx = ssl.create_default_context(cafile=cafile)
             ctx.set_alpn_protocols(["h2"])
@@ -208,6 +215,18 @@ class Peer:
             self.sock.sendall(data)
         except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
             self.closed = True
+
+    def send_for(self, data: bytes, timeout: float) -> bool:
+        """Send ``data`` unless the server stops taking it for ``timeout`` s; True if all of it went."""
+        self.sock.settimeout(timeout)
+        try:
+            self.sock.sendall(data)
+        except TimeoutError:
+            return False
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
+            self.closed = True
+            return False
+        return True
 
     def block(self, headers: Headers) -> bytes:
         """HPACK-encode ``headers`` with this connection's encoder."""

@@ -64,10 +64,9 @@ def test_data_on_closed_stream(peer: Peer) -> None:
     sid = peer.request()
     peer.expect_response(sid)
     peer.send(data_frame(sid, b"late", end_stream=True))
-    # GAP: RFC 9113 §5.1 ("closed") asks for a connection error STREAM_CLOSED for frames after
-    # END_STREAM; h2 answers with a stream error STREAM_CLOSED (h2spec accepts both).
-    peer.expect_rst(sid, STREAM_CLOSED)
-    peer.expect_alive()
+    # RFC 9113 §5.1 ("closed"): frames after END_STREAM both ways are a connection error
+    # STREAM_CLOSED (h2 alone answers RST_STREAM; h2gate.h2state makes it the connection error).
+    peer.expect_goaway(STREAM_CLOSED)
 
 
 def test_data_after_client_reset(peer: Peer) -> None:
