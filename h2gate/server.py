@@ -262,16 +262,17 @@ class Server:
             return None
 
     async def _serve_websocket_http1(self, transport: Transport, upgrade: WebSocketUpgrade) -> None:
-        await handle_websocket_http1(
-            transport,
-            upgrade,
-            self.runner,
-            root_path=self.config.root_path,
-            state=self.lifespan.state,
-            server_header=self.config.server_header,
-            max_message_size=self.config.ws_max_message_size,
-            stopping=self._shutdown,
-        )
+        await handle_websocket_http1(transport, upgrade, self.runner, **self._websocket_options())
+
+    def _websocket_options(self) -> dict[str, Any]:
+        """What a WebSocket session needs from the server, over HTTP/2 and HTTP/1.1 alike."""
+        return {
+            "root_path": self.config.root_path,
+            "state": self.lifespan.state,
+            "server_header": self.config.server_header,
+            "max_message_size": self.config.ws_max_message_size,
+            "stopping": self._shutdown,
+        }
 
     async def _handle_exchange(self, conn: Connection, exchange: Exchange) -> None:
         if self.request_hook is not None:
@@ -289,16 +290,7 @@ class Server:
             )
             return
         if protocol is not None:
-            await handle_websocket(
-                exchange,
-                transport,
-                self.runner,
-                root_path=self.config.root_path,
-                state=self.lifespan.state,
-                server_header=self.config.server_header,
-                max_message_size=self.config.ws_max_message_size,
-                stopping=self._shutdown,
-            )
+            await handle_websocket(exchange, transport, self.runner, **self._websocket_options())
             return
         await handle_http(
             exchange,
