@@ -341,6 +341,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--floor-iterations", type=int, default=None, help="h2 floor exchanges per round (default 5000)")
     p.add_argument("--servers", default=",".join(ALL_SERVERS), help="comma list from: " + ", ".join(ALL_SERVERS))
     p.add_argument("--quick", action="store_true", help="small smoke run (2000 requests, 3 downloads, short bounds)")
+    p.add_argument(
+        "--scenarios", action="store_true", help="afterwards run bench/scenarios.py too (with --quick if given)"
+    )
     args = p.parse_args(argv)
     quick = args.quick
     defaults = {
@@ -403,6 +406,10 @@ def main(argv: list[str] | None = None) -> int:
         print_table(results)
     else:
         print("no server run completed")
+    if args.scenarios and not interrupted:
+        from bench.scenarios import main as scenarios_main  # it imports this module's SPECS
+
+        return scenarios_main(["--quick"] if args.quick else [])
     return 130 if interrupted else 0
 
 

@@ -45,9 +45,7 @@ def _describe_cert(path: str) -> str:
     return f"certificate {subject}, expires {expires:%Y-%m-%d} ({note})"
 
 
-def print_startup_block(
-    config: Config, sockets: list[socket.socket], interface: str, how: str, workers: str
-) -> None:
+def print_startup_block(config: Config, sockets: list[socket.socket], interface: str, how: str, workers: str) -> None:
     """Log the block: version, interface and app, process model, TLS, then one ``listening on`` line per bind."""
     tls = config.use_tls
     log.info("h2gate %s serving %s app %s (%s)", __version__, interface, config.app, how)

@@ -278,7 +278,8 @@ class Config:
         "imports the app and reads the config again) instead of a certificate reload in place.",
     )
     max_requests: int = option(
-        0, "Replace a worker after it served this many requests (new worker first, then the old drains); 0: never.",
+        0,
+        "Replace a worker after it served this many requests (new worker first, then the old drains); 0: never.",
         minimum=0,
     )
     max_requests_jitter: int = option(

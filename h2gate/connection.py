@@ -209,7 +209,8 @@ class Connection(PeerErrors, Guards):
         if not self._preface_seen:
             return
         if self.exchanges or not self.config.keep_alive_timeout:
-            self._read_scope.deadline = math.inf
+            if self._read_scope.deadline != math.inf:  # setting it re-registers the scope: not per request
+                self._read_scope.deadline = math.inf
         else:
             self._read_scope.deadline = trio.current_time() + self.config.keep_alive_timeout
 
@@ -349,16 +350,13 @@ class Connection(PeerErrors, Guards):
             handler = self._body_refusal(stream_id, declared)
         self.exchanges[stream_id] = exchange
         self.requests += 1
-        self._read_scope.deadline = math.inf
+        self._update_idle_deadline()  # the preface came first: no idle deadline while a stream is open
         self._watch_body(exchange)
         assert self._nursery is not None
         self._nursery.start_soon(self._run_exchange, exchange, handler)
 
     def _open_streams(self) -> int:
-        """Client requests we accepted whose stream is still open in h2 (the client counts those too).
-
-        Pushed streams (even ids) are ours and count against the client's limit, not this one.
-        """
+        """Client requests we accepted whose stream is still open in h2 (pushed ones count against the client's)."""
         streams = self.h2.streams
         return sum(
             1 for sid in self.exchanges if sid % 2 and (stream := streams.get(sid)) is not None and not stream.closed
@@ -479,6 +477,8 @@ class Connection(PeerErrors, Guards):
     def _on_goaway(self, event: h2.events.ConnectionTerminated) -> None:
         if event.error_code:
             log.info("client %s sent GOAWAY %s", self.peer_text, event.error_code)
+            for exchange in list(self.exchanges.values()):  # h2 is closed now: nothing more reaches the client
+                exchange.on_reset(ErrorCodes.CANCEL)
             self._finish()
             return
         self._peer_goaway = True

@@ -15,6 +15,7 @@ the writer's queue is below its high-water mark.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections import deque
@@ -27,6 +28,7 @@ from h2.exceptions import FlowControlError, ProtocolError, StreamClosedError
 
 from h2gate import metrics
 from h2gate.errors import ClientDisconnected
+from h2gate.priority import QUANTUM, Priority, priority_of_headers
 
 if TYPE_CHECKING:
     from h2gate.connection import Connection
@@ -69,20 +71,38 @@ def split_head(headers: Headers) -> RequestHead:
     return head
 
 
+@functools.cache
+def _high_water() -> int:
+    """The writer's high-water mark (h2gate.connection imports this module, so looked up at first use)."""
+    from h2gate.connection import HIGH_WATER
+
+    return HIGH_WATER
+
+
 class Signal:
-    """A re-armable wake-up: ``fire()`` wakes every current waiter, later waiters wait for the next one."""
+    """A re-armable wake-up: ``fire()`` wakes every current waiter, later waiters wait for the next one.
+
+    The event is made by the first waiter, not by ``fire()``: most signals
+    (data arrived, window opened, writer drained) fire far more often than
+    anyone waits on them, and an allocation per fire is a cost per request.
+    """
 
     __slots__ = ("_event",)
 
     def __init__(self) -> None:
-        self._event = trio.Event()
+        self._event: trio.Event | None = None
 
     def fire(self) -> None:
-        event, self._event = self._event, trio.Event()
-        event.set()
+        event = self._event
+        if event is not None:
+            self._event = None
+            event.set()
 
     async def wait(self) -> None:
-        await self._event.wait()
+        event = self._event
+        if event is None:
+            event = self._event = trio.Event()
+        await event.wait()
 
 
 class Exchange:
@@ -158,7 +178,8 @@ class Exchange:
 
     @property
     def disconnected(self) -> bool:
-        return self.reset_code is not None
+        """The stream was reset or its connection is gone: nothing more reaches the client."""
+        return self.reset_code is not None or self.conn.closed
 
     async def read(self) -> bytes:
         """Everything buffered so far (at least one byte), or b"" at the end of the body.
@@ -202,10 +223,25 @@ class Exchange:
         if self.reset_code is not None or self.conn.closed:
             raise ClientDisconnected(f"stream {self.stream_id} is closed (client reset or connection lost)")
 
-    async def send_headers(self, headers: Headers, *, end_stream: bool = False) -> None:
+    async def send_headers(self, headers: Headers, *, end_stream: bool = False, checked: bool = False) -> None:
+        """HEADERS for the response; ``checked``: the block came from :func:`h2gate.response.prepare_headers`.
+
+        A checked block is already lowercase, stripped and free of bad bytes and
+        connection-specific fields, so h2's own outbound pass (a fifth of the
+        per-request cost of encoding a response) is skipped for it.
+        """
         self._check_open()
+        h2 = self.conn.h2
         try:
-            self.conn.h2.send_headers(self.stream_id, headers, end_stream=end_stream)
+            if checked:
+                config = h2.config
+                config.normalize_outbound_headers = config.validate_outbound_headers = False
+                try:
+                    h2.send_headers(self.stream_id, headers, end_stream=end_stream)
+                finally:
+                    config.normalize_outbound_headers = config.validate_outbound_headers = True
+            else:
+                h2.send_headers(self.stream_id, headers, end_stream=end_stream)
         except StreamClosedError:
             raise ClientDisconnected(f"stream {self.stream_id} is closed") from None
         self.response_headers = self.response_headers or headers
@@ -226,41 +262,65 @@ class Exchange:
         await self.conn.wait_flushable()
 
     async def send_data(self, data: bytes, *, end_stream: bool = False) -> None:
-        """Queue ``data`` as DATA frames, waiting for window as needed."""
+        """Queue ``data`` as DATA frames, waiting for window as needed.
+
+        A stream that had to wait, or finds others waiting, sends in turns of
+        one QUANTUM in the order h2gate.priority decides (RFC 9218).
+        """
         h2 = self.conn.h2
+        turns = h2.turns
         view = memoryview(data)
         offset, total = 0, len(data)
         stalled_until: float | None = None  # while the window stays shut: when we give up
-        while offset < total:
-            self._check_open()
-            try:
-                window = h2.local_flow_control_window(self.stream_id)
-            except StreamClosedError:
-                raise ClientDisconnected(f"stream {self.stream_id} is closed") from None
-            if window <= 0:
-                metrics.recorder.flow_control_stall()
+        contended = False
+        header: Priority | None = None
+        try:
+            while offset < total:
+                self._check_open()
+                if contended or turns.scheduler.busy:
+                    if not contended:
+                        contended, header = True, priority_of_headers(self.head.fields)
+                    await turns.take(self.stream_id, turns.scheduler.priority(self.stream_id, header))
+                    self._check_open()
+                try:
+                    window = h2.local_flow_control_window(self.stream_id)
+                except StreamClosedError:
+                    raise ClientDisconnected(f"stream {self.stream_id} is closed") from None
+                if window <= 0:
+                    metrics.recorder.flow_control_stall()
+                    turns.leave(self.stream_id)  # not contending while it cannot send
+                    self.conn.wake_writer()
+                    if stalled_until is None:
+                        stalled_until = trio.current_time() + (self.conn.config.send_timeout or math.inf)
+                    await self._wait_window(stalled_until)
+                    if not contended:
+                        contended, header = True, priority_of_headers(self.head.fields)
+                    continue
+                stalled_until = None
+                max_frame = h2.max_outbound_frame_size
+                end = min(total, offset + window, offset + QUANTUM)
+                while offset < end:
+                    size = min(end - offset, max_frame)
+                    last = end_stream and offset + size == total
+                    h2.send_data(self.stream_id, view[offset : offset + size], end_stream=last)
+                    offset += size
+                    self.conn.queued += size
+                if contended:
+                    turns.passed(self.stream_id)
+                elif self.conn.queued > _high_water():  # the socket is the bottleneck: take turns from now on
+                    contended, header = True, priority_of_headers(self.head.fields)
                 self.conn.wake_writer()
-                if stalled_until is None:
-                    stalled_until = trio.current_time() + (self.conn.config.send_timeout or math.inf)
-                await self._wait_window(stalled_until)
-                continue
-            stalled_until = None
-            max_frame = h2.max_outbound_frame_size
-            end = min(total, offset + window)
-            while offset < end:
-                size = min(end - offset, max_frame)
-                last = end_stream and offset + size == total
-                h2.send_data(self.stream_id, view[offset : offset + size], end_stream=last)
-                offset += size
-                self.conn.queued += size
-            self.conn.wake_writer()
-            await self.conn.wait_flushable()
+                await self.conn.wait_flushable()
+        finally:
+            if contended:
+                turns.leave(self.stream_id)
         self.bytes_sent += total
         if end_stream:
             if total == 0:
                 self._check_open()
                 h2.end_stream(self.stream_id)
                 self.conn.wake_writer()
+            turns.scheduler.forget(self.stream_id)
             self._response_finished()
 
     async def _wait_window(self, deadline: float) -> None:

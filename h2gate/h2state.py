@@ -1,4 +1,4 @@
-"""h2 as h2gate configures it: our SETTINGS, and two checks moved out of h2.
+"""h2 as h2gate configures it: our SETTINGS, two checks moved out of h2, PRIORITY_UPDATE frames, lean DATA.
 
 h2 is used as it comes except for two places where it turns a stream error
 into a connection error (too many streams, content-length mismatch); the
@@ -9,13 +9,27 @@ DATA on a stream both sides ended is a connection error, not h2's RST_STREAM.
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 import h2.config
 import h2.connection
+import h2.exceptions
 import h2.settings
+import h2.stream
+from h2.connection import ConnectionInputs
+from h2.stream import StreamInputs
 
 from h2gate.config import Config
+from h2gate.priority import PRIORITY_UPDATE, SETTINGS_NO_RFC7540_PRIORITIES, SendTurns
+
+#: A frame header: 24-bit length (as 16 + 8 bits), type, flags, stream id.
+_FRAME_HEAD = struct.Struct(">HBBBL")
+#: The h2 internals ServerH2Connection.send_data relies on (h2 4.x); without them h2's own path is used.
+_LEAN_DATA = (
+    isinstance(getattr(h2.connection.H2Connection(), "_data_to_send", None), bytearray)
+    and "outbound_flow_control_window" in h2.stream.H2Stream.__init__.__code__.co_names
+)
 
 #: Streams h2 lets open beyond our advertised MAX_CONCURRENT_STREAMS (at least; see LocalSettings).
 STREAM_HEADROOM = 100
@@ -56,6 +70,50 @@ class ServerH2Connection(h2.connection.H2Connection):
     """
 
     upgraded = False  # set when stream 1 is the h2c upgrade request
+    turns: SendTurns  # RFC 9218 send order of this connection's streams (h2gate.priority)
+
+    def send_data(self, stream_id: int, data: Any, end_stream: bool = False, pad_length: Any = None) -> None:
+        """h2's ``send_data`` for the bulk case, without building a frame object per 16 KiB.
+
+        A DATA frame that neither ends the stream nor is padded is written
+        straight into h2's output buffer after the same checks and state
+        transitions h2 makes (connection and stream state, both windows, frame
+        size): 20-30% more download throughput (bench/README.md). Anything else, or an h2
+        without these internals, goes through h2 itself.
+        """
+        stream = self.streams.get(stream_id)
+        size = len(data)
+        if (
+            end_stream
+            or pad_length is not None
+            or stream is None
+            or not _LEAN_DATA
+            or size > self.max_outbound_frame_size
+            or size > min(self.outbound_flow_control_window, stream.outbound_flow_control_window)
+        ):
+            super().send_data(stream_id, data, end_stream=end_stream, pad_length=pad_length)
+            return
+        self.state_machine.process_input(ConnectionInputs.SEND_DATA)
+        stream.state_machine.process_input(StreamInputs.SEND_DATA)
+        out = self._data_to_send
+        out += _FRAME_HEAD.pack(size >> 8, size & 0xFF, 0x0, 0, stream_id)  # length, type DATA, no flags
+        out += data
+        stream.outbound_flow_control_window -= size
+        self.outbound_flow_control_window -= size
+
+    def _receive_unknown_frame(self, frame: Any) -> Any:
+        """PRIORITY_UPDATE (RFC 9218 §7.1) goes to :attr:`turns`; h2 ignores every other unknown type."""
+        if frame.type == PRIORITY_UPDATE:
+            if frame.stream_id:
+                raise h2.exceptions.ProtocolError(f"PRIORITY_UPDATE on stream {frame.stream_id}")
+            body = frame.body
+            if len(body) < 4:
+                raise h2.exceptions.FrameTooLargeError(f"PRIORITY_UPDATE of length {len(body)}")
+            prioritized = int.from_bytes(body[:4], "big") & 0x7FFFFFFF
+            if not prioritized:
+                raise h2.exceptions.ProtocolError("PRIORITY_UPDATE for stream 0")
+            self.turns.update(prioritized, body[4:])  # a malformed value is ignored (§7)
+        return super()._receive_unknown_frame(frame)
 
     def _handle_data_on_closed_stream(self, events: Any, exc: Any, frame: Any) -> Any:
         """DATA on a stream closed by END_STREAM both ways is a connection error STREAM_CLOSED (RFC 9113 §5.1).
@@ -76,6 +134,21 @@ class ServerH2Connection(h2.connection.H2Connection):
             stream._track_content_length = _not_tracked  # type: ignore[method-assign,assignment]
         return stream
 
+    def _receive_goaway_frame(self, frame: Any) -> Any:
+        """A client's GOAWAY NO_ERROR leaves its open streams to be answered (RFC 9113 §6.8).
+
+        h2 closes its whole state machine on any GOAWAY and drops the bytes it
+        had not handed out yet, so responses in flight would fail. A graceful
+        GOAWAY only means the client opens no more streams: keep the state and
+        the pending bytes, and let the connection end once the streams are done.
+        """
+        if frame.error_code:
+            return super()._receive_goaway_frame(frame)
+        state, pending = self.state_machine.state, self._data_to_send
+        frames, events = super()._receive_goaway_frame(frame)
+        self.state_machine.state, self._data_to_send = state, pending
+        return frames, events
+
 
 def _not_tracked(*args: Any) -> None:
     """Stands in for h2's H2Stream content-length checks: see Connection._on_data and h2gate.validate."""
@@ -84,9 +157,11 @@ def _not_tracked(*args: Any) -> None:
 def new_h2_connection() -> ServerH2Connection:
     # Header validation is ours (h2gate.validate): h2 would make a malformed request a
     # connection error, RFC 9113 §8.1.1 makes it a stream error.
-    return ServerH2Connection(
+    conn = ServerH2Connection(
         h2.config.H2Configuration(client_side=False, header_encoding=None, validate_inbound_headers=False)
     )
+    conn.turns = SendTurns()
+    return conn
 
 
 def initiate(
@@ -102,6 +177,7 @@ def initiate(
             h2.settings.SettingCodes.MAX_FRAME_SIZE: cfg.max_frame_size,
             h2.settings.SettingCodes.ENABLE_PUSH: 0,
             h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL: int(extended_connect),
+            SETTINGS_NO_RFC7540_PRIORITIES: 1,  # RFC 9218 §2.1: we schedule by h2gate.priority
         },
     )
     h2c.max_inbound_frame_size = cfg.max_frame_size

@@ -45,7 +45,8 @@ def build_ssl_context(config: Config) -> Any:
         log.warning("SSLKEYLOGFILE is set: TLS session keys are written to %s (anyone with it can decrypt)", keylog)
     if config.self_signed:
         options = certstore.tls_options(config, keylog)
-        context, fingerprint = tls.self_signed_context(options=options)
+        pem = os.environ.get(tls.SELF_SIGNED_ENV)  # a supervisor made one pair for all workers
+        context, fingerprint = tls.self_signed_context(options=options, pem=pem)
         log.warning(
             "USING A SELF-SIGNED DEVELOPMENT CERTIFICATE for localhost (SHA-256 %s): "
             "clients will not trust it; never use --self-signed in production",

@@ -97,6 +97,7 @@ class Supervisor:
         self.pending: list[tuple[float, int, int, WorkerProcess | None]] = []
         self.watcher: Any = None
         self._new_config = config
+        self._self_signed_pem: str | None = None  # --self-signed: one certificate for every worker
         self._selector = selectors.DefaultSelector()
 
     # --- the loop -------------------------------------------------------------
@@ -177,6 +178,12 @@ class Supervisor:
 
     def _spawn(self, slot: int, generation: int, replaces: WorkerProcess | None = None) -> WorkerProcess | None:
         env = systemd.child_environment(os.environ)
+        if self._new_config.self_signed:
+            from h2gate.tls import SELF_SIGNED_ENV, make_self_signed
+
+            if self._self_signed_pem is None:
+                self._self_signed_pem = make_self_signed()
+            env[SELF_SIGNED_ENV] = self._self_signed_pem
         self.hooks.worker_env(env, slot, generation)
         try:
             worker = spawn_worker(slot, generation, self.cli_values, self.fds, env)

@@ -42,11 +42,13 @@ from h2gate.tls_info import TLSInfo, asgi_tls_extension, tls_info, wsgi_tls_envi
 
 __all__ = [
     "DEFAULT_ALPN",
+    "SELF_SIGNED_ENV",
     "TLSInfo",
     "TLSOptions",
     "asgi_tls_extension",
     "build_server_context",
     "check_ciphers",
+    "make_self_signed",
     "self_signed_context",
     "tls_info",
     "wsgi_tls_environ",
@@ -146,15 +148,13 @@ def build_server_context(
     return context
 
 
-def self_signed_context(
-    alpn: tuple[bytes, ...] = DEFAULT_ALPN, *, options: TLSOptions | None = None
-) -> tuple[SSL.Context, str]:
-    """Make a throwaway certificate for localhost, for trying the server out.
+#: Environment variable through which a supervisor hands its workers one self-signed pair (PEM),
+#: so every worker shows clients the same certificate. Not an option: no H2GATE_ prefix.
+SELF_SIGNED_ENV = "_H2GATE_SELF_SIGNED_PEM"
 
-    The key never touches the disk. Returns the context and the certificate's
-    SHA-256 fingerprint (``AB:CD:...``) for the startup warning, so a user who
-    accepts it in a browser can check it is the one this process printed.
-    """
+
+def make_self_signed() -> str:
+    """A throwaway certificate for localhost and its key, as one PEM text (certificate first)."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
     now = datetime.datetime.now(datetime.UTC)
@@ -180,6 +180,26 @@ def self_signed_context(
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .sign(key, hashes.SHA256())
     )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return (cert.public_bytes(serialization.Encoding.PEM) + key_pem).decode("ascii")
+
+
+def self_signed_context(
+    alpn: tuple[bytes, ...] = DEFAULT_ALPN, *, options: TLSOptions | None = None, pem: str | None = None
+) -> tuple[SSL.Context, str]:
+    """A context with a throwaway certificate for localhost, for trying the server out.
+
+    ``pem`` (from :func:`make_self_signed`) is the pair to use; without it a
+    new one is made. The key never touches the disk. Returns the context and
+    the certificate's SHA-256 fingerprint (``AB:CD:...``) for the startup
+    warning, so a user who accepts it in a browser can check it is the one
+    this process printed.
+    """
+    data = (pem or make_self_signed()).encode("ascii")
+    cert = x509.load_pem_x509_certificate(data)
+    key = serialization.load_pem_private_key(data, None)
     context = _new_context(alpn, options, None)
     context.use_certificate(cert)
     context.use_privatekey(key)

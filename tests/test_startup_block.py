@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
+import socket
+import ssl
 from pathlib import Path
 
 import httpx
@@ -41,7 +45,25 @@ def test_startup_block_self_signed_with_workers(serve: object) -> None:
     with httpx.Client(http2=True, verify=False, timeout=30) as client:
         response = client.get(server.url)
     assert response.http_version == "HTTP/2" and response.text == "hello"
+    # One certificate for the whole server, whichever worker accepts: each prints its fingerprint.
+    fingerprints = set(
+        re.findall(r"SELF-SIGNED DEVELOPMENT CERTIFICATE for localhost \(SHA-256 ([0-9A-F:]+)\)", server.output)
+    )
+    assert server.output.count("SELF-SIGNED DEVELOPMENT CERTIFICATE") >= 2 and len(fingerprints) == 1
+    port = int(server.url.rsplit(":", 1)[1].rstrip("/"))
+    seen = {_certificate_fingerprint(port) for _ in range(8)}
+    assert seen == fingerprints
     assert server.stop() == 0
+
+
+def _certificate_fingerprint(port: int) -> str:
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    context.set_alpn_protocols(["h2"])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, context.wrap_socket(raw) as tls:
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return hashlib.sha256(der).digest().hex(":").upper()
 
 
 @pytest.mark.parametrize(

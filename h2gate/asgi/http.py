@@ -267,7 +267,9 @@ class _Response:
 
     async def _send_headers(self, end_stream: bool, block: Headers | None = None) -> None:
         try:
-            await self.exchange.send_headers(self.headers if block is None else block, end_stream=end_stream)
+            await self.exchange.send_headers(
+                self.headers if block is None else block, end_stream=end_stream, checked=True
+            )
         except ProtocolError as exc:
             # h2 has already moved the stream on: a second HEADERS (the 500) is impossible.
             self.exchange.reset(ErrorCodes.INTERNAL_ERROR)
@@ -328,6 +330,18 @@ class HTTPCycle:
             return True
         return False
 
+    def ends_response(self, message: Message) -> bool:
+        """Whether ``message`` is the plain final body, which a bridged app need not wait for."""
+        response = self.response
+        return (
+            isinstance(message, dict)
+            and message.get("type") == "http.response.body"
+            and not message.get("more_body", False)
+            and response.started
+            and not response.announced_trailers
+            and not response.body_done
+        )
+
     async def send(self, message: Message) -> None:
         kind = message.get("type") if isinstance(message, dict) else None
         if kind == "http.response.start":
@@ -375,10 +389,11 @@ async def handle_http(
     try:
         if runner.bridged:
             first = cycle.prefetch() if frames is None else None  # frame messages come before http.request
-            await runner.call(scope, receive, send, first=first, local_send=cycle.send_local)
+            final = cycle.ends_response if frames is None else None
+            await runner.call(scope, receive, send, first=first, local_send=cycle.send_local, final=final)
         else:
             await runner.call(scope, receive, send)
-        if exchange.reset_code is not None and not response.complete:
+        if exchange.disconnected and not response.complete:
             # The client reset the stream (or the connection went): an app that
             # stops after http.disconnect / a failed send() did nothing wrong.
             log.debug("stream %d: client went away during %s %s", exchange.stream_id, scope["method"], scope["path"])
@@ -390,6 +405,13 @@ async def handle_http(
             exchange.reset(ErrorCodes.INTERNAL_ERROR)
     except ClientDisconnected:
         log.debug("stream %d: client went away during %s %s", exchange.stream_id, scope["method"], scope["path"])
+    except OSError as exc:
+        if not exchange.disconnected:
+            log.exception("%s %s: exception in the app", scope["method"], scope["path"])
+            await fail(exchange, server_header)
+        else:  # the app gave up on a client that went away (e.g. raised on http.disconnect)
+            what = f"{scope['method']} {scope['path']}"
+            log.debug("stream %d: %s ended as its client went away: %r", exchange.stream_id, what, exc)
     except AppMistake as exc:
         log.error("%s %s: ASGI error in the app: %s", scope["method"], scope["path"], exc)
         await fail(exchange, server_header)

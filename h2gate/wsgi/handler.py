@@ -14,6 +14,7 @@ its limiter slot until it really ends.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from typing import Any
@@ -56,9 +57,20 @@ class WSGIHandler:
         raw_path, _, query = environ["RAW_URI"].partition("?")
         where = f"{method} {raw_path}"
         call = WSGICall(exchange, method == "HEAD", self.server_header)
+        in_thread = True
         try:
-            await trio.to_thread.run_sync(call.run, self.app, environ, limiter=self.limiter, abandon_on_cancel=True)
+            try:
+                await trio.to_thread.run_sync(call.run, self.app, environ, limiter=self.limiter, abandon_on_cancel=True)
+            except Exception:
+                # A complete response still goes out when only close() failed afterwards.
+                with contextlib.suppress(Exception):
+                    await call.send_rest()
+                raise
+            in_thread = False
+            await call.send_rest()
         except trio.Cancelled:
+            if not in_thread:
+                raise
             log.warning("%s: stream cancelled while the app's thread still runs; the thread is left to finish", where)
             raise
         except ClientDisconnected:

@@ -6,7 +6,9 @@ until then, and a small response leaves as HEADERS + DATA(END_STREAM).
 Every chunk is handed to the trio side with :func:`~h2gate.wsgi.bridge.to_trio`,
 which returns only once the bytes fit in the client's flow-control windows:
 that is what blocks ``write()`` and the body iteration of a fast app talking
-to a slow client.
+to a slow client. The last piece (with END_STREAM) is the exception: it is
+kept in ``rest`` and sent by the stream's trio task once the app's thread has
+returned, so a small response costs one thread round trip, not two.
 """
 
 from __future__ import annotations
@@ -72,6 +74,9 @@ class WSGICall:
         self.headers_sent = False
         self.finished = False
         self.body_bytes = 0
+        #: The response's last piece (headers, data, END_STREAM), left for :meth:`send_rest` to send
+        #: from the trio side after the thread returns: one thread round trip fewer per request.
+        self.rest: tuple[Headers | None, bytes, bool] | None = None
 
     # -- the callables the app gets ------------------------------------------------------
 
@@ -160,7 +165,7 @@ class WSGICall:
         if self.head:
             self.finished = True
             if headers is not None:
-                to_trio(self._emit, headers, b"", True)
+                self.rest = (headers, b"", True)
             return
         self.body_bytes += len(data)
         declared = self.content_length
@@ -172,8 +177,15 @@ class WSGICall:
             )
         if end:
             self.finished = True
-        if data or end:
+            self.rest = (headers, data, end)
+        elif data:
             to_trio(self._emit, headers, data, end)
+
+    async def send_rest(self) -> None:
+        """In the trio thread, once the app's thread is done: the response's last piece, if any."""
+        rest, self.rest = self.rest, None
+        if rest is not None:
+            await self._emit(*rest)
 
     def _commit_headers(self, total: int | None) -> Headers:
         """The final response headers, with ``content-length`` when the body's size is known."""
@@ -229,7 +241,7 @@ class WSGICall:
         if headers is not None:
             exchange.status = self.status
             try:
-                await exchange.send_headers(headers, end_stream=end and not data)
+                await exchange.send_headers(headers, end_stream=end and not data, checked=True)
             except ProtocolError as exc:
                 # h2 has already moved the stream on: a second HEADERS (the 500) is impossible.
                 exchange.reset(ErrorCodes.INTERNAL_ERROR)

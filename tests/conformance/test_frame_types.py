@@ -274,6 +274,15 @@ def test_goaway_on_stream(peer: Peer) -> None:
     peer.expect_goaway(PROTOCOL_ERROR)
 
 
+def test_graceful_goaway_from_the_client_lets_open_streams_finish(peer: Peer) -> None:
+    # §6.8: the client's GOAWAY NO_ERROR stops new streams, not the ones it opened.
+    sid = peer.request("/sleep?key=client-goaway&seconds=0.3")
+    peer.send(raw_frame(GOAWAY, 0, 0, struct.pack(">II", sid, 0)))
+    headers, body = peer.expect_response(sid)
+    assert headers[b":status"] == b"200" and body == b"slept"
+    peer.expect_closed()  # nothing left to serve: the server closes
+
+
 # -- WINDOW_UPDATE (§6.9) ------------------------------------------------------------------
 
 

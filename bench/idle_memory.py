@@ -1,0 +1,154 @@
+"""Memory per idle HTTP/2 TLS connection: h2gate vs Hypercorn (asyncio) vs Granian.
+
+Run from anywhere:  python bench/idle_memory.py [--connections 500] [--servers a,b]
+
+For each server: start it, take its resident memory (all its processes), open
+N TLS connections that finish the handshake and the SETTINGS exchange (each
+side's SETTINGS acknowledged) and then stay idle, wait a moment, take the
+memory again, and print (after - before) / connections still open. Every
+server gets a long keep-alive so none closes the idle connections while they
+are counted. Printed, never checked; see bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import select
+import socket
+import ssl
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make ``bench`` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.scenarios import COMPARED, each_server, in_workdir, raise_fd_limit, server_spec
+from bench.servers import HOST, RssSampler, ServerProcess, ServerSpec
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+EMPTY_SETTINGS = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+SETTINGS_ACK = b"\x00\x00\x00\x04\x01\x00\x00\x00\x00"
+IDLE_KEEP_ALIVE = 300  # seconds
+
+
+def long_keep_alive(spec: ServerSpec) -> ServerSpec:
+    """``spec`` with an idle timeout long enough to hold the connections while they are counted."""
+    base = spec.argv
+
+    def argv(port: int, cert: Path, key: Path) -> list[str]:
+        args = base(port, cert, key)
+        if spec.name.startswith("h2gate"):
+            args += ["--keep-alive-timeout", str(IDLE_KEEP_ALIVE)]
+        elif spec.name.startswith("hypercorn"):
+            config = cert.parent / "hypercorn.toml"  # written by base(): add to it
+            with config.open("a") as fh:
+                fh.write(f"keep_alive_timeout = {IDLE_KEEP_ALIVE}\n")
+        return args
+
+    return ServerSpec(spec.name, argv, spec.module)
+
+
+def open_idle(port: int, timeout: float) -> ssl.SSLSocket:
+    """One TLS h2 connection, SETTINGS exchanged both ways, left idle."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE  # throwaway certificate
+    ctx.set_alpn_protocols(["h2"])
+    raw = socket.create_connection((HOST, port), timeout=timeout)
+    sock = ctx.wrap_socket(raw)
+    if sock.selected_alpn_protocol() != "h2":
+        sock.close()
+        raise ConnectionError("ALPN did not pick h2")
+    sock.sendall(PREFACE + EMPTY_SETTINGS)
+    buf, pos, acked, seen = b"", 0, False, False
+    deadline = time.monotonic() + timeout
+    while not (acked and seen):
+        if time.monotonic() > deadline:
+            sock.close()
+            raise TimeoutError("no SETTINGS exchange in time")
+        data = sock.recv(65536)
+        if not data:
+            sock.close()
+            raise ConnectionError("closed during the SETTINGS exchange")
+        buf += data
+        while len(buf) - pos >= 9:
+            length, ftype, flags = int.from_bytes(buf[pos : pos + 3], "big"), buf[pos + 3], buf[pos + 4]
+            if len(buf) - pos < 9 + length:
+                break
+            if ftype == 0x4 and flags & 0x1:
+                acked = True
+            elif ftype == 0x4:
+                seen = True
+                sock.sendall(SETTINGS_ACK)
+            pos += 9 + length
+    return sock
+
+
+def still_open(socks: list[ssl.SSLSocket]) -> int:
+    """How many connections the server has not closed (EOF or error) so far."""
+    count = 0
+    for sock in socks:
+        try:
+            readable, _, _ = select.select([sock], [], [], 0)
+            if readable or sock.pending():
+                sock.setblocking(False)
+                with contextlib.suppress(ssl.SSLWantReadError, BlockingIOError):
+                    if not sock.recv(65536):
+                        continue
+                sock.setblocking(True)
+            count += 1
+        except OSError:
+            continue
+    return count
+
+
+def measure(server: ServerProcess, connections: int, settle: float) -> str:
+    """(after - before) / still open, for ``connections`` idle connections to a running server."""
+    sampler = RssSampler(server.proc.pid)
+    time.sleep(settle)
+    before = sampler.sample()
+    socks: list[ssl.SSLSocket] = []
+    failed = 0
+    try:
+        for _ in range(connections):
+            try:
+                socks.append(open_idle(server.port, 10))
+            except (OSError, ConnectionError, TimeoutError):
+                failed += 1
+        time.sleep(settle)
+        after = sampler.sample()
+        alive = still_open(socks)
+    finally:
+        for sock in socks:
+            with contextlib.suppress(OSError):
+                sock.close()
+    if not alive:
+        return f"no connection stayed open ({failed} failed to open)"
+    per = (after - before) / alive / 1024
+    return (
+        f"{per:7.1f} KiB per idle TLS connection  (RSS {before / 2**20:.1f} -> {after / 2**20:.1f} MiB, "
+        f"{alive} open, {failed} failed)"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--connections", type=int, default=500, help="idle connections per server (default 500)")
+    p.add_argument("--servers", default=",".join(COMPARED), help="comma list of bench/run.py server names")
+    p.add_argument("--settle", type=float, default=1.0, help="seconds to wait before each memory sample")
+    args = p.parse_args(argv)
+    limit = raise_fd_limit()
+    print(f"== idle memory: {args.connections} idle TLS h2 connections per server (open-file limit {limit})")
+    specs = [long_keep_alive(server_spec(name)) for name in args.servers.split(",") if name]
+
+    def body(workdir: Path) -> None:
+        for name, server in each_server(specs, workdir, 15):
+            print(f"  {name:<18} {measure(server, args.connections, args.settle)}", flush=True)
+
+    return in_workdir("h2gate-idle-", body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
