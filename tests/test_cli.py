@@ -37,17 +37,23 @@ APP = "apps.basic:app"
 TIMEOUT = 20
 
 
-def run_h2gate(*args: str, env: dict[str, str] | None = None, cwd: Path = TESTS) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m h2gate ARGS`` to completion, with no H2GATE_* variables but ``env``'s."""
+def run_h2gate(
+    *args: str,
+    env: dict[str, str] | None = None,
+    cwd: Path = TESTS,
+    module: str = "h2gate",
+    timeout: float = TIMEOUT,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m MODULE ARGS`` to completion, with no H2GATE_* variables but ``env``'s."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("H2GATE_")}
     full_env.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "h2gate", *args],
+        [sys.executable, "-m", module, *args],
         cwd=cwd,
         env=full_env,
         capture_output=True,
         text=True,
-        timeout=TIMEOUT,
+        timeout=timeout,
     )
 
 

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -14,22 +12,14 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 
 from tests.conftest import ROOT, Certs, ServerProcess
+from tests.test_cli import run_h2gate
 
 Serve = Callable[..., ServerProcess]
 
 
 def healthcheck(*args: str, env: dict[str, str] | None = None, timeout: float = 30) -> subprocess.CompletedProcess[str]:
     """Run the probe as the container does: a fresh interpreter, only its exit code and one line matter."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("H2GATE_")}
-    full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "h2gate.healthcheck", *args],
-        capture_output=True,
-        text=True,
-        env=full_env,
-        cwd=ROOT,
-        timeout=timeout,
-    )
+    return run_h2gate(*args, env=env, cwd=ROOT, module="h2gate.healthcheck", timeout=timeout)
 
 
 def test_h2c_ok_and_the_request_is_logged(serve: Serve) -> None:
