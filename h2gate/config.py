@@ -148,7 +148,7 @@ class Config:
     loop: AppLoop = option(
         "asyncio",
         "Event loop the ASGI app runs in: asyncio (what most apps, Django included, need) "
-        "or trio (for trio/anyio apps: no thread hop, fastest).",
+        "or trio (for trio/anyio apps: no asyncio bridge, fastest).",
     )
     lifespan: Lifespan = option("auto", "ASGI lifespan protocol: auto (use it if the app supports it), on, off.")
     interface: Interface = option(

@@ -299,6 +299,11 @@ class Exchange:
                 stalled_until = None
                 max_frame = h2.max_outbound_frame_size
                 end = min(total, offset + window, offset + QUANTUM)
+                # Everything but a frame that ends the stream goes through h2gate's bulk path in one call.
+                bulk_end = end - min(max_frame, end - offset) if end_stream and end == total else end
+                if bulk_end > offset and h2.queue_data(self.stream_id, view[offset:bulk_end]):
+                    self.conn.queued += bulk_end - offset
+                    offset = bulk_end
                 while offset < end:
                     size = min(end - offset, max_frame)
                     last = end_stream and offset + size == total

@@ -95,6 +95,7 @@ class Server:
 
     async def serve(self) -> None:
         async with trio.open_nursery() as root:
+            root.start_soon(self.runner.drive)
             if self.watch_signals:
                 root.start_soon(self._watch_signals, root.cancel_scope)
             try:

@@ -62,6 +62,14 @@ def test_exception_before_start_is_500_with_traceback(faults: ServerProcess) -> 
     log_line(faults, r"RuntimeError: boom before start")
 
 
+def test_app_raising_systemexit_is_500_and_server_lives(faults: ServerProcess) -> None:
+    with RawH2(faults.port) as raw:
+        r = raw.get("/raise-systemexit")
+        assert (r.status, r.body) == (500, b"Internal Server Error\n")
+        assert_healthy(raw)
+    log_line(faults, r"\[ERROR\] GET /raise-systemexit: the app raised SystemExit\(3\); answered 500")
+
+
 def test_exception_after_start_before_body_is_clean_500(faults: ServerProcess) -> None:
     with RawH2(faults.port) as raw:
         r = raw.get("/raise-after-start")

@@ -55,3 +55,47 @@ def test_errors_are_h2s() -> None:
     lean.reset_stream(1)
     with pytest.raises(StreamClosedError):
         lean.send_data(1, b"x")
+
+
+def test_queue_data_frames_like_h2_and_keeps_order_with_h2s_frames() -> None:
+    """One queue_data call = the frames h2 writes for the same bytes, split at the peer's frame size."""
+    plain, lean = servers()
+    body = bytes(range(256)) * 150  # 38,400 bytes: two full 16 KiB frames and a short one
+    plain.send_data(1, body[:16_384])
+    plain.send_data(1, body[16_384:32_768])
+    plain.ping(b"12345678")  # a control frame queued by h2 between DATA frames keeps its place
+    plain.send_data(1, body[32_768:])
+    assert lean.queue_data(1, body[:32_768])
+    lean.ping(b"12345678")
+    assert lean.queue_data(1, memoryview(body)[32_768:])
+    assert lean.data_to_send() == plain.data_to_send()
+    assert lean.data_to_send() == b""
+    assert lean.outbound_flow_control_window == plain.outbound_flow_control_window
+    assert lean.streams[1].outbound_flow_control_window == plain.streams[1].outbound_flow_control_window
+
+
+def test_queue_data_declines_what_h2_must_handle() -> None:
+    _, lean = servers()
+    assert not lean.queue_data(3, b"x")  # no such stream
+    assert not lean.queue_data(1, b"")  # an empty frame: h2's own path
+    assert not lean.queue_data(1, b"x" * 70_000)  # more than the 65,535-byte window
+    assert lean.data_to_send() == b""
+
+
+def test_mutable_buffer_is_copied_before_queuing() -> None:
+    _, lean = servers()
+    buf = bytearray(b"abc")
+    assert lean.queue_data(1, buf)
+    buf[:] = b"XYZ"  # the app reuses its buffer before the writer runs
+    assert lean.data_to_send().endswith(b"abc")
+
+
+def test_partial_reads_and_clearing_cover_queued_frames() -> None:
+    plain, lean = servers()
+    for conn in (plain, lean):
+        conn.send_data(1, b"0123456789")
+    first = lean.data_to_send(5)
+    assert first + lean.data_to_send() == plain.data_to_send()
+    lean.send_data(1, b"dropped")
+    lean.clear_outbound_data_buffer()
+    assert lean.data_to_send() == b""

@@ -418,6 +418,10 @@ async def handle_http(
     except Exception:
         log.exception("%s %s: exception in the app", scope["method"], scope["path"])
         await fail(exchange, server_header)
+    except (SystemExit, KeyboardInterrupt) as exc:  # one request's app must not stop the server
+        what = f"{scope['method']} {scope['path']}"
+        log.error("%s: the app raised %r; answered 500, the server keeps running", what, exc)
+        await fail(exchange, server_header)
     finally:
         if frames is not None:
             frames.finish()

@@ -1,40 +1,55 @@
 """Where the ASGI app's coroutines run: in the server's trio loop, or in asyncio.
 
 Most ASGI apps (Django, anything using asyncio libraries) need an asyncio event
-loop; apps written for trio or anyio can run in the server's own loop, which
-saves two thread hops per message. ``--loop asyncio`` (the default) starts one
-asyncio loop in a thread; each app call is scheduled there, and every
-``receive()``/``send()`` it makes is run as a trio task in the stream's nursery
-with the result posted back to asyncio. The HTTP/2 side never leaves trio.
-Two things keep the hops few: calls to the other thread are queued and share
-one wake-up per batch (:class:`_Hops`), and the message that ends a response
-travels with the news that the app returned, so a small request costs one hop
-each way.
+loop; apps written for trio or anyio can run in trio directly. ``--loop
+asyncio`` (the default) hosts an asyncio loop inside the trio run, on the same
+thread, as Uvicorn and Hypercorn run apps on their own loop: a driver task
+(:meth:`AsyncioRunner.drive`) runs the loop one turn at a time whenever it has
+work, and parks in trio while it has none, woken by the loop's own selector
+(sockets the app opened, other threads' ``call_soon_threadsafe``), by its next
+timer or by new callbacks. No message crosses a thread, so no lock, wake-up
+syscall or GIL hand-over is paid per request. Each ``receive()``/``send()``
+the app makes runs as a trio task in the stream's nursery with its result set
+on an asyncio future; the message that ends a response travels with the news
+that the app returned. As with any single-loop server, an app that blocks its
+event loop (``time.sleep`` in ``async def``) stalls the whole worker until it
+yields.
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
+import contextlib
+import logging
+import selectors
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import sniffio
 import trio
 
 from h2gate.appload import ASGIApp, Message, Receive, Scope, Send
 from h2gate.errors import ClientDisconnected
+
+log = logging.getLogger("h2gate.error")
+
+#: how long close() lets cancelled asyncio tasks (a lifespan that never returned, background work) finish
+CLOSE_TIMEOUT = 5.0
 
 
 class AppRunner:
     """Runs the app natively in trio."""
 
     name = "trio"
-    #: True when the app runs outside the trio thread and each call costs a round trip.
+    #: True when the app runs in another event loop and each call goes through the bridge.
     bridged = False
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+
+    async def drive(self) -> None:
+        """Run whatever loop the app needs, for the life of the server (a task in its root nursery)."""
 
     async def call(
         self,
@@ -53,60 +68,107 @@ class AppRunner:
         """Stop whatever the runner started."""
 
 
-class _Hops:
-    """Calls from one thread to the other, coalesced: one wake-up per batch, not per call.
+def _ignore() -> None:
+    pass
 
-    Every cross-thread wake-up is a syscall and usually a GIL hand-over; with
-    many streams in flight, calls queued while the other side is still busy
-    ride on the wake-up already scheduled. ``post`` appends, and schedules a
-    drain only when none is pending; the drain clears the flag before it
-    empties the queue, so a call appended meanwhile is never stranded.
+
+class _OneTurnSelector(selectors.DefaultSelector):  # type: ignore[misc,valid-type]
+    """The loop's selector: polls without blocking and ends the turn; trio does the waiting.
+
+    asyncio passes ``select()`` the time it would sleep (0 when callbacks are
+    ready, a timer's delay, or None); that figure is kept for the driver.
     """
 
-    __slots__ = ("_pending", "_queue", "_wake")
+    def __init__(self) -> None:
+        super().__init__()
+        self.wanted: float | None = 0.0
+        self.end_turn: Callable[[], None] = _ignore
 
-    def __init__(self, wake: Callable[[Callable[[], None]], object]) -> None:
-        self._queue: deque[tuple[Callable[..., object], tuple[Any, ...]]] = deque()
-        self._pending = False
-        self._wake = wake
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        self.wanted = timeout
+        self.end_turn()
+        return super().select(0)  # type: ignore[no-any-return]
 
-    def post(self, fn: Callable[..., object], *args: Any) -> None:
-        self._queue.append((fn, args))
-        if not self._pending:
-            self._pending = True
-            try:
-                self._wake(self._drain)
-            except BaseException:  # the other side is gone (trio.RunFinishedError)
-                self._pending = False
-                self._queue.clear()
-                raise
 
-    def _drain(self) -> None:
-        self._pending = False
-        queue = self._queue
-        while queue:
-            fn, args = queue.popleft()
-            fn(*args)
+_call_soon = asyncio.SelectorEventLoop.call_soon  # on every scheduled callback: skip super()'s lookup
+_call_at = asyncio.SelectorEventLoop.call_at
+
+
+class HostedLoop(asyncio.SelectorEventLoop):
+    """An asyncio loop turned by a trio task; new callbacks and timers call ``kick``."""
+
+    def __init__(self) -> None:
+        self.turns = _OneTurnSelector()
+        super().__init__(self.turns)
+        self.turns.end_turn = self.stop
+        self.kick: Callable[[], None] = _ignore
+
+    def call_soon(self, callback: Callable[..., object], *args: Any, context: Any = None) -> asyncio.Handle:
+        handle = _call_soon(self, callback, *args, context=context)
+        self.kick()
+        return handle
+
+    def call_at(
+        self, when: float, callback: Callable[..., object], *args: Any, context: Any = None
+    ) -> asyncio.TimerHandle:
+        handle = _call_at(self, when, callback, *args, context=context)
+        self.kick()
+        return handle
+
+    def add_signal_handler(self, sig: int, callback: Callable[..., object], *args: Any) -> None:
+        # asyncio would take over the signal wake-up fd that trio relies on for SIGTERM/SIGHUP.
+        raise RuntimeError("h2gate handles the process's signals itself; an app cannot add asyncio signal handlers")
 
 
 class AsyncioRunner(AppRunner):
-    """Runs the app in an asyncio loop on its own thread."""
+    """Runs the app in an asyncio loop hosted by the trio run (see the module docstring)."""
 
     name = "asyncio"
     bridged = True
 
     def __init__(self, app: ASGIApp) -> None:
         super().__init__(app)
-        self.loop = asyncio.new_event_loop()
-        self._to_asyncio = _Hops(self.loop.call_soon_threadsafe)
-        self._to_trio: _Hops | None = None  # made in the trio thread, on the first call
-        self._token: trio.lowlevel.TrioToken | None = None
-        self._thread = threading.Thread(target=self._run_loop, name="h2gate-asyncio", daemon=True)
-        self._thread.start()
+        self.loop = HostedLoop()
+        self._again = True  # the loop has (or may have) work for another turn
+        self._park: trio.CancelScope | None = None  # set while drive() waits in trio
 
-    def _run_loop(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.loop.run_forever()
+    def _kick(self) -> None:
+        self._again = True
+        park = self._park
+        if park is not None:
+            self._park = None
+            park.cancel()
+
+    async def drive(self) -> None:
+        """Turn the loop whenever it has work; park on its selector and next timer otherwise."""
+        loop, turns = self.loop, self.loop.turns
+        fd = turns.fileno()
+        loop.kick = self._kick
+        try:
+            while True:
+                if self._again or turns.wanted == 0:
+                    await trio.lowlevel.checkpoint()
+                else:
+                    with trio.CancelScope() as park:
+                        if turns.wanted is not None:
+                            park.deadline = trio.current_time() + turns.wanted
+                        self._park = park
+                        await trio.lowlevel.wait_readable(fd)
+                    self._park = None
+                self._again = False
+                # trio marks the whole thread as "trio" for sniffio; app code in
+                # this turn must see asyncio (anyio, httpx and others ask).
+                library, sniffio.thread_local.name = sniffio.thread_local.name, None
+                try:
+                    loop.run_forever()  # one turn: the selector ends it
+                except (SystemExit, KeyboardInterrupt) as exc:
+                    # asyncio lets these out of a task; that task's stream answers for it.
+                    log.debug("the asyncio loop's turn ended early: %r", exc)
+                finally:
+                    sniffio.thread_local.name = library
+        finally:
+            self._park = None
+            loop.kick = _ignore
 
     async def call(
         self,
@@ -118,170 +180,188 @@ class AsyncioRunner(AppRunner):
         local_send: Callable[[Message], bool] | None = None,
         final: Callable[[Message], bool] | None = None,
     ) -> None:
-        """Run the app in asyncio.
+        """Run the app as an asyncio task; this trio task does the I/O it asks for.
 
-        ``first`` is a message the app's first ``receive()`` returns without a
-        round trip; ``local_send(message)`` may handle a message in the asyncio
-        thread (returning True) when that needs no I/O. A message for which
+        ``first`` is a message the app's first ``receive()`` returns at once;
+        ``local_send(message)`` may handle a message on the asyncio side
+        (returning True) when that needs no I/O. A message for which
         ``final(message)`` is true ends the response: the app's ``send()``
-        returns at once and the message goes to trio with the news that the app
-        returned (one thread hop for both, the common case), or on the asyncio
-        loop's next turn if the app keeps running (background work after the
-        response). A failure sending it is raised here once the app is done.
+        returns at once and this task sends it, usually after the app has
+        already returned, so a small request needs no trio task of its own.
+        Any other ``receive()``/``send()`` runs as a trio task in this call's
+        nursery, so an app may wait for a disconnect while it streams. A
+        failure sending a final message is raised once the app is done.
         """
-        loop = self.loop
-        token = trio.lowlevel.current_trio_token()
-        if self._to_trio is None or self._token is not token:
-            self._token, self._to_trio = token, _Hops(token.run_sync_soon)
-        to_trio, to_asyncio = self._to_trio.post, self._to_asyncio.post
-        open_for_calls = True
-        outbox: list[Message] = []  # asyncio side: final messages not yet handed to trio
-        finals: list[Message] = []  # trio side: final messages that came with the app's return
-        errors: list[BaseException] = []  # trio side: failures of final messages sent early
-        early: list[trio.Event] = []  # trio side: final messages being sent while the app runs
-
-        def spawn(future: asyncio.Future[Any], fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...]) -> None:
-            # Runs in the trio thread. Once the app call is over, late calls from
-            # a still-running asyncio task get an error instead of a task.
-            if open_for_calls:
-                nursery.start_soon(_run_and_post, to_asyncio, future, fn, *args)
-            else:
-                to_asyncio(_resolve, future, None, ClientDisconnected("the stream is finished"))
-
-        async def send_early(messages: list[Message], sent: trio.Event) -> None:
-            try:
-                for message in messages:
-                    await send(message)
-            except Exception as exc:
-                errors.append(exc)
-            finally:
-                sent.set()
-
-        def take_early(messages: list[Message]) -> None:  # trio thread
-            if open_for_calls:
-                sent = trio.Event()
-                early.append(sent)
-                nursery.start_soon(send_early, messages, sent)
-            else:
-                finals.extend(messages)
-
-        def flush() -> None:  # asyncio thread
-            if outbox:
-                messages = outbox[:]
-                outbox.clear()
-                to_trio(take_early, messages)
-
-        def bridge(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-            async def in_asyncio(*args: Any) -> Any:
-                flush()  # keep the order of messages
-                future: asyncio.Future[Any] = loop.create_future()
-                to_trio(spawn, future, fn, args)
-                return await future
-
-            return in_asyncio
-
-        def finish(messages: list[Message]) -> None:  # trio thread
-            finals.extend(messages)
-            done.set()
-
-        def app_returned(_task: object) -> None:  # asyncio thread
-            messages = outbox[:]
-            outbox.clear()
-            try:
-                to_trio(finish, messages)
-            except trio.RunFinishedError:
-                pass  # the server is gone; nobody waits for this call any more
-
-        def start_app() -> None:  # asyncio thread
-            task = loop.create_task(self.app(scope, app_receive, app_send))
-            task.add_done_callback(app_returned)
-            tasks.append(task)
-
-        def cancel_app() -> None:  # asyncio thread
-            for task in tasks:
-                task.cancel()
-
-        async with trio.open_nursery() as nursery:
-            done = trio.Event()
-            remote_receive, remote_send = bridge(receive), bridge(send)
-            prefetched = [first] if first is not None else []
-
-            async def app_receive() -> Message:
-                if prefetched:
-                    return prefetched.pop()
-                return await remote_receive()  # type: ignore[no-any-return]
-
-            async def app_send(message: Message) -> None:
-                if local_send is not None and local_send(message):
-                    return
-                if final is not None and final(message):
-                    outbox.append(message)
-                    if len(outbox) == 1:
-                        loop.call_soon(flush)
-                    return
-                await remote_send(message)
-
-            tasks: list[asyncio.Task[None]] = []
-            to_asyncio(start_app)
-            try:
-                await done.wait()
-                for sent in early:
-                    await sent.wait()
-            except BaseException:
-                to_asyncio(cancel_app)
-                raise
-            finally:
-                open_for_calls = False
-                nursery.cancel_scope.cancel()
-        for message in finals:
-            await send(message)
+        bridge = _Bridge(self, scope, receive, send, first, local_send, final)
+        errors: list[BaseException] = []
+        self.loop.call_soon(bridge.start)
+        try:
+            # Most small requests never ask trio for I/O: no nursery until one does.
+            if not await _pump(bridge, send, errors, None):
+                async with trio.open_nursery() as nursery:
+                    try:
+                        await _pump(bridge, send, errors, nursery)
+                    finally:
+                        bridge.open = False
+                        nursery.cancel_scope.cancel()
+        except BaseException:
+            self.loop.call_soon(bridge.cancel)
+            raise
+        finally:
+            bridge.open = False
         if errors:
             raise errors[0]
-        tasks[0].result()
+        assert bridge.task is not None
+        bridge.task.result()
 
     def close(self) -> None:
-        """Cancel app tasks still pending (e.g. a lifespan that never returned), then stop the loop."""
-
-        async def cancel_pending() -> None:
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in tasks:
+        """After the trio run: cancel app tasks still pending (a lifespan that never returned), then close the loop."""
+        loop = self.loop
+        if loop.is_closed():
+            return
+        with contextlib.suppress(Exception):  # a task that refuses to die must not block exit
+            pending = asyncio.all_tasks(loop)
+            for task in pending:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-        try:
-            asyncio.run_coroutine_threadsafe(cancel_pending(), self.loop).result(timeout=5)
-        except Exception:  # a task that refuses to die must not block exit
-            pass
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(timeout=5)
-        if not self._thread.is_alive():
-            self.loop.close()
+            if pending:
+                loop.run_until_complete(asyncio.wait(pending, timeout=CLOSE_TIMEOUT))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        if not loop.is_running():
+            loop.close()
 
 
-async def _run_and_post(
-    to_asyncio: Callable[..., None],
-    future: asyncio.Future[Message | None],
-    fn: Callable[..., Awaitable[Any]],
-    *args: Any,
+class _Bridge:
+    """One app call's traffic between its asyncio task and the trio task serving it.
+
+    The asyncio side appends to ``outbox`` (messages to send, in order, with
+    the future the app waits on, or None for a final message it need not wait
+    for) or to ``requests`` (other I/O, e.g. ``receive()``, which may wait for
+    as long as the client likes) and sets ``wake``. The trio side
+    (AsyncioRunner.call) sends the outbox itself, one message after the other
+    (each send is bounded: flow control waits end with ``--send-timeout`` or a
+    reset), and runs each request as a task of its own.
+    """
+
+    __slots__ = (
+        "app", "cancelled", "final", "first", "local_send", "loop", "open", "outbox",
+        "receive", "requests", "scope", "send", "task", "wake",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        runner: AsyncioRunner,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        first: Message | None,
+        local_send: Callable[[Message], bool] | None,
+        final: Callable[[Message], bool] | None,
+    ) -> None:
+        self.app, self.loop, self.scope = runner.app, runner.loop, scope
+        self.receive, self.send, self.first, self.local_send, self.final = receive, send, first, local_send, final
+        self.task: asyncio.Task[None] | None = None
+        self.open = True  # the trio side still takes requests
+        self.cancelled = False
+        self.outbox: deque[tuple[Message, asyncio.Future[None] | None]] = deque()
+        self.requests: deque[tuple[asyncio.Future[Any], Callable[..., Awaitable[Any]], tuple[Any, ...]]] = deque()
+        self.wake = trio.Event()
+
+    # asyncio side -------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self.cancelled:
+            return
+        self.task = task = self.loop.create_task(self.app(self.scope, self.app_receive, self.app_send))
+        task.add_done_callback(self._returned)
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        if self.task is not None:
+            self.task.cancel()
+
+    def _returned(self, _task: object) -> None:
+        self.wake.set()  # harmless when nobody waits any more
+
+    async def app_receive(self) -> Message:
+        first = self.first
+        if first is not None:
+            self.first = None
+            return first
+        return await self._remote(self.receive, ())  # type: ignore[no-any-return]
+
+    async def app_send(self, message: Message) -> None:
+        if self.local_send is not None and self.local_send(message):
+            return
+        if not self.open:  # a task the app left running after its call ended
+            raise ClientDisconnected("the stream is finished")
+        if self.final is not None and self.final(message):
+            self.outbox.append((message, None))
+            self.wake.set()
+            return
+        future: asyncio.Future[None] = self.loop.create_future()
+        self.outbox.append((message, future))
+        self.wake.set()
+        await future
+
+    async def _remote(self, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...]) -> Any:
+        if not self.open:  # a task the app left running after its call ended
+            raise ClientDisconnected("the stream is finished")
+        future: asyncio.Future[Any] = self.loop.create_future()
+        self.requests.append((future, fn, args))
+        self.wake.set()
+        return await future
+
+
+async def _pump(bridge: _Bridge, send: Send, errors: list[BaseException], nursery: trio.Nursery | None) -> bool:
+    """Serve the app's traffic until it returns (True), or until it asks for I/O and ``nursery`` is None (False)."""
+    while True:
+        await bridge.wake.wait()
+        bridge.wake = trio.Event()
+        outbox = bridge.outbox
+        while outbox:
+            message, future = outbox.popleft()
+            try:
+                await send(message)
+            except trio.Cancelled:
+                if future is not None and not future.done():
+                    future.set_exception(ConnectionError("the stream was cancelled"))
+                raise
+            except Exception as exc:  # the app's send() raises it; a final message's waits for the end
+                if future is None:
+                    errors.append(exc)
+                elif not future.done():
+                    future.set_exception(exc)
+            else:
+                if future is not None and not future.done():
+                    future.set_result(None)
+        requests = bridge.requests
+        if requests:
+            if nursery is None:
+                bridge.wake.set()  # handled again once the nursery is open
+                return False
+            while requests:
+                nursery.start_soon(_run_and_resolve, *requests.popleft())
+        task = bridge.task
+        if task is not None and task.done() and not bridge.outbox:
+            return True
+
+
+async def _run_and_resolve(
+    future: asyncio.Future[Any], fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...]
 ) -> None:
+    """Trio side of one app request; the asyncio future (same thread) gets the outcome."""
     try:
         result = await fn(*args)
     except trio.Cancelled:
-        to_asyncio(_resolve, future, None, ConnectionError("the stream was cancelled"))
+        if not future.done():
+            future.set_exception(ConnectionError("the stream was cancelled"))
         raise
     except BaseException as exc:  # handed to the app, which owns the error
-        to_asyncio(_resolve, future, None, exc)
+        if not future.done():
+            future.set_exception(exc)
     else:
-        to_asyncio(_resolve, future, result, None)
-
-
-def _resolve(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
-    if future.done():
-        return
-    if exc is not None:
-        future.set_exception(exc)
-    else:
-        future.set_result(result)
+        if not future.done():
+            future.set_result(result)
 
 
 def make_runner(app: ASGIApp, loop: str) -> AppRunner:

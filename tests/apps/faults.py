@@ -41,6 +41,7 @@ FAULTS: dict[str, list[Any]] = {
     "/raise-after-start": [_start(), RuntimeError("boom after start")],
     "/raise-after-body": [_start(), _body(b"partial", more=True), RuntimeError("boom after body")],
     "/no-response": [],
+    "/raise-systemexit": [SystemExit(3)],
     "/return-mid-body": [_start(), _body(b"partial", more=True)],
     "/status-str": [_start("200"), _body(b"x")],
     "/status-99": [_start(99), _body(b"x")],
@@ -113,7 +114,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await send(_body(b"ok"))
         return
     for step in steps:
-        if isinstance(step, Exception):
+        if isinstance(step, BaseException):
             raise type(step)(*step.args)
         await send(step)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import sniffio
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -41,7 +42,15 @@ def guarded(request: HttpRequest) -> HttpResponse:
 
 async def slow(request: HttpRequest) -> JsonResponse:
     await asyncio.sleep(0)
-    return JsonResponse({"async": True, "loop": type(asyncio.get_running_loop()).__name__})
+    loop = asyncio.get_running_loop()
+    # asyncio libraries (and anyio, through sniffio) must see asyncio, not the server's trio
+    return JsonResponse(
+        {
+            "async": True,
+            "asyncio": isinstance(loop, asyncio.AbstractEventLoop),
+            "library": sniffio.current_async_library(),
+        }
+    )
 
 
 def missing(request: HttpRequest, name: str) -> HttpResponse:
