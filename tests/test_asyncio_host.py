@@ -83,3 +83,12 @@ def test_many_concurrent_timer_waits(hosted: ServerProcess) -> None:
     assert all(r.status_code == 200 for r in results)
     assert sorted({r.text for r in results}) == ["45", "asyncio True", "slept", "timed out", "woken from a thread"]
     assert "ERROR" not in hosted.output
+
+
+def test_app_called_inside_the_loop(serve: Callable[..., ServerProcess]) -> None:
+    """Code an app runs when it is called (before its coroutine starts) already sees the running loop."""
+    server = serve("apps.hosted:sync_entry", "--loop", "asyncio", "--lifespan", "off", "--interface", "asgi")
+    with h2c_client() as client:
+        r = client.get(server.url + "/sleep")
+    assert (r.status_code, r.text) == (200, "slept")
+    assert "ERROR" not in server.output

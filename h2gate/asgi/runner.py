@@ -194,7 +194,7 @@ class AsyncioRunner(AppRunner):
         """
         bridge = _Bridge(self, scope, receive, send, first, local_send, final)
         errors: list[BaseException] = []
-        self.loop.call_soon(bridge.start)
+        bridge.start()  # outside a turn: create_task only schedules the first step
         try:
             # Most small requests never ask trio for I/O: no nursery until one does.
             if not await _pump(bridge, send, errors, None):
@@ -271,7 +271,9 @@ class _Bridge:
     def start(self) -> None:
         if self.cancelled:
             return
-        self.task = task = self.loop.create_task(self.app(self.scope, self.app_receive, self.app_send))
+        # The app is called inside the task's first step, in a turn of the loop:
+        # code that runs when it is called (not awaited) may ask for the running loop.
+        self.task = task = self.loop.create_task(_call_app(self.app, self.scope, self.app_receive, self.app_send))
         task.add_done_callback(self._returned)
 
     def cancel(self) -> None:
@@ -310,6 +312,10 @@ class _Bridge:
         self.requests.append((future, fn, args))
         self.wake.set()
         return await future
+
+
+async def _call_app(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+    await app(scope, receive, send)
 
 
 async def _pump(bridge: _Bridge, send: Send, errors: list[BaseException], nursery: trio.Nursery | None) -> bool:

@@ -85,3 +85,14 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await _respond(send, 404, b"no such route")
         return
     await _respond(send, 200, body)
+
+
+class SyncEntry:
+    """An app whose ``__call__`` is a plain method that already needs the running loop."""
+
+    def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        asyncio.get_running_loop()  # raises RuntimeError outside a turn of the loop
+        return app(scope, receive, send)
+
+
+sync_entry = SyncEntry()
