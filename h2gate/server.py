@@ -94,6 +94,13 @@ class Server:
         self.on_stopping: Any = None
 
     async def serve(self) -> None:
+        try:
+            await self._serve()
+        finally:
+            if self.wsgi is not None:
+                self.wsgi.close()  # idle worker threads stop; one stuck in an app is left behind
+
+    async def _serve(self) -> None:
         async with trio.open_nursery() as root:
             root.start_soon(self.runner.drive)
             if self.watch_signals:

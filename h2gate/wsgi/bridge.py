@@ -8,6 +8,7 @@ from typing import Any
 import trio
 
 from h2gate.errors import ClientDisconnected
+from h2gate.wsgi.pool import CANCELLED, STOPPED, current_job
 
 
 def to_trio(afn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
@@ -15,10 +16,16 @@ def to_trio(afn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
 
     The stream being cancelled (connection lost, server shut down) or the
     server being gone surfaces in the app as ClientDisconnected, an OSError.
+    A pool thread hands the call to the task waiting for its job
+    (:mod:`h2gate.wsgi.pool`); any other trio worker thread uses
+    ``trio.from_thread.run``.
     """
+    job = current_job()
+    if job is not None:
+        return job.call(afn, args)
     try:
         return trio.from_thread.run(afn, *args)
     except trio.Cancelled:
-        raise ClientDisconnected("the stream was cancelled (connection lost or server shutting down)") from None
+        raise ClientDisconnected(CANCELLED) from None
     except trio.RunFinishedError:
-        raise ClientDisconnected("the server has stopped") from None
+        raise ClientDisconnected(STOPPED) from None

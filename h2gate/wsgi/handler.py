@@ -1,15 +1,15 @@
-"""Running a WSGI app for one exchange: a worker thread per request, bounded by a CapacityLimiter.
+"""Running a WSGI app for one exchange, in a thread of the :class:`~h2gate.wsgi.pool.WorkerPool`.
 
-The stream's trio task waits in ``trio.to_thread.run_sync`` while the app
-runs in a worker thread. When all ``--threads`` are busy, new streams
-wait for one; streams beyond SETTINGS_MAX_CONCURRENT_STREAMS are refused by h2
-itself. A client reset makes the thread's next read or write raise
+The stream's trio task waits for its job while the app runs in a worker
+thread, and runs the thread's reads and writes for it. When all ``--threads``
+are busy, new streams wait for one, first come first served; streams beyond
+SETTINGS_MAX_CONCURRENT_STREAMS are refused by h2 itself. A client reset makes the thread's next read or write raise
 :class:`~h2gate.errors.ClientDisconnected` (an OSError); a lost connection or
 a shutdown past its grace period cancels the stream task, which the thread
 sees the same way on its next I/O. A thread cannot be interrupted, so a
 cancelled stream stops waiting for it (with a warning): one app stuck in a
 blocking call must not keep the server from shutting down. The thread keeps
-its limiter slot until it really ends.
+its slot in the pool until it really ends.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from h2gate.transport import Transport
 from h2gate.wsgi.environ import build_environ
 from h2gate.wsgi.filewrapper import FileWrapper
 from h2gate.wsgi.input import InputStream
+from h2gate.wsgi.pool import WorkerPool
 from h2gate.wsgi.response import AppMistake, WSGICall
 
 log = logging.getLogger("h2gate.error")
@@ -40,7 +41,7 @@ class WSGIHandler:
 
     def __init__(self, app: Any, config: Config) -> None:
         self.app = app
-        self.limiter = trio.CapacityLimiter(config.threads)
+        self.pool = WorkerPool(config.threads)
         self.root_path = config.root_path
         self.server_header = config.server_header
 
@@ -57,21 +58,24 @@ class WSGIHandler:
         raw_path, _, query = environ["RAW_URI"].partition("?")
         where = f"{method} {raw_path}"
         call = WSGICall(exchange, method == "HEAD", self.server_header)
-        in_thread = True
+        job = None
         try:
             try:
-                await trio.to_thread.run_sync(call.run, self.app, environ, limiter=self.limiter, abandon_on_cancel=True)
+                job = self.pool.submit(call.run, self.app, environ)
+                await job.wait()
             except Exception:
+                job = None  # the app's thread is done (or never started)
                 # A complete response still goes out when only close() failed afterwards.
                 with contextlib.suppress(Exception):
                     await call.send_rest()
                 raise
-            in_thread = False
+            job = None
             await call.send_rest()
         except trio.Cancelled:
-            if not in_thread:
-                raise
-            log.warning("%s: stream cancelled while the app's thread still runs; the thread is left to finish", where)
+            if job is not None and job.started:  # not for a call still queued: it is dropped
+                log.warning(
+                    "%s: stream cancelled while the app's thread still runs; the thread is left to finish", where
+                )
             raise
         except ClientDisconnected:
             log.debug("stream %d: client went away during %s", exchange.stream_id, where)
@@ -81,9 +85,16 @@ class WSGIHandler:
         except Exception:
             log.exception("%s: exception in the app", where)
             await self._fail(exchange)
+        except (SystemExit, KeyboardInterrupt) as exc:  # from the app's thread: one request must not stop the server
+            log.error("%s: the app raised %r; answered 500, the server keeps running", where, exc)
+            await self._fail(exchange)
         finally:
             scope = {"method": method, "raw_path": raw_path.encode("latin-1"), "query_string": query.encode("latin-1")}
             access_log(transport, scope, exchange, time.perf_counter() - started)
+
+    def close(self) -> None:
+        """Once the server has stopped: let the idle worker threads go (busy ones end with their app call)."""
+        self.pool.close()
 
     async def _fail(self, exchange: Exchange) -> None:
         if not exchange.response_ended:  # a failing close() after a complete response changes nothing
