@@ -51,3 +51,15 @@ def test_fairness_script_runs_all_modes() -> None:
     for mode in ("alone", "download", "priority"):
         line = next(line for line in out.splitlines() if line.split()[:2] == ["h2gate-trio", mode])
         assert "small p50" in line and "failed" not in line
+
+
+def test_cpu_script_prints_a_median_per_server() -> None:
+    out = run_script(
+        "bench/cpu.py", "--servers", "h2gate-trio,h2gate-asyncio", "--rounds", "2",
+        "--requests", "300", "--warmup", "50", "--duration", "30",
+    )  # fmt: skip
+    lines = out.splitlines()
+    assert sum(line.strip().startswith("round ") and line.endswith(" us") for line in lines) == 4
+    medians = [line.split() for line in lines[lines.index("median:") + 1 :]]
+    assert [m[0] for m in medians] == ["h2gate-trio", "h2gate-asyncio"]
+    assert all(float(m[1]) > 0 and m[2:5] == ["us", "per", "request"] for m in medians)

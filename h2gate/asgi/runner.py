@@ -187,10 +187,11 @@ class AsyncioRunner(AppRunner):
         (returning True) when that needs no I/O. A message for which
         ``final(message)`` is true ends the response: the app's ``send()``
         returns at once and this task sends it, usually after the app has
-        already returned, so a small request needs no trio task of its own.
-        Any other ``receive()``/``send()`` runs as a trio task in this call's
-        nursery, so an app may wait for a disconnect while it streams. A
-        failure sending a final message is raised once the app is done.
+        already returned. Other sends are made by this task too, in order,
+        while the app waits on a future; each ``receive()`` that needs I/O
+        runs as a trio task in a nursery opened for it, so an app may wait for
+        a disconnect while it streams. A failure sending a final message is
+        raised once the app is done.
         """
         bridge = _Bridge(self, scope, receive, send, first, local_send, final)
         errors: list[BaseException] = []
@@ -243,7 +244,7 @@ class _Bridge:
     """
 
     __slots__ = (
-        "app", "cancelled", "final", "first", "local_send", "loop", "open", "outbox",
+        "app", "final", "first", "local_send", "loop", "open", "outbox",
         "receive", "requests", "scope", "send", "task", "wake",
     )  # fmt: skip
 
@@ -261,7 +262,6 @@ class _Bridge:
         self.receive, self.send, self.first, self.local_send, self.final = receive, send, first, local_send, final
         self.task: asyncio.Task[None] | None = None
         self.open = True  # the trio side still takes requests
-        self.cancelled = False
         self.outbox: deque[tuple[Message, asyncio.Future[None] | None]] = deque()
         self.requests: deque[tuple[asyncio.Future[Any], Callable[..., Awaitable[Any]], tuple[Any, ...]]] = deque()
         self.wake = trio.Event()
@@ -269,15 +269,12 @@ class _Bridge:
     # asyncio side -------------------------------------------------------------------
 
     def start(self) -> None:
-        if self.cancelled:
-            return
         # The app is called inside the task's first step, in a turn of the loop:
         # code that runs when it is called (not awaited) may ask for the running loop.
         self.task = task = self.loop.create_task(_call_app(self.app, self.scope, self.app_receive, self.app_send))
         task.add_done_callback(self._returned)
 
     def cancel(self) -> None:
-        self.cancelled = True
         if self.task is not None:
             self.task.cancel()
 
