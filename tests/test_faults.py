@@ -164,6 +164,7 @@ def test_invalid_message_before_headers_is_500(faults: ServerProcess, path: str)
 MISTAKES_AFTER_BODY = {
     "/body-str-after-body": (b"partial", r"body must be bytes, not str"),
     "/cl-longer-streamed": (b"abc", r"longer than its content-length \(5\)"),
+    "/cl-longer-mid-chunk": (b"abcde", r"longer than its content-length \(7\)"),
     "/cl-shorter-streamed": (b"abc", r"ended after 5 bytes, short of its content-length \(10\)"),
 }
 

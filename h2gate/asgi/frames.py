@@ -34,7 +34,8 @@ from hyperframe.exceptions import HyperframeError
 from hyperframe.frame import ContinuationFrame, DataFrame, Frame, HeadersFrame, PushPromiseFrame
 
 from h2gate.appload import Message, Scope
-from h2gate.asgi.http import AppMistake, HTTPCycle
+from h2gate.asgi.http import HTTPCycle
+from h2gate.asgi.http_response import AppMistake
 from h2gate.binds import parse_bind
 from h2gate.config import Config
 from h2gate.errors import ClientDisconnected, StartupError

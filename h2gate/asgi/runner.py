@@ -245,7 +245,7 @@ class _Bridge:
 
     __slots__ = (
         "app", "final", "first", "local_send", "loop", "open", "outbox",
-        "receive", "requests", "scope", "send", "task", "wake",
+        "receive", "requests", "scope", "send", "sending", "task", "wake",
     )  # fmt: skip
 
     def __init__(
@@ -262,6 +262,7 @@ class _Bridge:
         self.receive, self.send, self.first, self.local_send, self.final = receive, send, first, local_send, final
         self.task: asyncio.Task[None] | None = None
         self.open = True  # the trio side still takes requests
+        self.sending = False  # the trio side is sending a message from the outbox
         self.outbox: deque[tuple[Message, asyncio.Future[None] | None]] = deque()
         self.requests: deque[tuple[asyncio.Future[Any], Callable[..., Awaitable[Any]], tuple[Any, ...]]] = deque()
         self.wake = trio.Event()
@@ -289,7 +290,8 @@ class _Bridge:
         return await self._remote(self.receive, ())  # type: ignore[no-any-return]
 
     async def app_send(self, message: Message) -> None:
-        if self.local_send is not None and self.local_send(message):
+        # local_send may queue body bytes itself: only when no earlier message is still on its way.
+        if self.local_send is not None and not self.outbox and not self.sending and self.local_send(message):
             return
         if not self.open:  # a task the app left running after its call ended
             raise ClientDisconnected("the stream is finished")
@@ -323,6 +325,7 @@ async def _pump(bridge: _Bridge, send: Send, errors: list[BaseException], nurser
         outbox = bridge.outbox
         while outbox:
             message, future = outbox.popleft()
+            bridge.sending = True
             try:
                 await send(message)
             except trio.Cancelled:
@@ -337,6 +340,8 @@ async def _pump(bridge: _Bridge, send: Send, errors: list[BaseException], nurser
             else:
                 if future is not None and not future.done():
                     future.set_result(None)
+            finally:
+                bridge.sending = False
         requests = bridge.requests
         if requests:
             if nursery is None:

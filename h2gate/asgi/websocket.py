@@ -66,7 +66,7 @@ from wsproto.events import BytesMessage, CloseConnection, Event, Ping, TextMessa
 from wsproto.utilities import LocalProtocolError
 
 from h2gate.appload import Message, Scope
-from h2gate.asgi.http import AppMistake
+from h2gate.asgi.http_response import AppMistake
 from h2gate.asgi.runner import AppRunner
 from h2gate.asgi.ws_channels import READ_SIZE, Channel, H1Channel, H2Channel
 from h2gate.asgi.ws_scope import connect_protocol, deflate_for, websocket_scope

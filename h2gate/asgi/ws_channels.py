@@ -18,7 +18,7 @@ from h2.exceptions import StreamClosedError
 from wsproto.utilities import generate_accept_token
 
 from h2gate.appload import Message
-from h2gate.asgi.http import AppMistake, _Response
+from h2gate.asgi.http_response import AppMistake, HTTPResponse
 from h2gate.errors import ClientDisconnected
 from h2gate.exchange import Exchange, Headers
 from h2gate.negotiate import WebSocketUpgrade
@@ -56,7 +56,7 @@ class H2Channel:
     def __init__(self, exchange: Exchange, server_header: bool) -> None:
         self.exchange = exchange
         self.server_header = server_header
-        self.denial = _Response(exchange, head=False, server_header=server_header)
+        self.denial = HTTPResponse(exchange, head=False, server_header=server_header)
 
     @property
     def status(self) -> int:

@@ -86,6 +86,14 @@ FAULTS: dict[str, list[Any]] = {
         _body(b"abc", more=True),
         _body(b"def"),
     ],
+    # a middle chunk over the length: streamed chunks after the first may skip the trip through trio
+    "/cl-longer-mid-chunk": [
+        _start(200, [(b"content-length", b"7")]),
+        _body(b"abc", more=True),
+        _body(b"de", more=True),
+        _body(b"fgh", more=True),
+        _body(b""),
+    ],
     "/cl-shorter": [_start(200, [(b"content-length", b"10")]), _body(b"abc")],
     "/cl-shorter-streamed": [
         _start(200, [(b"content-length", b"10")]),
