@@ -11,6 +11,7 @@ import httpx
 from tests.conftest import ServerProcess, h2c_client
 
 PID_APP = '''
+import asyncio
 import os
 import time
 
@@ -27,7 +28,10 @@ async def app(scope, receive, send):
                 return
     if scope["path"] == "/block":
         open(os.path.join(os.path.dirname(__file__), "blocked"), "w").close()
-        time.sleep(60)  # blocks the worker's event loop (with --loop trio): it cannot stop by itself
+        time.sleep(60)  # blocks the worker's event loop (trio's or the hosted asyncio one): it cannot stop by itself
+    if scope["path"] == "/hang":
+        open(os.path.join(os.path.dirname(__file__), "blocked"), "w").close()
+        await asyncio.sleep(60)  # a request in flight that the worker keeps waiting for
     body = f"{{VERSION}} {{os.getpid()}}".encode()
     await send({{"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]}})
     await send({{"type": "http.response.body", "body": body}})

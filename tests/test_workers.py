@@ -171,8 +171,10 @@ def test_max_requests_replaces_the_worker_without_failures(serve, app_dir: Path)
     assert server.stop() == 0
 
 
-def test_sigterm_kills_a_worker_that_does_not_stop(serve, app_dir: Path) -> None:
-    server = start(serve, app_dir, "--supervise", "--loop", "trio", "--graceful-timeout", "0.5")
+@pytest.mark.parametrize("loop", ["trio", "asyncio"])
+def test_sigterm_kills_a_worker_that_does_not_stop(serve, app_dir: Path, loop: str) -> None:
+    """An app blocking its event loop (time.sleep in async code) cannot hold up a supervised shutdown."""
+    server = start(serve, app_dir, "--supervise", "--loop", loop, "--graceful-timeout", "0.5")
     stuck = threading.Thread(target=_ignore_errors, args=(server.url + "/block",), daemon=True)
     stuck.start()
     wait_until((app_dir / "blocked").exists, what="the request to block the worker")
@@ -236,9 +238,9 @@ def _alive(pid: int) -> bool:
 
 def test_second_sigint_makes_the_workers_exit_at_once(serve, app_dir: Path) -> None:
     server = serve(APP, "--app-dir", str(app_dir), "--supervise")  # default grace period: 30 s
-    stuck = threading.Thread(target=_ignore_errors, args=(server.url + "/block",), daemon=True)
+    stuck = threading.Thread(target=_ignore_errors, args=(server.url + "/hang",), daemon=True)
     stuck.start()
-    wait_until((app_dir / "blocked").exists, what="the request to block the app")
+    wait_until((app_dir / "blocked").exists, what="the request that keeps the worker waiting")
     server.send_signal(signal.SIGINT)
     server.wait_for_log("received SIGINT: stopping 1 worker")
     server.wait_for_log("shutting down: 1 connection")  # the worker waits for the request
