@@ -28,6 +28,20 @@ class AppMistake(RuntimeError):
     """The app sent a message that breaks the ASGI spec; the text names the mistake."""
 
 
+def byte_pairs(items: Iterable[Any], what: str) -> Headers:
+    """The app's header items as (name, value) byte pairs; AppMistake names the first that is not one."""
+    pairs = []
+    for item in items:
+        try:
+            name, value = item
+        except (TypeError, ValueError):
+            raise AppMistake(f"{what} {item!r} is not a [name, value] pair") from None
+        if not isinstance(name, bytes) or not isinstance(value, bytes):
+            raise AppMistake(f"{what} {item!r} must be a pair of byte strings")
+        pairs.append((name, value))
+    return pairs
+
+
 class HTTPResponse:
     """Turns ASGI send() messages into HEADERS/DATA on the exchange."""
 
@@ -61,17 +75,8 @@ class HTTPResponse:
             items = list(raw)
         except TypeError:
             raise AppMistake("http.response.start headers must be an iterable of [name, value] pairs") from None
-        pairs = []
-        for item in items:
-            try:
-                name, value = item
-            except (TypeError, ValueError):
-                raise AppMistake(f"response header {item!r} is not a [name, value] pair") from None
-            if not isinstance(name, bytes) or not isinstance(value, bytes):
-                raise AppMistake(f"response header {item!r} must be a pair of byte strings")
-            pairs.append((name, value))
         try:
-            out, length = prepare_headers(pairs, self.server_header, trailer=trailer)
+            out, length = prepare_headers(byte_pairs(items, "response header"), self.server_header, trailer=trailer)
         except HeaderError as exc:
             raise AppMistake(str(exc)) from None
         if not trailer:

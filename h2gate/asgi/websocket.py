@@ -66,7 +66,7 @@ from wsproto.events import BytesMessage, CloseConnection, Event, Ping, TextMessa
 from wsproto.utilities import LocalProtocolError
 
 from h2gate.appload import Message, Scope
-from h2gate.asgi.http_response import AppMistake
+from h2gate.asgi.http_response import AppMistake, byte_pairs
 from h2gate.asgi.runner import AppRunner
 from h2gate.asgi.ws_channels import READ_SIZE, Channel, H1Channel, H2Channel
 from h2gate.asgi.ws_scope import connect_protocol, deflate_for, websocket_scope
@@ -320,15 +320,8 @@ class WebSocketSession:
     async def _accept(self, message: Message) -> None:
         if self.accepted or self.denying or self.denied:
             raise AppMistake("websocket.accept after the handshake was answered")
-        headers: Headers = []
-        for item in message.get("headers") or []:
-            try:
-                name, value = item
-            except (TypeError, ValueError):
-                raise AppMistake(f"websocket.accept header {item!r} is not a [name, value] pair") from None
-            if not isinstance(name, bytes) or not isinstance(value, bytes):
-                raise AppMistake(f"websocket.accept header {item!r} must be a pair of byte strings")
-            headers.append((name.lower(), value))
+        given = byte_pairs(message.get("headers") or [], "websocket.accept header")
+        headers = [(name.lower(), value) for name, value in given]
         subprotocol = message.get("subprotocol")
         if subprotocol is not None:
             headers = [h for h in headers if h[0] != b"sec-websocket-protocol"]
