@@ -321,8 +321,9 @@ class Connection(PeerErrors, Guards):
     def _on_request(self, event: h2.events.RequestReceived) -> None:
         stream_id = event.stream_id
         if not self._accept_streams and stream_id > self._last_stream_id:
-            self.h2.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
-            metrics.recorder.stream_reset("server", ErrorCodes.REFUSED_STREAM)
+            # Sent before our final GOAWAY arrived; the client retries it (RFC 9113 §6.8).
+            # Ignored as nghttp2 does: httpx fails a reset read along with the GOAWAY.
+            log.debug("stream %d from %s after the final GOAWAY: ignored", stream_id, self.peer_text)
             return
         if self._open_streams() >= self.config.max_concurrent_streams:
             log.info(

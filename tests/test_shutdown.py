@@ -123,3 +123,34 @@ def test_idle_connection_closed_after_keep_alive_timeout(serve, make_request: bo
     assert client.goaways == [GoAway(1 if make_request else 0, 0, b"")]
     assert server.proc.poll() is None  # only the connection was closed, not the server
     assert no_errors(server.output) == []
+
+
+@pytest.mark.timeout(40)
+def test_stream_opened_after_the_final_goaway_is_ignored_not_reset(serve) -> None:
+    """A request already on the wire when the final GOAWAY left is left unanswered (RFC 9113 §6.8).
+    A RST_STREAM read together with the GOAWAY makes httpx fail the request instead of retrying it."""
+    from hyperframe.frame import GoAwayFrame
+
+    from tests.conformance.frames import Peer, describe
+
+    server = serve(APP)
+    key = uuid.uuid4().hex
+    peer = Peer("h2c", server.port)
+    try:
+        busy = peer.request(f"/sleep?key={key}&seconds=1.5")
+        server.wait_for_log(f"flow-app: {key} sleeping")
+        server.send_signal(signal.SIGTERM)
+        first = peer.wait_for(lambda f: isinstance(f, GoAwayFrame))
+        assert first.last_stream_id == MAX_STREAM_ID
+        final = peer.wait_for(lambda f: isinstance(f, GoAwayFrame))
+        assert final.last_stream_id == busy
+        late = peer.request("/hello")  # as if sent before the final GOAWAY arrived
+        headers, body = peer.expect_response(busy, timeout=10)
+        assert headers[b":status"] == b"200" and body == b"slept"
+        peer.expect_closed(10)
+    finally:
+        peer.close()
+    assert late > final.last_stream_id
+    on_late = [f for f in peer.frames if f.stream_id == late]
+    assert on_late == [], describe(on_late)
+    assert exit_code(server, 15) == 0
