@@ -10,7 +10,7 @@ import httpx
 
 from tests.conftest import ServerProcess, h2c_client
 
-PID_APP = '''
+PID_APP = """
 import asyncio
 import os
 import time
@@ -35,7 +35,7 @@ async def app(scope, receive, send):
     body = f"{{VERSION}} {{os.getpid()}}".encode()
     await send({{"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]}})
     await send({{"type": "http.response.body", "body": body}})
-'''
+"""
 
 
 def write_app(directory: Path, version: str = "v1", *, broken: bool = False) -> Path:

@@ -55,7 +55,6 @@ def test_wsgi_close_failure_after_a_complete_response(serve) -> None:
     server.wait_for_log(r"GET /close-fails: exception in the app")
 
 
-
 @pytest.mark.parametrize("loop", ["asyncio", "trio"])
 def test_goaway_with_an_error_right_after_requests(serve, loop: str) -> None:
     """A client that sends requests and a GOAWAY PROTOCOL_ERROR in one write leaves nothing at ERROR.
