@@ -20,7 +20,7 @@ import trio.testing
 
 from h2gate.errors import ClientDisconnected
 from h2gate.wsgi import pool as pool_module
-from h2gate.wsgi.bridge import to_trio
+from h2gate.wsgi.bridge import to_trio, to_trio_behind
 from h2gate.wsgi.pool import WorkerPool
 from tests.conftest import h2c_client
 from tests.h2raw import RawH2
@@ -294,6 +294,98 @@ def test_results_exceptions_and_calls_cross_as_before(pool: Any) -> None:
             await p.run(fails)
 
     trio.run(main)
+
+
+def test_calls_behind_keep_their_order_and_the_thread_runs_ahead(pool: Any) -> None:
+    """Body chunks handed over behind are taken in order, after nothing and before a later call."""
+    p = pool(1)
+    taken: list[int] = []
+    gate = trio.Event()
+    ahead: list[int] = []
+
+    async def take(n: int) -> None:
+        if n == 0:
+            await gate.wait()  # the stream task is held up on the first chunk
+        taken.append(n)
+
+    async def last() -> list[int]:
+        return list(taken)
+
+    def app() -> list[int]:
+        for n in range(3):
+            to_trio_behind(take, n, size=1)
+            ahead.append(n)  # returned at once, while chunk 0 is still being taken
+        return to_trio(last)  # waits for everything handed over before it
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            result: list[Any] = []
+
+            async def stream() -> None:
+                result.append(await p.run(app))
+
+            nursery.start_soon(stream)
+            await until(lambda: ahead == [0, 1, 2], "the thread to run ahead of its chunks")
+            assert taken == []
+            gate.set()
+        assert result == [[0, 1, 2]]
+
+    trio.run(main)
+
+
+def test_the_thread_waits_once_too_much_is_behind(pool: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pool_module, "BEHIND_BYTES", 100)
+    p = pool(1)
+    handed: list[int] = []
+    gate = trio.Event()
+
+    async def take(n: int) -> None:
+        await gate.wait()
+
+    def app() -> None:
+        for n in range(4):
+            to_trio_behind(take, n, size=60)
+            handed.append(n)
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(p.run, app)
+            # 0 and 1 (120 bytes) are over the 100-byte budget: the third call waits for the first.
+            await until(lambda: handed == [0, 1], "two chunks handed over")
+            await trio.sleep(0.2)
+            assert handed == [0, 1]
+            gate.set()
+        assert handed == [0, 1, 2, 3]
+
+    trio.run(main)
+
+
+def test_a_failed_call_behind_is_raised_by_the_next_call(pool: Any) -> None:
+    p = pool(1)
+    taken: list[int] = []
+
+    async def take(n: int) -> None:
+        if n == 1:
+            raise ClientDisconnected("stream 1 is closed")
+        taken.append(n)
+
+    async def noop() -> None:
+        pass
+
+    def app() -> str:
+        for n in range(3):
+            to_trio_behind(take, n, size=1)
+        try:
+            to_trio(noop)
+        except ClientDisconnected as exc:
+            return f"raised: {exc}"
+        return "not raised"
+
+    async def main() -> None:
+        assert await p.run(app) == "raised: stream 1 is closed"
+
+    trio.run(main)
+    assert taken == [0]  # chunk 2 is not sent after the gap chunk 1 left
 
 
 def test_to_trio_outside_the_pool_uses_from_thread() -> None:

@@ -29,3 +29,16 @@ def to_trio(afn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
         raise ClientDisconnected(CANCELLED) from None
     except trio.RunFinishedError:
         raise ClientDisconnected(STOPPED) from None
+
+
+def to_trio_behind(afn: Callable[..., Awaitable[Any]], *args: Any, size: int) -> None:
+    """Like :func:`to_trio` for ``size`` body bytes, without waiting for them to be taken.
+
+    A pool thread goes on with the app (see :meth:`h2gate.wsgi.pool.Job.call_behind`);
+    a failure is raised by its next call. Other threads wait as with to_trio.
+    """
+    job = current_job()
+    if job is not None:
+        job.call_behind(afn, args, size)
+    else:
+        to_trio(afn, *args)

@@ -15,6 +15,11 @@ for small requests that was most of a WSGI request's cost. Here:
   request's coroutine function *in its own task* and hands the outcome back.
   So a cancelled stream cancels that I/O too, and the thread sees
   :class:`ClientDisconnected` (an OSError), never a hang.
+* Body chunks may be handed over *behind* (:meth:`Job.call_behind`): the
+  thread goes on with the app while the stream task queues them, in order,
+  and waits only once more than ``BEHIND_BYTES`` are not yet taken; a failure
+  is raised at the thread's next call. With one stream the two threads no
+  longer take turns per chunk.
 * A thread cannot be interrupted. A stream task cancelled while its job runs
   abandons the job: a pending or later request of that thread is answered with
   ClientDisconnected at once, the job's result is dropped, and the thread keeps
@@ -38,6 +43,8 @@ from h2gate.errors import ClientDisconnected
 
 CANCELLED = "the stream was cancelled (connection lost or server shutting down)"
 STOPPED = "the server has stopped"
+#: Body bytes a thread may have handed over behind (see Job.call_behind) before it waits.
+BEHIND_BYTES = 256 * 1024
 
 
 class _Here(threading.local):
@@ -55,10 +62,10 @@ def current_job() -> Job | None:
 class _Request:
     """One call from an app thread into its stream's trio task, and its answer."""
 
-    __slots__ = ("afn", "answer", "args", "waiter")
+    __slots__ = ("afn", "answer", "args", "behind", "waiter")
 
-    def __init__(self, afn: Callable[..., Awaitable[Any]], args: tuple[Any, ...]) -> None:
-        self.afn, self.args = afn, args
+    def __init__(self, afn: Callable[..., Awaitable[Any]], args: tuple[Any, ...], behind: bool = False) -> None:
+        self.afn, self.args, self.behind = afn, args, behind
         self.answer: outcome.Outcome[Any] | None = None
         self.waiter = threading.Lock()
         self.waiter.acquire()  # released once ``answer`` is set
@@ -105,17 +112,22 @@ class _Wakes:
 class Job:
     """One app call: written by its worker thread, awaited by its stream's trio task (:meth:`wait`)."""
 
-    __slots__ = ("abandoned", "args", "fn", "lock", "parked", "request", "result", "started", "task", "wakes")
+    __slots__ = (
+        "abandoned", "args", "behind", "behind_bytes", "fn", "lock", "parked", "requests", "result", "started",
+        "task", "wakes",
+    )  # fmt: skip
 
     def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...], wakes: _Wakes) -> None:
         self.fn, self.args, self.wakes = fn, args, wakes
         self.task = trio.lowlevel.current_task()
-        self.lock = threading.Lock()  # orders ``abandoned`` against ``request`` and ``result``
+        self.lock = threading.Lock()  # orders ``abandoned`` against ``requests`` and ``result``
         self.abandoned = False
         self.started = False  # a worker thread took it (and so runs it to the end)
         self.parked = False  # trio side only: the task waits in wait_task_rescheduled
-        self.request: _Request | None = None
+        self.requests: deque[_Request] = deque()  # posted by the thread, served in order by the task
         self.result: outcome.Outcome[Any] | None = None
+        self.behind: deque[tuple[_Request, int]] = deque()  # thread side: handed over, answer not yet read
+        self.behind_bytes = 0
 
     # -- worker thread side ------------------------------------------------------------
 
@@ -126,22 +138,61 @@ class Job:
             return self.started
 
     def call(self, afn: Callable[..., Awaitable[Any]], args: tuple[Any, ...]) -> Any:
-        """Run ``afn(*args)`` in the stream's task and return its result; raises ClientDisconnected if gone."""
-        request = _Request(afn, args)
+        """Run ``afn(*args)`` in the stream's task and return its result; raises ClientDisconnected if gone.
+
+        A failure of an earlier :meth:`call_behind` is raised instead, first.
+        """
+        request = self._post(afn, args)
+        request.waiter.acquire()
+        self._settle(0)  # all answered by now: they were served first
+        assert request.answer is not None
+        return request.answer.unwrap()
+
+    def call_behind(self, afn: Callable[..., Awaitable[Any]], args: tuple[Any, ...], size: int) -> None:
+        """Hand ``afn(*args)`` (``size`` body bytes) to the stream's task without waiting for it.
+
+        Waits only while more than BEHIND_BYTES handed over this way are still
+        untaken. Raises the first failure among them (the call that failed is
+        not repeated), or ClientDisconnected if the stream is gone.
+        """
+        self._settle(BEHIND_BYTES)
+        request = self._post(afn, args, behind=True)
+        self.behind.append((request, size))
+        self.behind_bytes += size
+
+    def _post(self, afn: Callable[..., Awaitable[Any]], args: tuple[Any, ...], behind: bool = False) -> _Request:
+        request = _Request(afn, args, behind)
         with self.lock:
             if self.abandoned:
                 raise ClientDisconnected(CANCELLED)
-            self.request = request
+            self.requests.append(request)
         try:
             self.wakes.post(self)
         except trio.RunFinishedError:
             with self.lock:
-                if self.request is request:
-                    self.request = None
+                if request in self.requests:
+                    self.requests.remove(request)
             raise ClientDisconnected(STOPPED) from None
-        request.waiter.acquire()
-        assert request.answer is not None
-        return request.answer.unwrap()
+        return request
+
+    def _settle(self, limit: int) -> None:
+        """Read the answers to calls handed over behind, waiting until at most ``limit`` bytes are untaken."""
+        behind = self.behind
+        while behind:
+            request, size = behind[0]
+            if request.answer is None:
+                if self.behind_bytes <= limit:
+                    return
+                request.waiter.acquire()
+            behind.popleft()
+            self.behind_bytes -= size
+            assert request.answer is not None
+            if isinstance(request.answer, outcome.Error):
+                for rest, _ in behind:  # not run (the task answers them with the same error)
+                    rest.waiter.acquire()
+                behind.clear()
+                self.behind_bytes = 0
+                request.answer.unwrap()
 
     def finish(self, result: outcome.Outcome[Any]) -> None:
         """The app call is over: hand its outcome to the stream task, or drop it if that has gone."""
@@ -168,14 +219,23 @@ class Job:
     async def wait(self) -> Any:
         """Serve the thread's requests until the app call ends; its result or exception is passed on."""
         try:
+            requests = self.requests
+            failed: outcome.Error | None = None  # of a call behind: later ones must not leave a gap
             while True:
-                request = self.request
-                if request is not None:
-                    try:
-                        answer: outcome.Outcome[Any] = outcome.Value(await request.afn(*request.args))
-                    except Exception as exc:
-                        answer = outcome.Error(exc)
-                    self.request = None
+                if requests:
+                    request = requests[0]
+                    answer: outcome.Outcome[Any]
+                    if request.behind and failed is not None:
+                        answer = failed
+                    else:
+                        try:
+                            answer = outcome.Value(await request.afn(*request.args))
+                        except Exception as exc:
+                            answer = outcome.Error(exc)
+                            if request.behind:
+                                failed = answer
+                    if requests and requests[0] is request:
+                        requests.popleft()
                     request.reply(answer)
                 elif self.result is not None:
                     return self.result.unwrap()
@@ -191,8 +251,9 @@ class Job:
         """The stream task stops waiting: answer the thread's pending request, refuse later ones."""
         with self.lock:
             self.abandoned = True
-            request, self.request = self.request, None
-        if request is not None:
+            pending = list(self.requests)
+            self.requests.clear()
+        for request in pending:
             request.reply(outcome.Error(ClientDisconnected(CANCELLED)))
 
 

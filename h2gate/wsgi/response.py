@@ -3,10 +3,13 @@
 The HEADERS frame waits for the first non-empty body chunk (or the end of an
 empty body), so ``start_response`` can still be replaced with ``exc_info``
 until then, and a small response leaves as HEADERS + DATA(END_STREAM).
-Every chunk is handed to the trio side with :func:`~h2gate.wsgi.bridge.to_trio`,
-which returns only once the bytes fit in the client's flow-control windows:
-that is what blocks ``write()`` and the body iteration of a fast app talking
-to a slow client. The last piece (with END_STREAM) is the exception: it is
+The first chunk (with the HEADERS) is handed to the trio side with
+:func:`~h2gate.wsgi.bridge.to_trio`, which returns once the bytes fit in the
+client's flow-control windows; the middle ones with ``to_trio_behind``, which
+lets the app's thread go on until ``BEHIND_BYTES`` (256 KiB) are handed over
+but not yet taken (:mod:`h2gate.wsgi.pool`). Either way a fast app talking to
+a slow client is blocked in ``write()`` or its body iteration with a bounded
+amount of its body held by the server. The last piece (with END_STREAM) is the exception: it is
 kept in ``rest`` and sent by the stream's trio task once the app's thread has
 returned, so a small response costs one thread round trip, not two.
 """
@@ -24,7 +27,7 @@ from h2gate.errors import ClientDisconnected
 from h2gate.exchange import Exchange, Headers
 from h2gate.filebody import FileBodyError, FileSpan, stream_file
 from h2gate.response import HeaderError, prepare_headers
-from h2gate.wsgi.bridge import to_trio
+from h2gate.wsgi.bridge import to_trio, to_trio_behind
 from h2gate.wsgi.filewrapper import FileWrapper
 
 _STATUS = re.compile(r"([0-9]{3})(?: [^\r\n\0]*)?")
@@ -178,8 +181,10 @@ class WSGICall:
         if end:
             self.finished = True
             self.rest = (headers, data, end)
-        elif data:
+        elif headers is not None:  # the first chunk: header mistakes are raised here, to the app
             to_trio(self._emit, headers, data, end)
+        elif data:  # a middle chunk: the thread goes on while it is queued
+            to_trio_behind(self._emit, None, data, False, size=len(data))
 
     async def send_rest(self) -> None:
         """In the trio thread, once the app's thread is done: the response's last piece, if any."""
