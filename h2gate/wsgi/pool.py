@@ -248,7 +248,7 @@ class Job:
             raise
 
     def abandon(self) -> None:
-        """The stream task stops waiting: answer the thread's pending request, refuse later ones."""
+        """The stream task stops waiting: answer the thread's pending requests, refuse later ones."""
         with self.lock:
             self.abandoned = True
             pending = list(self.requests)

@@ -8,8 +8,8 @@ The first chunk (with the HEADERS) is handed to the trio side with
 client's flow-control windows; the middle ones with ``to_trio_behind``, which
 lets the app's thread go on until ``BEHIND_BYTES`` (256 KiB) are handed over
 but not yet taken (:mod:`h2gate.wsgi.pool`). Either way a fast app talking to
-a slow client is blocked in ``write()`` or its body iteration with a bounded
-amount of its body held by the server. The last piece (with END_STREAM) is the exception: it is
+a slow client is blocked in ``write()`` or its body iteration, with a bounded
+amount of its body held by the server. The last piece (with END_STREAM) is
 kept in ``rest`` and sent by the stream's trio task once the app's thread has
 returned, so a small response costs one thread round trip, not two.
 """
