@@ -120,6 +120,20 @@ class HostedLoop(asyncio.SelectorEventLoop):
         raise RuntimeError("h2gate handles the process's signals itself; an app cannot add asyncio signal handlers")
 
 
+def _turn(loop: HostedLoop) -> None:
+    """One turn of the loop, with sniffio saying asyncio while it runs."""
+    # trio marks the whole thread as "trio" for sniffio; app code in this
+    # turn must see asyncio (anyio, httpx and others ask).
+    library, sniffio.thread_local.name = sniffio.thread_local.name, None
+    try:
+        loop.run_forever()  # one turn: the selector ends it
+    except (SystemExit, KeyboardInterrupt) as exc:
+        # asyncio lets these out of a task; that task's stream answers for it.
+        log.debug("the asyncio loop's turn ended early: %r", exc)
+    finally:
+        sniffio.thread_local.name = library
+
+
 class AsyncioRunner(AppRunner):
     """Runs the app in an asyncio loop hosted by the trio run (see the module docstring)."""
 
@@ -130,44 +144,53 @@ class AsyncioRunner(AppRunner):
         super().__init__(app)
         self.loop = HostedLoop()
         self._again = True  # the loop has (or may have) work for another turn
-        self._park: trio.CancelScope | None = None  # set while drive() waits in trio
+        self._wake: trio.Event | None = None  # set while drive() waits in trio
+        self._turned = trio.Event()  # set after each turn: the selector's readiness was consumed
 
     def _kick(self) -> None:
         self._again = True
-        park = self._park
-        if park is not None:
-            self._park = None
-            park.cancel()
+        wake = self._wake
+        if wake is not None:
+            self._wake = None
+            wake.set()
+
+    async def _watch_selector(self, fd: int) -> None:
+        """Kick the driver when the loop's selector has events (app sockets, other threads' wake-ups).
+
+        The parked driver is woken by an event rather than by cancelling its
+        wait: in trio a cancelled wait costs several times more, and new
+        callbacks kick the driver at every hop of a streamed response.
+        """
+        while True:
+            await trio.lowlevel.wait_readable(fd)
+            turned = self._turned
+            self._kick()
+            await turned.wait()  # until a turn reads the events, the fd stays readable
 
     async def drive(self) -> None:
-        """Turn the loop whenever it has work; park on its selector and next timer otherwise."""
+        """Turn the loop whenever it has work; park until new callbacks, its selector or its next timer."""
         loop, turns = self.loop, self.loop.turns
-        fd = turns.fileno()
         loop.kick = self._kick
         try:
-            while True:
-                if self._again or turns.wanted == 0:
-                    await trio.lowlevel.checkpoint()
-                else:
-                    with trio.CancelScope() as park:
-                        if turns.wanted is not None:
-                            park.deadline = trio.current_time() + turns.wanted
-                        self._park = park
-                        await trio.lowlevel.wait_readable(fd)
-                    self._park = None
-                self._again = False
-                # trio marks the whole thread as "trio" for sniffio; app code in
-                # this turn must see asyncio (anyio, httpx and others ask).
-                library, sniffio.thread_local.name = sniffio.thread_local.name, None
-                try:
-                    loop.run_forever()  # one turn: the selector ends it
-                except (SystemExit, KeyboardInterrupt) as exc:
-                    # asyncio lets these out of a task; that task's stream answers for it.
-                    log.debug("the asyncio loop's turn ended early: %r", exc)
-                finally:
-                    sniffio.thread_local.name = library
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._watch_selector, turns.fileno())
+                while True:
+                    if self._again or turns.wanted == 0:
+                        await trio.lowlevel.checkpoint()
+                    else:
+                        wake = self._wake = trio.Event()
+                        if turns.wanted is None:
+                            await wake.wait()
+                        else:
+                            with trio.move_on_after(turns.wanted):
+                                await wake.wait()
+                        self._wake = None
+                    self._again = False
+                    _turn(loop)
+                    turned, self._turned = self._turned, trio.Event()
+                    turned.set()
         finally:
-            self._park = None
+            self._wake = None
             loop.kick = _ignore
 
     async def call(
