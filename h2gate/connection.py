@@ -42,6 +42,7 @@ from h2gate.h2state import initiate, new_h2_connection
 from h2gate.limits import BodyLengths, BodySizes, RateBudget, ResetBudget
 from h2gate.negotiate import H2CUpgrade
 from h2gate.peer_errors import PeerErrors
+from h2gate.socket_send import sender
 from h2gate.timeouts import Watchdog
 from h2gate.transport import Transport
 from h2gate.validate import request_problem, trailer_problem
@@ -70,7 +71,7 @@ class Connection(PeerErrors, Guards):
         self.closed = False  # no more bytes will reach the peer
         self.queued = 0  # DATA bytes handed to h2 since the writer last took its buffer
         self._wake = trio.Event()
-        self._drained = Signal()
+        self.drained = Signal()
         self._streams_changed = Signal()
         self._finished = trio.Event()
         self._nursery: trio.Nursery | None = None
@@ -130,6 +131,7 @@ class Connection(PeerErrors, Guards):
                     io.cancel_scope.cancel()
             finally:
                 self.closed = True
+                self.drained.fire()  # senders waiting for room (h2gate.asgi.runner) learn it is gone
                 with trio.CancelScope(shield=True), trio.move_on_after(1):
                     await self.transport.stream.aclose()
             await self._release_streams()
@@ -155,7 +157,7 @@ class Connection(PeerErrors, Guards):
         """Give the writer a bounded moment to put the last frames (GOAWAY) on the wire."""
         with trio.move_on_after(1):
             while (self._wake.is_set() or self._writing) and not self.closed:
-                await self._drained.wait()
+                await self.drained.wait()
 
     def shutdown(self) -> None:
         """Graceful close (server shutdown): GOAWAY, let in-flight streams finish, then close."""
@@ -214,11 +216,6 @@ class Connection(PeerErrors, Guards):
         else:
             self._read_scope.deadline = trio.current_time() + self.config.keep_alive_timeout
 
-    @property
-    def peer_text(self) -> str:
-        peer = self.transport.peer
-        return f"{peer[0]}:{peer[1]}" if peer and peer[1] is not None else "unix socket"
-
     # -- writer --------------------------------------------------------------------
 
     def wake_writer(self) -> None:
@@ -227,10 +224,10 @@ class Connection(PeerErrors, Guards):
     async def wait_flushable(self) -> None:
         """Backpressure for senders: wait while the writer holds more than HIGH_WATER bytes."""
         while self.queued > HIGH_WATER and not self.closed:
-            await self._drained.wait()
+            await self.drained.wait()
 
     async def _writer(self) -> None:
-        send_all = self.transport.stream.send_all
+        send_all = sender(self.transport.stream)  # TLSStream's own, or the raw loop for h2c on a socket
         try:
             while True:
                 await self._wake.wait()
@@ -246,11 +243,11 @@ class Connection(PeerErrors, Guards):
                     await self._send_within_timeout(send_all, data)
                     metrics.recorder.bytes_sent(len(data))
                     self._writing = False
-                self._drained.fire()
+                self.drained.fire()
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             log.debug("connection from %s lost while writing: %r", self.peer_text, exc)
             self.closed = True
-            self._drained.fire()
+            self.drained.fire()
             self._stop_reading()
             self._finish()
 

@@ -19,6 +19,7 @@ import functools
 import logging
 import math
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -28,9 +29,11 @@ from h2.exceptions import FlowControlError, ProtocolError, StreamClosedError
 
 from h2gate import metrics
 from h2gate.errors import ClientDisconnected
-from h2gate.priority import QUANTUM, Priority, priority_of_headers
+from h2gate.priority import QUANTUM, UNSIGNALLED, Priority, priority_of_headers
 
 if TYPE_CHECKING:
+    import asyncio
+
     from h2gate.connection import Connection
 
 Headers = list[tuple[bytes, bytes]]
@@ -79,6 +82,11 @@ def _high_water() -> int:
     return HIGH_WATER
 
 
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():  # the app's task may have been cancelled meanwhile
+        future.set_result(None)
+
+
 class Signal:
     """A re-armable wake-up: ``fire()`` wakes every current waiter, later waiters wait for the next one.
 
@@ -87,16 +95,33 @@ class Signal:
     anyone waits on them, and an allocation per fire is a cost per request.
     """
 
-    __slots__ = ("_event",)
+    __slots__ = ("_ahead", "_callbacks", "_event")
 
     def __init__(self) -> None:
         self._event: trio.Event | None = None
+        self._callbacks: list[Callable[[], object]] = []
+        self._ahead = 0  # how many callbacks at the front were added with ahead=True
 
     def fire(self) -> None:
         event = self._event
         if event is not None:
             self._event = None
             event.set()
+        if self._callbacks:
+            callbacks, self._callbacks, self._ahead = self._callbacks, [], 0
+            for callback in callbacks:
+                callback()
+
+    def then(self, callback: Callable[[], object], *, ahead: bool = False) -> None:
+        """Call ``callback`` (a plain function: it must not raise) at the next fire, once.
+
+        Callbacks run in the order added, those added with ``ahead`` first.
+        """
+        if ahead:
+            self._callbacks.insert(self._ahead, callback)
+            self._ahead += 1
+        else:
+            self._callbacks.append(callback)
 
     async def wait(self) -> None:
         event = self._event
@@ -122,6 +147,7 @@ class Exchange:
         self.response_headers: Headers = []  # the final HEADERS block, for the access log
         self.bytes_sent = 0
         self._readable = Signal()
+        self._room_unserved = False  # waited for the writer (send_data_nowait) and got no chunk in since
         self._writable = Signal()
         self.done = trio.Event()
         self._head: RequestHead | None = None
@@ -328,7 +354,7 @@ class Exchange:
             turns.scheduler.forget(self.stream_id)
             self._response_finished()
 
-    def send_data_nowait(self, data: bytes) -> bool:
+    def send_data_nowait(self, data: bytes, room: asyncio.Future[None] | None = None) -> bool | None:
         """Queue ``data`` (no END_STREAM) at once if :meth:`send_data` would not have to wait; else do nothing.
 
         True only when the stream is open, no stream is waiting for its turn,
@@ -336,23 +362,42 @@ class Exchange:
         stays under its high-water mark: then send_data would return without
         waiting too. Lets an app on the hosted asyncio loop stream without a
         round trip through trio per chunk (h2gate.asgi.runner).
+
+        None when only the writer's fill stood in the way and ``room`` (a
+        future of the hosted loop) was given: it is resolved once the writer
+        has drained or the connection is gone, and the caller may try again.
+        Only streams without a priority signal wait this way (a stream with
+        one takes the scheduler's path), and they take turns: one that was
+        woken but found the writer full again is woken first next time, ahead
+        of one that got chunks in. So they share the writer round-robin, one
+        high-water mark at a time.
         """
         conn, h2, size = self.conn, self.conn.h2, len(data)
         if self.reset_code is not None or conn.closed or h2.turns.scheduler.busy or size > QUANTUM:
-            return False
-        if conn.queued + size > _high_water():
             return False
         try:
             if size > h2.local_flow_control_window(self.stream_id):
                 return False
         except StreamClosedError:
             return False
+        if conn.queued + size > _high_water():
+            if room is None or not self._unsignalled():
+                return False
+            conn.drained.then(functools.partial(_resolve, room), ahead=self._room_unserved)
+            self._room_unserved = True
+            return None
         if not h2.queue_data(self.stream_id, data):
             return False
+        self._room_unserved = False
         conn.queued += size
         self.bytes_sent += size
         conn.wake_writer()
         return True
+
+    def _unsignalled(self) -> bool:
+        """No priority header or PRIORITY_UPDATE: the stream is one of the round-robin crowd."""
+        scheduler = self.conn.h2.turns.scheduler
+        return scheduler.priority(self.stream_id, priority_of_headers(self.head.fields)) is UNSIGNALLED
 
     async def _wait_window(self, deadline: float) -> None:
         """Wait for a window change; a stream whose window stays shut until ``deadline`` gets RST_STREAM CANCEL.

@@ -70,10 +70,13 @@ class Guards:
     _unflushed_control: int  # PING/SETTINGS replies queued since the writer last took h2's buffer
     transport: Transport
 
-    if TYPE_CHECKING:  # provided by Connection / PeerErrors
+    @property
+    def peer_text(self) -> str:
+        """Who the peer is, for log lines."""
+        peer = self.transport.peer
+        return f"{peer[0]}:{peer[1]}" if peer and peer[1] is not None else "unix socket"
 
-        @property
-        def peer_text(self) -> str: ...
+    if TYPE_CHECKING:  # provided by Connection / PeerErrors
 
         def _fatal(self, code: ErrorCodes, reason: str) -> None: ...
 

@@ -45,7 +45,9 @@ from typing import NoReturn
 import trio
 from OpenSSL import SSL
 
+from h2gate.socket_send import raw_sender
 from h2gate.tls import TLSInfo, client_cert_failure, tls_info
+from h2gate.tls_direct import direct_drain
 
 __all__ = ["TLSStream"]
 
@@ -102,8 +104,11 @@ class TLSStream(trio.abc.Stream):
 
     def __init__(self, transport_stream: trio.abc.Stream, context: SSL.Context) -> None:
         self.transport_stream = transport_stream
+        raw = raw_sender(transport_stream)
+        self._transport_send = transport_stream.send_all if raw is None else raw.send_all
         self._conn = SSL.Connection(context, None)
         self._conn.set_accept_state()
+        self._direct = direct_drain(self._conn, raw)  # None: bio_read and _outgoing only
         self._state = _State.OK
         self._handshook = False
         self._eof = False  # close_notify or transport EOF seen
@@ -229,9 +234,19 @@ class TLSStream(trio.abc.Stream):
                         sent += conn.send(chunk[sent:])
                 except SSL.Error as exc:
                     await self._fail(exc)
-                # Records add at most 29 bytes (TLS 1.2 GCM) per 16 KiB.
-                self._drain(len(chunk) + 32 * (len(chunk) // 16384 + 1) + 512)
-                await self._send_queued()
+                emptied = False
+                if self._direct is not None and not self._outgoing and not self._send_lock.locked():
+                    # Nothing queued ahead of these records: straight to the socket (h2gate.tls_direct).
+                    try:
+                        rest, emptied = self._direct.send_now()
+                    except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                        self._raise_transport_error(exc)
+                    if rest is not None:
+                        self._outgoing.append(rest)
+                if not emptied:  # records add at most 29 bytes (TLS 1.2 GCM) per 16 KiB
+                    self._drain(len(chunk) + 32 * (len(chunk) // 16384 + 1) + 512)
+                if self._outgoing:
+                    await self._send_queued()
 
     async def wait_send_all_might_not_block(self) -> None:
         """Wait until the transport can probably take more data."""
@@ -339,7 +354,7 @@ class TLSStream(trio.abc.Stream):
                 data = outgoing[0] if len(outgoing) == 1 else b"".join(outgoing)
                 outgoing.clear()
                 try:
-                    await self.transport_stream.send_all(data)
+                    await self._transport_send(data)
                 except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                     self._raise_transport_error(exc)
                 except BaseException:

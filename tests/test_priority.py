@@ -304,3 +304,33 @@ def test_urgency_orders_streams_waiting_for_the_socket(serve) -> None:
         assert client.streams[low].received == client.streams[high].received == size
         # The urgent download, though started later and as large, finished first.
         assert order == [high, low]
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "trio"])
+def test_unsignalled_streamed_downloads_share_the_backed_up_writer(serve, loop: str) -> None:
+    """Two streamed downloads without priority signals, a client that stops reading: they alternate.
+
+    Under ``--loop asyncio`` such chunks wait for the writer on the app's side
+    (Exchange.send_data_nowait's ``room``), not through the scheduler; the
+    order they come back in must still be round-robin, and no byte lost.
+    """
+    server = serve("apps.flow:app", "--loop", loop, "--no-access-log")
+    size = 12 * 1024 * 1024
+    with RawH2(server.port, settings={4: 2**31 - 1}) as client:
+        client.h2.increment_flow_control_window(2**31 - 1 - WINDOW)
+        client.flush()
+        first = client.request("GET", f"/download?key=a{loop}&size={size}&chunk=65536", keep_data=False)
+        client.response(first, until=lambda s: s.received > 0)
+        time.sleep(0.5)  # not reading: the server's socket fills up and its writer backs up
+        second = client.request("GET", f"/download?key=b{loop}&size={size}&chunk=65536", keep_data=False)
+        time.sleep(0.3)
+        behind_at_first_end: int | None = None
+        deadline = time.monotonic() + 60
+        while not (client.streams[first].ended and client.streams[second].ended):
+            assert time.monotonic() < deadline, "downloads stalled"
+            client.pump(0.2)
+            if behind_at_first_end is None and (client.streams[first].ended or client.streams[second].ended):
+                behind_at_first_end = min(client.streams[first].received, client.streams[second].received)
+        assert client.streams[first].received == client.streams[second].received == size
+        # Round-robin: when one ended, the other (opened later, behind a backed-up writer) was well under way.
+        assert behind_at_first_end is not None and behind_at_first_end > size // 2, behind_at_first_end

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes
 
 from h2.errors import ErrorCodes
@@ -24,6 +24,9 @@ from h2gate.logs import access_log
 from h2gate.response import fail, simple_response
 from h2gate.tls import asgi_tls_extension
 from h2gate.transport import Transport
+
+if TYPE_CHECKING:
+    import asyncio
 
 log = logging.getLogger("h2gate.error")
 
@@ -123,22 +126,21 @@ class HTTPCycle:
             message["trailers"] = list(self.exchange.trailers)
         return message
 
-    def send_local(self, message: Message) -> bool:
+    def send_local(self, message: Message, room: asyncio.Future[None] | None = None) -> bool | None:
         """Handle at once, wherever the app runs, a message that needs no waiting.
 
         That is ``http.response.start``, and a middle body chunk that can be
         queued without waiting for window or writer. The caller makes sure no
-        earlier message is still on its way.
+        earlier message is still on its way. None: a body chunk that only
+        waits for the writer to drain; try again once ``room`` is resolved.
         """
         if self.start_local(message):
             return True
-        return (
-            isinstance(message, dict)
-            and message.get("type") == "http.response.body"
-            and self.response.body_nowait(message)
-        )
+        if isinstance(message, dict) and message.get("type") == "http.response.body":
+            return self.response.body_nowait(message, room)
+        return False
 
-    def start_local(self, message: Message) -> bool:
+    def start_local(self, message: Message, room: asyncio.Future[None] | None = None) -> bool:
         """Handle ``http.response.start`` at once (it only records the status and headers)."""
         if isinstance(message, dict) and message.get("type") == "http.response.start":
             self.response.start(message)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 from h2.errors import ErrorCodes
@@ -20,6 +20,9 @@ from h2gate.appload import Message
 from h2gate.exchange import Exchange, Headers
 from h2gate.filebody import FileBodyError, FileSpan, file_span, stream_file
 from h2gate.response import HeaderError, prepare_headers
+
+if TYPE_CHECKING:
+    import asyncio
 
 log = logging.getLogger("h2gate.error")
 
@@ -123,11 +126,12 @@ class HTTPResponse:
         if body or self.complete:
             await exchange.send_data(bytes(body), end_stream=self.complete)
 
-    def body_nowait(self, message: Message) -> bool:
+    def body_nowait(self, message: Message, room: asyncio.Future[None] | None = None) -> bool | None:
         """Queue a middle chunk of a streamed body now if nothing has to wait for it (see Exchange.send_data_nowait).
 
         Anything else (the first or last chunk, HEAD, a mistake to report, a
-        full window or writer) returns False and goes through :meth:`body`.
+        full window or writer) returns False and goes through :meth:`body`;
+        None means: try again once ``room`` is resolved.
         """
         body = message.get("body", b"")
         if (
@@ -141,10 +145,10 @@ class HTTPResponse:
             or (self.content_length is not None and self.body_bytes + len(body) > self.content_length)
         ):
             return False
-        if not self.exchange.send_data_nowait(body):
-            return False
-        self.body_bytes += len(body)
-        return True
+        queued = self.exchange.send_data_nowait(body, room)
+        if queued:
+            self.body_bytes += len(body)
+        return queued
 
     async def send_trailers(self, message: Message) -> None:
         """``http.response.trailers``: collected until ``more_trailers`` is false, then HEADERS+END_STREAM."""

@@ -34,6 +34,9 @@ from h2gate.errors import ClientDisconnected
 
 log = logging.getLogger("h2gate.error")
 
+#: Handles a message on the asyncio side without trio: True if done, False if trio must send it,
+#: None to try again once the future (a "room" of the hosted loop) is resolved.
+LocalSend = Callable[[Message, "asyncio.Future[None]"], "bool | None"]
 #: how long close() lets cancelled asyncio tasks (a lifespan that never returned, background work) finish
 CLOSE_TIMEOUT = 5.0
 
@@ -58,7 +61,7 @@ class AppRunner:
         send: Send,
         *,
         first: Message | None = None,
-        local_send: Callable[[Message], bool] | None = None,
+        local_send: LocalSend | None = None,
         final: Callable[[Message], bool] | None = None,
     ) -> None:
         """Run the app for one scope. ``first`` / ``local_send`` / ``final`` only matter to bridged runners."""
@@ -200,14 +203,16 @@ class AsyncioRunner(AppRunner):
         send: Send,
         *,
         first: Message | None = None,
-        local_send: Callable[[Message], bool] | None = None,
+        local_send: LocalSend | None = None,
         final: Callable[[Message], bool] | None = None,
     ) -> None:
         """Run the app as an asyncio task; this trio task does the I/O it asks for.
 
         ``first`` is a message the app's first ``receive()`` returns at once;
-        ``local_send(message)`` may handle a message on the asyncio side
-        (returning True) when that needs no I/O. A message for which
+        ``local_send(message, room)`` may handle a message on the asyncio side
+        (returning True) when that needs no I/O, or return None when it only
+        has to wait for the writer to drain: the app waits for ``room`` and
+        tries again, without a trip through trio. A message for which
         ``final(message)`` is true ends the response: the app's ``send()``
         returns at once and this task sends it, usually after the app has
         already returned. Other sends are made by this task too, in order,
@@ -278,7 +283,7 @@ class _Bridge:
         receive: Receive,
         send: Send,
         first: Message | None,
-        local_send: Callable[[Message], bool] | None,
+        local_send: LocalSend | None,
         final: Callable[[Message], bool] | None,
     ) -> None:
         self.app, self.loop, self.scope = runner.app, runner.loop, scope
@@ -314,8 +319,14 @@ class _Bridge:
 
     async def app_send(self, message: Message) -> None:
         # local_send may queue body bytes itself: only when no earlier message is still on its way.
-        if self.local_send is not None and not self.outbox and not self.sending and self.local_send(message):
-            return
+        while self.local_send is not None and not self.outbox and not self.sending:
+            room: asyncio.Future[None] = self.loop.create_future()
+            handled = self.local_send(message, room)
+            if handled:
+                return
+            if handled is not None:
+                break
+            await room  # only the writer's fill stood in the way: it has drained (or the connection is gone)
         if not self.open:  # a task the app left running after its call ended
             raise ClientDisconnected("the stream is finished")
         if self.final is not None and self.final(message):
