@@ -273,7 +273,7 @@ class _Bridge:
 
     __slots__ = (
         "app", "final", "first", "local_send", "loop", "open", "outbox",
-        "receive", "requests", "scope", "send", "sending", "task", "wake",
+        "receive", "requests", "room", "scope", "send", "sending", "task", "wake",
     )  # fmt: skip
 
     def __init__(
@@ -294,6 +294,7 @@ class _Bridge:
         self.outbox: deque[tuple[Message, asyncio.Future[None] | None]] = deque()
         self.requests: deque[tuple[asyncio.Future[Any], Callable[..., Awaitable[Any]], tuple[Any, ...]]] = deque()
         self.wake = trio.Event()
+        self.room: asyncio.Future[None] | None = None  # for local_send, until it is waited on
 
     # asyncio side -------------------------------------------------------------------
 
@@ -320,12 +321,15 @@ class _Bridge:
     async def app_send(self, message: Message) -> None:
         # local_send may queue body bytes itself: only when no earlier message is still on its way.
         while self.local_send is not None and not self.outbox and not self.sending:
-            room: asyncio.Future[None] = self.loop.create_future()
+            room = self.room
+            if room is None:  # one future, kept until a wait uses it: not one per message
+                room = self.room = self.loop.create_future()
             handled = self.local_send(message, room)
             if handled:
                 return
             if handled is not None:
                 break
+            self.room = None
             await room  # only the writer's fill stood in the way: it has drained (or the connection is gone)
         if not self.open:  # a task the app left running after its call ended
             raise ClientDisconnected("the stream is finished")
