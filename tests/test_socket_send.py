@@ -23,13 +23,19 @@ def stream_pair() -> tuple[trio.SocketStream, trio.SocketStream]:
     return trio.SocketStream(a), trio.SocketStream(b)
 
 
+def raw_pair() -> tuple[RawSender, trio.SocketStream, trio.SocketStream]:
+    """A RawSender on one end of a connected socketpair, and both ends (call inside trio.run)."""
+    ours, theirs = stream_pair()
+    raw = raw_sender(ours)
+    assert isinstance(raw, RawSender)
+    return raw, ours, theirs
+
+
 def test_send_all_waits_for_a_slow_reader_and_keeps_order() -> None:
     payload = random.Random(5).randbytes(3 * 1024 * 1024 + 5)  # far more than a socketpair buffers
 
     async def main() -> None:
-        ours, theirs = stream_pair()
-        raw = raw_sender(ours)
-        assert isinstance(raw, RawSender)
+        raw, ours, theirs = raw_pair()
         got = bytearray()
 
         async def read_slowly() -> None:
@@ -52,9 +58,7 @@ def test_send_all_waits_for_a_slow_reader_and_keeps_order() -> None:
 
 def test_send_now_takes_what_fits_and_answers_zero_when_full() -> None:
     async def main() -> None:
-        ours, theirs = stream_pair()
-        raw = raw_sender(ours)
-        assert raw is not None
+        raw, ours, theirs = raw_pair()
         block = memoryview(b"y" * 1024 * 1024)
         first = raw.send_now(block)
         assert 0 < first < len(block)  # a socketpair buffers less than 1 MiB
@@ -69,9 +73,7 @@ def test_send_now_takes_what_fits_and_answers_zero_when_full() -> None:
 
 def test_closed_socket_is_closed_resource_error() -> None:
     async def main() -> None:
-        ours, theirs = stream_pair()
-        raw = raw_sender(ours)
-        assert raw is not None
+        raw, ours, theirs = raw_pair()
         await ours.aclose()
         with pytest.raises(trio.ClosedResourceError):
             await raw.send_all(b"late")
@@ -84,9 +86,7 @@ def test_closed_socket_is_closed_resource_error() -> None:
 
 def test_peer_gone_is_broken_resource_error() -> None:
     async def main() -> None:
-        ours, theirs = stream_pair()
-        raw = raw_sender(ours)
-        assert raw is not None
+        raw, ours, theirs = raw_pair()
         await theirs.aclose()
         with pytest.raises(trio.BrokenResourceError):
             for _ in range(100):  # the first send may still land in a buffer
