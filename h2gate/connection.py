@@ -322,7 +322,8 @@ class Connection(PeerErrors, Guards):
             # Ignored as nghttp2 does: httpx fails a reset read along with the GOAWAY.
             log.debug("stream %d from %s after the final GOAWAY: ignored", stream_id, self.peer_text)
             return
-        if self._open_streams() >= self.config.max_concurrent_streams:
+        limit = self.config.max_concurrent_streams
+        if len(self.exchanges) >= limit and self._open_streams() >= limit:  # counting walks every exchange
             log.info(
                 "stream %d from %s over MAX_CONCURRENT_STREAMS (RST_STREAM REFUSED_STREAM)", stream_id, self.peer_text
             )

@@ -253,19 +253,14 @@ class Exchange:
         """HEADERS for the response; ``checked``: the block came from :func:`h2gate.response.prepare_headers`.
 
         A checked block is already lowercase, stripped and free of bad bytes and
-        connection-specific fields, so h2's own outbound pass (a fifth of the
-        per-request cost of encoding a response) is skipped for it.
+        connection-specific fields, so h2's own outbound pass is skipped for it
+        and it is framed without h2's frame objects (ServerH2Connection.send_checked_headers).
         """
         self._check_open()
         h2 = self.conn.h2
         try:
             if checked:
-                config = h2.config
-                config.normalize_outbound_headers = config.validate_outbound_headers = False
-                try:
-                    h2.send_headers(self.stream_id, headers, end_stream=end_stream)
-                finally:
-                    config.normalize_outbound_headers = config.validate_outbound_headers = True
+                h2.send_checked_headers(self.stream_id, headers, end_stream)
             else:
                 h2.send_headers(self.stream_id, headers, end_stream=end_stream)
         except StreamClosedError:
@@ -325,11 +320,10 @@ class Exchange:
                 stalled_until = None
                 max_frame = h2.max_outbound_frame_size
                 end = min(total, offset + window, offset + QUANTUM)
-                # Everything but a frame that ends the stream goes through h2gate's bulk path in one call.
-                bulk_end = end - min(max_frame, end - offset) if end_stream and end == total else end
-                if bulk_end > offset and h2.queue_data(self.stream_id, view[offset:bulk_end]):
-                    self.conn.queued += bulk_end - offset
-                    offset = bulk_end
+                # h2gate's bulk path frames the whole span in one call (h2state.ServerH2Connection.queue_data).
+                if h2.queue_data(self.stream_id, view[offset:end], end_stream=end_stream and end == total):
+                    self.conn.queued += end - offset
+                    offset = end
                 while offset < end:
                     size = min(end - offset, max_frame)
                     last = end_stream and offset + size == total
@@ -349,7 +343,8 @@ class Exchange:
         if end_stream:
             if total == 0:
                 self._check_open()
-                h2.end_stream(self.stream_id)
+                if not h2.queue_data(self.stream_id, b"", end_stream=True):
+                    h2.end_stream(self.stream_id)
                 self.conn.wake_writer()
             turns.scheduler.forget(self.stream_id)
             self._response_finished()

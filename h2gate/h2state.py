@@ -25,10 +25,13 @@ from h2gate.priority import PRIORITY_UPDATE, SETTINGS_NO_RFC7540_PRIORITIES, Sen
 
 #: A frame header: 24-bit length (as 16 + 8 bits), type, flags, stream id.
 _FRAME_HEAD = struct.Struct(">HBBBL")
-#: The h2 internals ServerH2Connection.send_data relies on (h2 4.x); without them h2's own path is used.
+_DATA, _HEADERS, _CONTINUATION = 0x0, 0x1, 0x9  # frame types (RFC 9113 §6)
+_END_STREAM, _END_HEADERS = 0x1, 0x4  # flags
+#: The h2 internals the lean DATA and HEADERS paths rely on (h2 4.x); without them h2's own path is used.
 _LEAN_DATA = (
     isinstance(getattr(h2.connection.H2Connection(), "_data_to_send", None), bytearray)
     and "outbound_flow_control_window" in h2.stream.H2Stream.__init__.__code__.co_names
+    and "headers_sent" in h2.stream.H2StreamStateMachine.__init__.__code__.co_names
 )
 
 #: Streams h2 lets open beyond our advertised MAX_CONCURRENT_STREAMS (at least; see LocalSettings).
@@ -98,53 +101,109 @@ class ServerH2Connection(h2.connection.H2Connection):
         super().clear_outbound_data_buffer()
 
     def send_data(self, stream_id: int, data: Any, end_stream: bool = False, pad_length: Any = None) -> None:
-        """h2's ``send_data``, through :meth:`queue_data` when the frame neither ends the stream nor is padded."""
+        """h2's ``send_data``, through :meth:`queue_data` when the frame is not padded."""
         if (
-            end_stream
-            or pad_length is not None
+            pad_length is not None
             or len(data) > self.max_outbound_frame_size
-            or not self.queue_data(stream_id, data)
+            or not self.queue_data(stream_id, data, end_stream=end_stream)
         ):
             super().send_data(stream_id, data, end_stream=end_stream, pad_length=pad_length)
 
-    def queue_data(self, stream_id: int, data: Any) -> bool:
-        """Queue ``data`` as DATA frames (no END_STREAM) of at most the peer's frame size, in one step.
+    def queue_data(self, stream_id: int, data: Any, *, end_stream: bool = False) -> bool:
+        """Queue ``data`` as DATA frames of at most the peer's frame size, in one step; the last may end the stream.
 
-        The bulk path of downloads: after the same checks and state transitions
-        h2's ``send_data`` makes (connection and stream state, both windows),
-        frame headers and slices of ``data`` go to :attr:`_pieces`, with no
-        frame object per 16 KiB and one state transition per call rather than
-        per frame (bench/README.md has the figures). Returns False, having done
-        nothing, when h2 itself must take the data: unknown stream, empty data,
-        not enough window, or an h2 without the internals this relies on.
+        The bulk path of downloads, and the one frame of a small body: after the
+        same checks and state transitions h2's ``send_data`` makes (connection
+        and stream state, both windows, END_STREAM), frame headers and slices of
+        ``data`` go to :attr:`_pieces`, with no frame object per 16 KiB and one
+        state transition per call rather than per frame (bench/README.md has the
+        figures). Empty ``data`` is taken only with ``end_stream`` (an empty
+        DATA frame ending the stream). Returns False, having done nothing, when
+        h2 itself must take the data: unknown stream, empty data that ends
+        nothing, not enough window, or an h2 without the internals this relies on.
         """
         stream = self.streams.get(stream_id)
         size = len(data)
         if (
             stream is None
-            or not size
+            or not (size or end_stream)
             or not _LEAN_DATA
             or size > min(self.outbound_flow_control_window, stream.outbound_flow_control_window)
         ):
             return False
         self.state_machine.process_input(ConnectionInputs.SEND_DATA)
         stream.state_machine.process_input(StreamInputs.SEND_DATA)
-        pieces = self._pieces
-        if self._data_to_send:  # h2's frames queued before these go first
-            pieces.append(self._data_to_send)
-            self._data_to_send = bytearray()
+        if end_stream:
+            stream.state_machine.process_input(StreamInputs.SEND_END_STREAM)
+        pieces = self._head_of_pieces()
         view = data if isinstance(data, memoryview) else memoryview(data)
         if not isinstance(view.obj, bytes):
             view = memoryview(bytes(view))  # kept until the writer runs: a mutable buffer must not change meanwhile
         step = self.max_outbound_frame_size
         head = _FRAME_HEAD.pack
-        for start in range(0, size, step):
+        last = max(size - 1, 0) // step * step  # where the frame that may carry END_STREAM starts
+        for start in range(0, last + 1, step):
             n = min(step, size - start)
-            pieces.append(head(n >> 8, n & 0xFF, 0x0, 0, stream_id))  # length, type DATA, no flags
-            pieces.append(view[start : start + n])
+            flags = _END_STREAM if end_stream and start == last else 0x0
+            pieces.append(head(n >> 8, n & 0xFF, _DATA, flags, stream_id))
+            if n:
+                pieces.append(view[start : start + n])
         stream.outbound_flow_control_window -= size
         self.outbound_flow_control_window -= size
         return True
+
+    def send_checked_headers(self, stream_id: int, headers: list[tuple[bytes, bytes]], end_stream: bool) -> None:
+        """A response's final HEADERS block that :func:`h2gate.response.prepare_headers` already checked.
+
+        h2's ``send_headers`` would normalise and validate the block again and
+        build a frame object per HEADERS/CONTINUATION, a seventh of the CPU of a
+        small request. Here the same state transitions are made (connection,
+        then stream, then END_STREAM), the block is HPACK-encoded by h2's own
+        encoder and framed directly. Informational (1xx) blocks, trailers and an
+        h2 without the internals this relies on go through h2 with its outbound
+        checks off, as before; h2 raises its errors for closed streams either way.
+        """
+        stream = self.streams.get(stream_id)
+        if (
+            stream is None
+            or not _LEAN_DATA
+            or stream.state_machine.headers_sent
+            or not headers
+            or headers[0][0] != b":status"
+            or headers[0][1][:1] == b"1"
+        ):
+            config = self.config
+            config.normalize_outbound_headers = config.validate_outbound_headers = False
+            try:
+                self.send_headers(stream_id, headers, end_stream=end_stream)
+            finally:
+                config.normalize_outbound_headers = config.validate_outbound_headers = True
+            return
+        self.state_machine.process_input(ConnectionInputs.SEND_HEADERS)
+        stream.state_machine.process_input(StreamInputs.SEND_HEADERS)
+        block = self.encoder.encode(headers)  # HPACK state changes only after the transitions succeeded
+        if end_stream:
+            stream.state_machine.process_input(StreamInputs.SEND_END_STREAM)
+        pieces = self._head_of_pieces()
+        head = _FRAME_HEAD.pack
+        step = self.max_outbound_frame_size
+        size = len(block)
+        kind, flags = _HEADERS, _END_STREAM if end_stream else 0x0
+        for start in range(0, size, step):
+            n = min(step, size - start)
+            if start + n == size:
+                flags |= _END_HEADERS
+            pieces.append(head(n >> 8, n & 0xFF, kind, flags, stream_id))
+            pieces.append(block if n == size else block[start : start + n])
+            kind, flags = _CONTINUATION, 0x0
+
+    def _head_of_pieces(self) -> list[bytes | bytearray | memoryview]:
+        """:attr:`_pieces`, with whatever h2 queued so far moved in first, so that order is kept."""
+        pieces = self._pieces
+        if self._data_to_send:
+            pieces.append(self._data_to_send)
+            self._data_to_send = bytearray()
+        return pieces
 
     def _receive_unknown_frame(self, frame: Any) -> Any:
         """PRIORITY_UPDATE (RFC 9218 §7.1) goes to :attr:`turns`; h2 ignores every other unknown type."""
