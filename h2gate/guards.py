@@ -28,6 +28,7 @@ size, not a burst of cheap mistakes.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Hashable
 from typing import TYPE_CHECKING
@@ -39,6 +40,7 @@ from h2.events import DataReceived
 
 from h2gate.logs import access_log
 from h2gate.response import simple_response
+from h2gate.socket_send import Send, SendTimeout
 
 if TYPE_CHECKING:
     from h2gate.config import Config
@@ -172,22 +174,21 @@ class Guards:
         scope = {"method": head.method.decode("latin-1"), "raw_path": path, "query_string": query}
         access_log(self.transport, scope, exchange, time.perf_counter() - started)
 
-    async def _send_within_timeout(self, send_all: Callable[[bytes], Awaitable[None]], data: bytes) -> None:
-        """Write ``data``; a client that takes none of it for ``send_timeout`` seconds is dropped.
+    async def _send_within_timeout(self, send: Send, data: bytes) -> None:
+        """Write ``data``; a client that has not taken it all within ``send_timeout`` seconds is dropped.
 
-        Raises trio.BrokenResourceError then, which the writer handles like a lost connection.
+        Raises SendTimeout (a trio.BrokenResourceError) then, which the writer
+        handles like a lost connection. The deadline is the sender's to keep
+        (h2gate.socket_send): it costs only when the socket is full.
         """
         timeout = self.config.send_timeout
-        if not timeout:
-            await send_all(data)
-            return
-        with trio.move_on_after(timeout) as stall:
-            await send_all(data)
-        if stall.cancelled_caught:
+        try:
+            await send(data, trio.current_time() + timeout if timeout else math.inf)
+        except SendTimeout:
             log.warning(
                 "closing connection from %s: it did not read our bytes for %gs (send timeout)", self.peer_text, timeout
             )
-            raise trio.BrokenResourceError("send timeout")
+            raise
 
     async def _drain_before_close(self) -> None:
         """After an error GOAWAY, read and discard what the client still sends, briefly.

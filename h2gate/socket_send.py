@@ -14,14 +14,25 @@ for anything the transport reports.
 from __future__ import annotations
 
 import errno
+import math
 import os
 from collections.abc import Awaitable, Callable
 
 import trio
 
-__all__ = ["RawSender", "sender"]
+__all__ = ["RawSender", "SendTimeout", "sender", "within"]
 
-Send = Callable[[bytes | bytearray | memoryview], Awaitable[None]]
+#: ``send(data, deadline)``: all of ``data`` handed to the transport, or SendTimeout once ``deadline`` passes.
+Send = Callable[[bytes | bytearray | memoryview, float], Awaitable[None]]
+
+
+class SendTimeout(trio.BrokenResourceError):
+    """The peer took too little of our bytes before the send deadline; the stream is broken now.
+
+    A deadline costs nothing unless the send has to wait: a cancel scope is
+    entered only around a wait for the socket (trio's deadlines are not free,
+    and the writer sends far more often than it waits).
+    """
 
 
 class RawSender:
@@ -49,14 +60,20 @@ class RawSender:
                 raise trio.ClosedResourceError("socket was closed") from exc
             raise trio.BrokenResourceError(f"socket send failed: {exc!r}") from exc
 
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+    async def send_all(self, data: bytes | bytearray | memoryview, deadline: float = math.inf) -> None:
+        """Send all of ``data``, waiting for the socket when it is full; SendTimeout past ``deadline``."""
         view = memoryview(data)
         while view:
             sent = self.send_now(view)
             if sent:
                 view = view[sent:]
-            else:
+            elif deadline == math.inf:
                 await trio.lowlevel.wait_writable(self._socket)
+            else:
+                with trio.move_on_at(deadline):
+                    await trio.lowlevel.wait_writable(self._socket)
+                if trio.current_time() >= deadline:
+                    raise SendTimeout(f"the peer did not take {len(view)} bytes before the send deadline")
 
 
 def raw_sender(stream: trio.abc.SendStream) -> RawSender | None:
@@ -64,7 +81,25 @@ def raw_sender(stream: trio.abc.SendStream) -> RawSender | None:
     return RawSender(stream.socket) if isinstance(stream, trio.SocketStream) else None
 
 
+def within(send_all: Callable[[bytes | bytearray | memoryview], Awaitable[None]]) -> Send:
+    """A plain ``send_all`` with a deadline, for streams that have none of their own (a cancel scope per call)."""
+
+    async def send(data: bytes | bytearray | memoryview, deadline: float) -> None:
+        if deadline == math.inf:
+            await send_all(data)
+            return
+        with trio.move_on_at(deadline) as stall:
+            await send_all(data)
+        if stall.cancelled_caught:
+            raise SendTimeout("the peer did not take our bytes before the send deadline")
+
+    return send
+
+
 def sender(stream: trio.abc.SendStream) -> Send:
-    """The cheapest correct ``send_all`` for ``stream``."""
+    """The cheapest correct ``send(data, deadline)`` for ``stream``: its own, the raw loop, or :func:`within`."""
+    own = getattr(stream, "send_all_by", None)
+    if own is not None:
+        return own  # type: ignore[no-any-return]
     raw = raw_sender(stream)
-    return stream.send_all if raw is None else raw.send_all
+    return within(stream.send_all) if raw is None else raw.send_all

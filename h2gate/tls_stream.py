@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import math
 import operator
 from types import TracebackType
 from typing import NoReturn
@@ -45,7 +46,7 @@ from typing import NoReturn
 import trio
 from OpenSSL import SSL
 
-from h2gate.socket_send import raw_sender
+from h2gate.socket_send import SendTimeout, raw_sender, within
 from h2gate.tls import TLSInfo, client_cert_failure, tls_info
 from h2gate.tls_direct import direct_drain
 
@@ -105,7 +106,7 @@ class TLSStream(trio.abc.Stream):
     def __init__(self, transport_stream: trio.abc.Stream, context: SSL.Context) -> None:
         self.transport_stream = transport_stream
         raw = raw_sender(transport_stream)
-        self._transport_send = transport_stream.send_all if raw is None else raw.send_all
+        self._transport_send = within(transport_stream.send_all) if raw is None else raw.send_all
         self._conn = SSL.Connection(context, None)
         self._conn.set_accept_state()
         self._direct = direct_drain(self._conn, raw)  # None: bio_read and _outgoing only
@@ -214,6 +215,10 @@ class TLSStream(trio.abc.Stream):
         broken; so does a send cancelled mid-write), ClosedResourceError after
         :meth:`aclose`, BusyResourceError if another task is sending.
         """
+        await self.send_all_by(data, math.inf)
+
+    async def send_all_by(self, data: bytes | bytearray | memoryview, deadline: float) -> None:
+        """:meth:`send_all`, raising SendTimeout (the stream broken) if it still has to wait at ``deadline``."""
         with self._send_guard:
             self._check_usable()
             await trio.lowlevel.checkpoint_if_cancelled()
@@ -246,7 +251,7 @@ class TLSStream(trio.abc.Stream):
                 if not emptied:  # records add at most 29 bytes (TLS 1.2 GCM) per 16 KiB
                     self._drain(len(chunk) + 32 * (len(chunk) // 16384 + 1) + 512)
                 if self._outgoing:
-                    await self._send_queued()
+                    await self._send_queued(deadline)
 
     async def wait_send_all_might_not_block(self) -> None:
         """Wait until the transport can probably take more data."""
@@ -341,20 +346,26 @@ class TLSStream(trio.abc.Stream):
             return  # the holder loops until _outgoing is empty
         await self._send_queued()
 
-    async def _send_queued(self) -> None:
-        """Take ``_send_lock`` and send ``_outgoing`` in order until it is empty."""
+    async def _send_queued(self, deadline: float = math.inf) -> None:
+        """Take ``_send_lock`` and send ``_outgoing`` in order until it is empty (SendTimeout past ``deadline``)."""
         lock = self._send_lock
         try:
             lock.acquire_nowait()  # the usual case; skips a trip to the scheduler
         except trio.WouldBlock:
-            await lock.acquire()
+            with trio.move_on_at(deadline) as waited:
+                await lock.acquire()
+            if waited.cancelled_caught:
+                raise SendTimeout("the TLS records queued ahead were not sent before the send deadline") from None
         try:
             outgoing = self._outgoing
             while outgoing:
                 data = outgoing[0] if len(outgoing) == 1 else b"".join(outgoing)
                 outgoing.clear()
                 try:
-                    await self._transport_send(data)
+                    await self._transport_send(data, deadline)
+                except SendTimeout:
+                    self._break()  # part of a record may be out
+                    raise
                 except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                     self._raise_transport_error(exc)
                 except BaseException:

@@ -10,7 +10,7 @@ import trio
 import trio.testing
 from OpenSSL import SSL
 
-from h2gate.socket_send import RawSender, raw_sender, sender
+from h2gate.socket_send import RawSender, SendTimeout, raw_sender, sender, within
 from h2gate.tls_direct import direct_drain
 
 
@@ -96,10 +96,33 @@ def test_peer_gone_is_broken_resource_error() -> None:
     run_trio(main)
 
 
-def test_other_streams_keep_their_own_send_all() -> None:
-    a, _ = trio.testing.memory_stream_pair()
-    assert raw_sender(a) is None
-    assert sender(a) == a.send_all
+def test_send_deadline_only_matters_when_the_socket_is_full() -> None:
+    async def main() -> None:
+        raw, ours, theirs = raw_pair()
+        await raw.send_all(b"in time", trio.current_time())  # a deadline already due: no wait, no timeout
+        assert await theirs.receive_some(100) == b"in time"
+        start = trio.current_time()
+        with pytest.raises(SendTimeout):
+            await raw.send_all(b"w" * 4 * 1024 * 1024, start + 0.3)  # more than a socketpair holds
+        assert trio.current_time() - start >= 0.3
+        await ours.aclose()
+        await theirs.aclose()
+
+    run_trio(main)
+
+
+def test_other_streams_get_their_send_all_with_a_deadline() -> None:
+    async def main() -> None:
+        ours, theirs = trio.testing.memory_stream_pair()
+        assert raw_sender(ours) is None
+        send = sender(ours)
+        await send(b"no deadline", float("inf"))
+        assert await theirs.receive_some(100) == b"no deadline"
+        blocked, _ = trio.testing.lockstep_stream_pair()  # a send waits until the peer reads
+        with pytest.raises(SendTimeout):
+            await within(blocked.send_all)(b"never read", trio.current_time() + 0.2)
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
 
 
 def test_direct_drain_needs_a_raw_socket_and_the_bio() -> None:

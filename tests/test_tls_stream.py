@@ -423,6 +423,32 @@ def test_reader_not_blocked_by_stuck_writer(ca: trustme.CA, tmp_path: Path) -> N
     run(main)
 
 
+@pytest.mark.parametrize("transport", ["memory", "socket"])
+def test_send_deadline_breaks_the_stream_once_the_peer_stops_reading(
+    ca: trustme.CA, tmp_path: Path, transport: str
+) -> None:
+    """send_all_by (the connection writer's send) meets its deadline only while the peer takes the bytes."""
+    from h2gate.socket_send import SendTimeout, sender
+
+    async def main() -> None:
+        pair = socket_pair if transport == "socket" else None
+        server, client = await connect(server_context(ca, tmp_path), client_context(ca), pair=pair)
+        assert sender(server) == server.send_all_by
+        await server.send_all_by(b"first", trio.current_time() + 5)  # taken at once: no wait, no timeout
+        assert await client.receive_some(100) == b"first"
+        start = trio.current_time()
+        with pytest.raises(SendTimeout):
+            while True:  # nobody reads any more
+                await server.send_all_by(b"x" * 65536, start + 0.3)
+        assert 0.3 <= trio.current_time() - start < 3
+        with pytest.raises(trio.BrokenResourceError):  # part of a record may be out: the stream is done
+            await server.send_all(b"late")
+        await trio.aclose_forcefully(server)
+        await trio.aclose_forcefully(client)
+
+    run(main)
+
+
 # -- the generic trio stream contract -----------------------------------------
 
 
