@@ -181,6 +181,7 @@ class RawH2:
     ``ca_pem``: speak TLS (ALPN h2, checked) trusting that CA, with ``:scheme https``.
     ``auto_ack``: acknowledge received DATA at once (else see :meth:`ack`).
     ``settings``: SETTINGS to send after the preface, by code.
+    ``record_frames``: keep (frame type name, flags, stream id) of every frame received in :attr:`frames`.
     """
 
     def __init__(
@@ -192,8 +193,10 @@ class RawH2:
         auto_ack: bool = True,
         settings: dict[int, int] | None = None,
         timeout: float = 15,
+        record_frames: bool = False,
     ) -> None:
         self.port = port
+        self.frames: list[tuple[str, set[str], int]] | None = [] if record_frames else None
         sock = socket.create_connection((host, port), timeout=timeout)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if ca_pem is not None:
@@ -300,6 +303,8 @@ class RawH2:
                 self._process(piece)
 
     def _process(self, data: bytes) -> None:
+        if self.frames is not None:
+            self.frames.extend((type(f).__name__, set(f.flags), f.stream_id) for f in parse_frames(data))
         for event in self.h2.receive_data(data):
             sid = getattr(event, "stream_id", None)
             if sid in self.streams:

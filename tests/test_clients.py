@@ -109,6 +109,43 @@ def test_nghttp_settings_and_connection_window(serve, tls: bool) -> None:
     assert re.search(r"recv \(stream_id=\d+\) server: h2gate", proc.stdout)
 
 
+@pytest.mark.parametrize(("tls", "loop"), [(True, "asyncio"), (False, "trio")])
+def test_response_header_block_larger_than_a_frame(serve, certs, tmp_path: Path, tls: bool, loop: str) -> None:
+    """A 40,000-byte header needs HEADERS plus CONTINUATION frames at the clients' 16 KiB frame size."""
+    from tests.apps.flow import pad_value
+
+    server = serve(APP, "--loop", loop, tls=tls)
+    with RawH2(server.port, ca_pem=certs.ca_pem if tls else None, record_frames=True) as client:
+        stream = client.get("/hello?pad=40000")
+        assert (stream.status, stream.body, stream.header(b"x-pad")) == (200, b"hello", pad_value(40_000))
+        assert client.frames is not None
+        block = [(kind, flags) for kind, flags, sid in client.frames if sid == stream.stream_id and kind != "DataFrame"]
+        assert block == [
+            ("HeadersFrame", set()),
+            ("ContinuationFrame", set()),
+            ("ContinuationFrame", {"END_HEADERS"}),
+        ], block
+    scheme = "https" if tls else "http"
+    proc = run(["nghttp", "-nv", "-t", "20", f"{scheme}://127.0.0.1:{server.port}/hello?pad=40000"])
+    assert re.search(r"recv \(stream_id=\d+\) x-pad: !\"#", proc.stdout), proc.stdout[-2000:]
+    version, headers, body = curl(server, certs, tls, tmp_path, "/hello?pad=40000")
+    assert (version, body) == ("2", b"hello")
+    assert headers["x-pad"] == pad_value(40_000).decode()
+    assert headers["content-type"] == "text/plain"
+
+
+def test_wsgi_response_header_block_larger_than_a_frame(serve) -> None:
+    from tests.apps.flow import pad_value
+    from tests.conftest import h2c_client
+
+    server = serve("apps.wsgi_apps:app", "--interface", "wsgi")
+    with h2c_client() as client:
+        for _ in range(2):  # the second block is encoded against the HPACK table the first one changed
+            r = client.get(server.url + "/pad?n=40000")
+            assert (r.http_version, r.status_code, r.content) == ("HTTP/2", 200, b"padded")
+            assert r.headers["x-pad"] == pad_value(40_000).decode()
+
+
 H2LOAD_RE = re.compile(
     r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored"
 )

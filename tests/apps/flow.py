@@ -10,7 +10,7 @@ controlled, so they arrive even when the connection window is exhausted) and
 
 Endpoints (query parameters in brackets):
 
-* ``/hello``                         200 "hello"
+* ``/hello`` [pad]                   200 "hello" (with an ``x-pad`` header of ``pad`` bytes)
 * ``/barrier`` [name, n, timeout]    waits until ``n`` requests of ``name`` are waiting, then 200 with
                                      "name:index/n"; 504 if that never happens within ``timeout``
 * ``/upload`` [key, sleep_every, sleep]  reads the body slowly (sleeps every ``sleep_every`` receive()
@@ -108,9 +108,15 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await handler(query, receive, send)
 
 
+def pad_value(size: int) -> bytes:
+    """A header value of ``size`` visible bytes that HPACK's Huffman code cannot shrink much."""
+    return (bytes(range(33, 127)) * (size // 94 + 1))[:size]
+
+
 async def hello(query: dict[str, str], receive: Any, send: Any) -> None:
     await read_body(receive)
-    await respond(send, 200, b"hello", [(b"content-type", b"text/plain")])
+    extra = [(b"x-pad", pad_value(int(query["pad"])))] if "pad" in query else []
+    await respond(send, 200, b"hello", [(b"content-type", b"text/plain"), *extra])
 
 
 async def barrier(query: dict[str, str], receive: Any, send: Any) -> None:

@@ -138,6 +138,11 @@ def dispatch(environ: dict[str, Any], start_response: Any) -> Any:
             note(f"{key} input failed after {got} bytes: {type(exc).__name__} oserror={isinstance(exc, OSError)}")
             raise
         return respond(start_response, b"{}")
+    if path == "/pad":  # a response header block larger than one HTTP/2 frame
+        from .flow import pad_value
+
+        start_response("200 OK", [("Content-Type", "text/plain"), ("X-Pad", pad_value(int(q["n"])).decode())])
+        return [b"padded"]
     if path == "/cl":
         start_response("200 OK", [("Content-Type", "text/plain")])
         kind = q["kind"]
