@@ -21,6 +21,7 @@ from h2.connection import ConnectionInputs
 from h2.stream import StreamInputs
 
 from h2gate.config import Config
+from h2gate.hpack_reuse import BlockDecoder, BlockEncoder
 from h2gate.priority import PRIORITY_UPDATE, SETTINGS_NO_RFC7540_PRIORITIES, SendTurns
 
 #: A frame header: 24-bit length (as 16 + 8 bits), type, flags, stream id.
@@ -33,6 +34,10 @@ _LEAN_DATA = (
     and "outbound_flow_control_window" in h2.stream.H2Stream.__init__.__code__.co_names
     and "headers_sent" in h2.stream.H2StreamStateMachine.__init__.__code__.co_names
 )
+#: hpack's table internals that :mod:`h2gate.hpack_reuse` watches (hpack 4.x).
+_LEAN_HPACK = all(
+    hasattr(h2.connection.H2Connection().encoder.header_table, name) for name in ("dynamic_entries", "resized")
+) and hasattr(h2.connection.H2Connection().decoder, "max_allowed_table_size")
 
 #: Streams h2 lets open beyond our advertised MAX_CONCURRENT_STREAMS (at least; see LocalSettings).
 STREAM_HEADROOM = 100
@@ -79,10 +84,18 @@ class ServerH2Connection(h2.connection.H2Connection):
     #: data_to_send() joins it all with one exact-size copy; appending 16 KiB frames to h2's
     #: bytearray instead re-copied the growing buffer on every resize.
     _pieces: list[bytes | bytearray | memoryview]
+    #: Encodes response blocks with h2's encoder, reusing unchanged fields (None: h2's encoder as is).
+    _blocks: BlockEncoder | None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._pieces = []
         super().__init__(*args, **kwargs)
+        self._blocks = None
+        if _LEAN_HPACK:
+            self._blocks = BlockEncoder(self.encoder)
+            decoder = BlockDecoder()
+            decoder.max_header_list_size = self.decoder.max_header_list_size
+            self.decoder = decoder
 
     def data_to_send(self, amount: int | None = None) -> bytes:
         pieces = self._pieces
@@ -158,10 +171,11 @@ class ServerH2Connection(h2.connection.H2Connection):
         h2's ``send_headers`` would normalise and validate the block again and
         build a frame object per HEADERS/CONTINUATION, a seventh of the CPU of a
         small request. Here the same state transitions are made (connection,
-        then stream, then END_STREAM), the block is HPACK-encoded by h2's own
-        encoder and framed directly. Informational (1xx) blocks, trailers and an
-        h2 without the internals this relies on go through h2 with its outbound
-        checks off, as before; h2 raises its errors for closed streams either way.
+        then stream, then END_STREAM), the block is HPACK-encoded with h2's own
+        encoder (through :class:`h2gate.hpack_reuse.BlockEncoder`) and framed
+        directly. Informational (1xx) blocks, trailers and an h2 without the
+        internals this relies on go through h2 with its outbound checks off, as
+        before; h2 raises its errors for closed streams either way.
         """
         stream = self.streams.get(stream_id)
         if (
@@ -181,7 +195,8 @@ class ServerH2Connection(h2.connection.H2Connection):
             return
         self.state_machine.process_input(ConnectionInputs.SEND_HEADERS)
         stream.state_machine.process_input(StreamInputs.SEND_HEADERS)
-        block = self.encoder.encode(headers)  # HPACK state changes only after the transitions succeeded
+        # HPACK state changes only after the transitions succeeded.
+        block = self._blocks.encode(headers) if self._blocks is not None else self.encoder.encode(headers)
         if end_stream:
             stream.state_machine.process_input(StreamInputs.SEND_END_STREAM)
         pieces = self._head_of_pieces()
