@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable
 
 from h2.errors import ErrorCodes
@@ -15,8 +16,9 @@ log = logging.getLogger("h2gate.error")
 
 #: HTTP/1-only fields that are illegal in HTTP/2 responses (RFC 9113 §8.2.2).
 HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade", b"te"})
-#: RFC 9110 token characters (lowercase only: HTTP/2 field names must be lowercase, RFC 9113 §8.2.1).
-_NAME_CHARS = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz")
+#: A whole name of RFC 9110 token characters (lowercase only: HTTP/2 field names must be lowercase, RFC 9113 §8.2.1).
+_NAME_OK = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+").fullmatch
+_BAD_VALUE_BYTE = re.compile(rb"[\r\n\0]").search
 _warned: set[bytes] = set()
 
 
@@ -42,9 +44,9 @@ def prepare_headers(
         # Checked here because h2 would only notice halfway through HPACK-encoding
         # the block (leaving the stream and encoder unusable), or not at all and
         # the client would reject the whole connection (RFC 9113 §8.2.1).
-        if not name or not _NAME_CHARS.issuperset(name):
+        if _NAME_OK(name) is None:
             raise HeaderError(f"response header name {name!r} is not a valid field name")
-        if b"\r" in value or b"\n" in value or b"\0" in value:
+        if _BAD_VALUE_BYTE(value) is not None:
             raise HeaderError(f"response header value {value!r} for {name!r} contains CR, LF or NUL")
         value = value.strip(b" \t")
         if name in HOP_BY_HOP:
