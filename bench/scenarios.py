@@ -183,17 +183,39 @@ def latencies(log_file: Path) -> Latency:
 
 
 def scenario_download(args: argparse.Namespace, workdir: Path) -> None:
-    print(f"\n== download: h2load -c 4 -m 2 -n {args.downloads} /download (5 MiB each), TLS")
+    rounds = args.rounds
+    print(
+        f"\n== download: h2load -c 4 -m 2 -n {args.downloads} /download (5 MiB each), TLS; "
+        f"{rounds} round(s), the servers taking turns, median"
+    )
     specs = [server_spec(name) for name in args.servers] + [nghttpd_spec(workdir / "htdocs")]
-    figures: dict[str, float] = {}
-    for name, server in each_server(specs, workdir, args.startup_timeout):
-        url = f"https://{HOST}:{server.port}/download"
-        res, _ = h2load(url, requests=args.downloads, clients=4, streams=2, limit=args.duration)
-        if res.error:
-            print(f"  {name:<18} failed: {res.error}")
-            continue
-        figures[name] = res.body_mb_per_s
-        print(f"  {name:<18} {res.body_mb_per_s:8.1f} MB/s  ({res.failures} failures)")
+    with contextlib.ExitStack() as stack:
+        # All of them run at once so that each round measures every server within seconds:
+        # this machine's speed drifts by a third over an hour, which one run per server would compare.
+        urls: dict[str, str] = {}
+        for spec in specs:
+            if not available(spec):
+                print(f"  {spec.name:<18} skipped (not installed)")
+                continue
+            server = stack.enter_context(running(spec, workdir, args.startup_timeout))
+            if isinstance(server, str):
+                print(f"  {spec.name:<18} not started: {server}")
+                continue
+            urls[spec.name] = f"https://{HOST}:{server.port}/download"
+        for url in urls.values():  # warm-up, unmeasured
+            h2load(url, requests=4, clients=4, streams=2, limit=args.duration)
+        runs: dict[str, list[float]] = {name: [] for name in urls}
+        for _ in range(rounds):
+            for name, url in urls.items():
+                res, _ = h2load(url, requests=args.downloads, clients=4, streams=2, limit=args.duration)
+                if res.error or res.failures:
+                    print(f"  {name:<18} failed: {res.error or f'{res.failures} failures'}")
+                    continue
+                runs[name].append(res.body_mb_per_s)
+    figures = {name: statistics.median(values) for name, values in runs.items() if values}
+    for name, value in figures.items():
+        spread = ", ".join(f"{v:.0f}" for v in runs[name])
+        print(f"  {name:<18} {value:8.1f} MB/s  (runs: {spread})")
     base = figures.get("nghttpd")
     if base:
         for name, value in figures.items():
@@ -244,6 +266,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--only", default=",".join(SCENARIOS), help="comma list from: " + ", ".join(SCENARIOS))
     p.add_argument("--servers", default=",".join(COMPARED), help="comma list of bench/run.py server names")
     p.add_argument("--downloads", type=int, help="5 MiB downloads per server, at least 4 (default 40, quick 8)")
+    p.add_argument("--rounds", type=int, help="download rounds, the median is printed (default 5, quick 1)")
     p.add_argument("--connections", type=int, help="concurrent connections (default 1000, quick 50)")
     p.add_argument("--requests", type=int, help="requests of the workers run (default 20000, quick 1000)")
     p.add_argument("--duration", type=float, default=120.0, help="hard limit in seconds for each h2load run")
@@ -255,6 +278,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if unknown:
         p.error(f"unknown scenario(s) or server(s): {', '.join(unknown)}")
     args.downloads = max(4, args.downloads or (8 if args.quick else 40))  # h2load: one per connection at least
+    args.rounds = max(1, args.rounds or (1 if args.quick else 5))
     args.connections = args.connections or (50 if args.quick else 1000)
     args.requests = args.requests or (1000 if args.quick else 20000)
     if args.quick:
