@@ -134,6 +134,40 @@ def test_response_header_block_larger_than_a_frame(serve, certs, tmp_path: Path,
     assert headers["content-type"] == "text/plain"
 
 
+@pytest.mark.parametrize(("tls", "loop"), [(True, "trio"), (False, "asyncio")])
+def test_header_compression_over_many_responses(serve, certs, tls: bool, loop: str) -> None:
+    """Repeated and varied blocks both ways, a table size change midway; content-length never enters the table."""
+    from h2.settings import SettingCodes
+
+    from tests.apps.flow import pad_value
+
+    server = serve(APP, "--loop", loop, tls=tls)
+    with RawH2(server.port, ca_pem=certs.ca_pem if tls else None) as client:
+        table = client.h2.decoder.header_table
+
+        def check(rounds: range) -> None:
+            for i in rounds:
+                size = i % 7 * 13
+                for _ in range(2):  # the same request twice: the second block is all indexes
+                    stream = client.get(f"/download?key=hpack{i}&size={size}&seed={i}")
+                    assert (stream.status, len(stream.body), stream.header(b"content-length")) == (
+                        200,
+                        size,
+                        str(size).encode(),
+                    )
+                hello = client.get(f"/hello?pad={i}")
+                assert (hello.status, hello.body, hello.header(b"x-pad")) == (200, b"hello", pad_value(i))
+                assert not [name for name, _ in table.dynamic_entries if name == b"content-length"]
+
+        check(range(20))
+        assert any(name == b"x-pad" for name, _ in table.dynamic_entries)  # the table is in use
+        client.h2.update_settings({SettingCodes.HEADER_TABLE_SIZE: 64})  # the server must shrink its table
+        client.flush()
+        check(range(20, 40))
+        assert table.maxsize <= 64
+        assert sum(len(n) + len(v) + 32 for n, v in table.dynamic_entries) <= 64
+
+
 def test_wsgi_response_header_block_larger_than_a_frame(serve) -> None:
     from tests.apps.flow import pad_value
     from tests.conftest import h2c_client
