@@ -9,7 +9,10 @@ HTTP/2 request, drives it with h2load (a small-response run and a 5 MiB
 download run), samples its resident memory while h2load runs, stops it, and
 finally prints one table side by side.  It also times the ``h2`` state machine
 alone in-process (the "h2 floor"): no server built on h2 can beat that figure
-on one core.
+on one core.  With ``--rounds N`` the whole sequence (floor included) runs N
+times, the servers taking turns, and the table shows each server's median run:
+the machine's speed drifts more between minutes than many differences between
+servers, and taking turns spreads that drift over all of them.
 
 The figures are printed, never checked: this is a measuring tool, not a test.
 See bench/README.md for how to read the output.
@@ -22,6 +25,7 @@ import importlib.util
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -270,16 +274,35 @@ def h2_floor(iterations: int, rounds: int = 3) -> tuple[float, float]:
     return best_total, best_server
 
 
-def print_floor(iterations: int) -> None:
-    exchange_us, server_us = h2_floor(iterations)
+def print_floor(iterations: int, floors: list[tuple[float, float]]) -> None:
+    """The floor measured once per round (``floors``): the median, and every round's figure if more than one."""
+    exchange_us = statistics.median(f[0] for f in floors)
+    server_us = statistics.median(f[1] for f in floors)
+    each = ", ".join(f"{f[1]:.1f}" for f in floors)
+    rounds = f"; median of {len(floors)} bench rounds: {each}" if floors[1:] else ""
     print(
         "\nh2 floor (the h2 state machines alone, in memory, no sockets/TLS/ASGI, one core):\n"
         f"  server side only:              {server_us:7.1f} us/request -> ceiling {1e6 / server_us:9,.0f} req/s\n"
         f"  full exchange (client+server): {exchange_us:7.1f} us/request -> ceiling {1e6 / exchange_us:9,.0f} req/s\n"
-        f"  ({iterations} exchanges per round, best of 3 rounds, h2 {module_version('h2')}; under h2load the client\n"
-        "  half runs in C, so the server-side line is the one an h2-based Python server cannot beat)",
+        f"  ({iterations} exchanges per round, best of 3 rounds{rounds}, h2 {module_version('h2')};\n"
+        "  under h2load the client half runs in C, so the server-side line is the one an h2-based Python server\n"
+        "  cannot beat)",
         flush=True,
     )
+
+
+def median_run(runs: list[ServerResult]) -> ServerResult:
+    """The run with the median small-request req/s (the lower middle of an even count), else the last one."""
+    ok = sorted((r for r in runs if r.hello.ok), key=lambda r: r.hello.req_per_s)
+    return ok[(len(ok) - 1) // 2] if ok else runs[-1]
+
+
+def print_rounds(runs: dict[str, list[ServerResult]]) -> None:
+    print("req/s per round (the table shows the median run):")
+    width = max(len(name) for name in runs)
+    for name, results in runs.items():
+        figures = ", ".join(f"{r.hello.req_per_s:,.0f}" if r.hello.ok else "-" for r in results)
+        print(f"  {name:<{width}}  {figures}")
 
 
 # --------------------------------------------------------------------------- report
@@ -340,6 +363,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--startup-timeout", type=float, default=15.0, help="seconds a server gets to become ready")
     p.add_argument("--floor-iterations", type=int, default=None, help="h2 floor exchanges per round (default 5000)")
     p.add_argument("--servers", default=",".join(ALL_SERVERS), help="comma list from: " + ", ".join(ALL_SERVERS))
+    p.add_argument("--rounds", type=int, default=None, help="runs of every server, taking turns (default 3; quick 1)")
     p.add_argument("--quick", action="store_true", help="small smoke run (2000 requests, 3 downloads, short bounds)")
     p.add_argument(
         "--scenarios", action="store_true", help="afterwards run bench/scenarios.py too (with --quick if given)"
@@ -351,6 +375,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "downloads": 3 if quick else 20,
         "duration": 30.0 if quick else 120.0,
         "floor_iterations": 1000 if quick else 5000,
+        "rounds": 1 if quick else 3,
     }
     for name, value in defaults.items():
         if getattr(args, name) is None:
@@ -361,8 +386,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = [n for n in names if n not in SPECS]
     if unknown:
         p.error(f"unknown server(s) {', '.join(unknown)}; choose from {', '.join(ALL_SERVERS)}")
-    if args.requests < 1 or args.downloads < 1 or args.duration <= 0:
-        p.error("--requests, --downloads and --duration must be positive")
+    if args.requests < 1 or args.downloads < 1 or args.duration <= 0 or args.rounds < 1:
+        p.error("--requests, --downloads, --duration and --rounds must be positive")
     args.server_names = names
     return args
 
@@ -383,27 +408,38 @@ def main(argv: list[str] | None = None) -> int:
         f"download run: h2load -c 1 -m 1 -n {args.downloads} (5 MiB each); bound {args.duration:.0f}s per run",
         flush=True,
     )
-    results: list[ServerResult] = []
+    runs: dict[str, list[ServerResult]] = {name: [] for name in args.server_names}
+    floors: list[tuple[float, float]] = []
     interrupted = False
     try:
         with tempfile.TemporaryDirectory(prefix="h2gate-bench-") as tmp:
             workdir = Path(tmp)
             cert, key = make_cert(workdir)
-            for name in args.server_names:
-                print(f"[{name}] (1-min load average before start: {os.getloadavg()[0]:.2f})", flush=True)
-                result = bench_server(SPECS[name], args, cert, key, workdir)
-                if result.skipped and not result.hello.ok and name in OPTIONAL:
-                    print(f"  {name} unavailable: {result.skipped}", flush=True)
-                results.append(result)
+            for round_no in range(1, args.rounds + 1):
+                if args.rounds > 1:
+                    print(f"== round {round_no} of {args.rounds}", flush=True)
+                for name in args.server_names:
+                    earlier = runs[name]
+                    if earlier and earlier[0].skipped and not earlier[0].hello.ok:
+                        continue  # not installed or failed to start: said so in round 1
+                    print(f"[{name}] (1-min load average before start: {os.getloadavg()[0]:.2f})", flush=True)
+                    result = bench_server(SPECS[name], args, cert, key, workdir)
+                    if result.skipped and not result.hello.ok and name in OPTIONAL:
+                        print(f"  {name} unavailable: {result.skipped}", flush=True)
+                    earlier.append(result)
+                floors.append(h2_floor(args.floor_iterations))
     except KeyboardInterrupt:
         interrupted = True
         print("\ninterrupted: servers stopped; partial results follow", file=sys.stderr)
 
-    if not interrupted:
-        print_floor(args.floor_iterations)
+    if floors:
+        print_floor(args.floor_iterations, floors)
     print()
+    results = [median_run(found) for found in runs.values() if found]
     if results:
         print_table(results)
+        if args.rounds > 1:
+            print_rounds({name: found for name, found in runs.items() if found})
     else:
         print("no server run completed")
     if args.scenarios and not interrupted:

@@ -65,3 +65,20 @@ def test_cpu_script_prints_a_median_per_server() -> None:
     medians = [line.split() for line in lines[lines.index("median:") + 1 :]]
     assert [m[0] for m in medians] == ["h2gate-trio", "h2gate-asyncio"]
     assert all(float(m[1]) > 0 and m[2:5] == ["us", "per", "request"] for m in medians)
+
+
+def test_run_script_takes_turns_and_prints_the_median_run() -> None:
+    out = run_script(
+        "bench/run.py", "--quick", "--servers", "h2gate-trio,h2gate-wsgi", "--requests", "300",
+        "--downloads", "2", "--rounds", "2", "--floor-iterations", "200",
+    )  # fmt: skip
+    assert out.count("== round ") == 2 and "median of 2 bench rounds" in out
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith("h2gate-")}
+    per_round = out.partition("req/s per round")[2].splitlines()
+    for name in ("h2gate-trio", "h2gate-wsgi"):
+        row = rows[name]
+        assert row[-1] == "0", row  # failures
+        figures = next(line for line in per_round if line.split()[:1] == [name]).split(maxsplit=1)[1]
+        runs = [float(f.replace(",", "")) for f in figures.split(", ")]
+        assert len(runs) == 2 and all(run > 0 for run in runs)
+        assert float(row[2].replace(",", "")) == min(runs)  # the lower middle of two
