@@ -47,7 +47,7 @@ from bench.servers import (
 )
 
 SCENARIOS = ("download", "connections", "workers")
-COMPARED = ("h2gate-trio", "hypercorn-asyncio", "granian")
+COMPARED = ("h2gate-asyncio", "h2gate-trio", "hypercorn-asyncio", "granian")
 #: h2gate accepts 1000 connections per process by default; the scenarios ask for more.
 H2GATE_EXTRA = ["--max-connections", "4000"]
 
