@@ -8,8 +8,8 @@ same routes from the WSGI app bench/wsgi_app.py), waits until it answers a real
 HTTP/2 request, drives it with h2load (a small-response run and a 5 MiB
 download run), samples its resident memory while h2load runs, stops it, and
 finally prints one table side by side.  It also times the ``h2`` state machine
-alone in-process (the "h2 floor"): no server built on h2 can beat that figure
-on one core.  With ``--rounds N`` the whole sequence (floor included) runs N
+alone in-process (the "h2 floor", bench/floor.py): no server running h2 as it
+comes can beat that figure on one core.  With ``--rounds N`` the whole sequence (floor included) runs N
 times, the servers taking turns, and the table shows each server's median run:
 the machine's speed drifts more between minutes than many differences between
 servers, and taking turns spreads that drift over all of them.
@@ -25,11 +25,9 @@ import importlib.util
 import os
 import platform
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,8 +35,8 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make ``bench`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.floor import h2_floor, print_floor
 from bench.servers import (
-    HELLO,
     HOST,
     ROOT,
     LoadResult,
@@ -220,75 +218,6 @@ def describe_run(res: LoadResult, unit: str) -> str:
     figure = res.req_per_s if unit == "req/s" else res.body_mb_per_s
     note = f", {res.error}" if res.error else ""
     return f"{figure:,.1f} {unit} over {res.total} requests in {res.seconds:.2f}s, {res.failures} failed{note}"
-
-
-# --------------------------------------------------------------------------- h2 floor
-
-
-def h2_floor(iterations: int, rounds: int = 3) -> tuple[float, float]:
-    """Best-of-``rounds`` microseconds per request/response exchange through two in-memory h2 connections.
-
-    Returns (whole exchange, server side only).  The server side is what any h2-based server must
-    at least spend per request: parse the request frames, emit response HEADERS + a 13-byte DATA.
-    """
-    from h2.config import H2Configuration
-    from h2.connection import H2Connection
-    from h2.events import DataReceived, RequestReceived
-
-    req_headers = [
-        (b":method", b"GET"), (b":path", b"/"), (b":scheme", b"https"), (b":authority", b"127.0.0.1:8443"),
-        (b"user-agent", b"h2load nghttp2/1.52.0"),
-    ]  # fmt: skip
-    resp_headers = [
-        (b":status", b"200"), (b"content-type", b"text/plain"), (b"content-length", b"13"), (b"server", b"h2gate"),
-    ]  # fmt: skip
-    best_total = best_server = float("inf")
-    for _ in range(rounds):
-        client = H2Connection(H2Configuration(client_side=True, header_encoding=None))
-        server = H2Connection(H2Configuration(client_side=False, header_encoding=None))
-        client.initiate_connection()
-        server.initiate_connection()
-        for _ in range(3):  # preface, SETTINGS and their ACKs
-            server.receive_data(client.data_to_send())
-            client.receive_data(server.data_to_send())
-        server_time = 0.0
-        perf = time.perf_counter
-        start = perf()
-        for _ in range(iterations):
-            sid = client.get_next_available_stream_id()
-            client.send_headers(sid, req_headers, end_stream=True)
-            wire = client.data_to_send()  # also carries any WINDOW_UPDATE from the previous exchange
-            t0 = perf()
-            for event in server.receive_data(wire):
-                if isinstance(event, RequestReceived):
-                    server.send_headers(event.stream_id, resp_headers)
-                    server.send_data(event.stream_id, HELLO, end_stream=True)
-            out = server.data_to_send()
-            server_time += perf() - t0
-            for event in client.receive_data(out):
-                if isinstance(event, DataReceived):
-                    client.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
-        total = perf() - start
-        best_total = min(best_total, total / iterations * 1e6)
-        best_server = min(best_server, server_time / iterations * 1e6)
-    return best_total, best_server
-
-
-def print_floor(iterations: int, floors: list[tuple[float, float]]) -> None:
-    """The floor measured once per round (``floors``): the median, and every round's figure if more than one."""
-    exchange_us = statistics.median(f[0] for f in floors)
-    server_us = statistics.median(f[1] for f in floors)
-    each = ", ".join(f"{f[1]:.1f}" for f in floors)
-    rounds = f"; median of {len(floors)} bench rounds: {each}" if floors[1:] else ""
-    print(
-        "\nh2 floor (the h2 state machines alone, in memory, no sockets/TLS/ASGI, one core):\n"
-        f"  server side only:              {server_us:7.1f} us/request -> ceiling {1e6 / server_us:9,.0f} req/s\n"
-        f"  full exchange (client+server): {exchange_us:7.1f} us/request -> ceiling {1e6 / exchange_us:9,.0f} req/s\n"
-        f"  ({iterations} exchanges per round, best of 3 rounds{rounds}, h2 {module_version('h2')};\n"
-        "  under h2load the client half runs in C, so the server-side line is the one an h2-based Python server\n"
-        "  cannot beat)",
-        flush=True,
-    )
 
 
 def median_run(runs: list[ServerResult]) -> ServerResult:
