@@ -28,16 +28,20 @@ from h2gate.priority import PRIORITY_UPDATE, SETTINGS_NO_RFC7540_PRIORITIES, Sen
 _FRAME_HEAD = struct.Struct(">HBBBL")
 _DATA, _HEADERS, _CONTINUATION = 0x0, 0x1, 0x9  # frame types (RFC 9113 §6)
 _END_STREAM, _END_HEADERS = 0x1, 0x4  # flags
+_PROBE = h2.connection.H2Connection()
 #: The h2 internals the lean DATA and HEADERS paths rely on (h2 4.x); without them h2's own path is used.
 _LEAN_DATA = (
-    isinstance(getattr(h2.connection.H2Connection(), "_data_to_send", None), bytearray)
+    isinstance(getattr(_PROBE, "_data_to_send", None), bytearray)
     and "outbound_flow_control_window" in h2.stream.H2Stream.__init__.__code__.co_names
     and "headers_sent" in h2.stream.H2StreamStateMachine.__init__.__code__.co_names
 )
 #: hpack's table internals that :mod:`h2gate.hpack_reuse` watches (hpack 4.x).
-_LEAN_HPACK = all(
-    hasattr(h2.connection.H2Connection().encoder.header_table, name) for name in ("dynamic_entries", "resized")
-) and hasattr(h2.connection.H2Connection().decoder, "max_allowed_table_size")
+_LEAN_HPACK = (
+    hasattr(_PROBE.encoder.header_table, "dynamic_entries")
+    and hasattr(_PROBE.encoder.header_table, "resized")
+    and hasattr(_PROBE.decoder, "max_allowed_table_size")
+)
+del _PROBE
 
 #: Streams h2 lets open beyond our advertised MAX_CONCURRENT_STREAMS (at least; see LocalSettings).
 STREAM_HEADROOM = 100

@@ -147,8 +147,7 @@ def _literal_not_indexed(encoder: Encoder, name: bytes, value: bytes) -> bytes:
     if index is None:
         head = b"\x00" + _string(encoder, name)
     else:
-        prefix = encode_integer(index, 4)  # the pattern's top four bits are 0000
-        head = bytes(prefix)
+        head = bytes(encode_integer(index, 4))  # the pattern's top four bits are 0000
     return head + _string(encoder, value)
 
 

@@ -11,6 +11,7 @@ from h2.errors import ErrorCodes
 from h2gate.errors import ClientDisconnected
 from h2gate.exchange import Exchange, Headers
 from h2gate.logs import http_date
+from h2gate.validate import BAD_VALUE_BYTE
 
 log = logging.getLogger("h2gate.error")
 
@@ -18,7 +19,6 @@ log = logging.getLogger("h2gate.error")
 HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade", b"te"})
 #: A whole name of RFC 9110 token characters (lowercase only: HTTP/2 field names must be lowercase, RFC 9113 §8.2.1).
 _NAME_OK = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+").fullmatch
-_BAD_VALUE_BYTE = re.compile(rb"[\r\n\0]").search
 _warned: set[bytes] = set()
 
 
@@ -46,7 +46,7 @@ def prepare_headers(
         # the client would reject the whole connection (RFC 9113 §8.2.1).
         if _NAME_OK(name) is None:
             raise HeaderError(f"response header name {name!r} is not a valid field name")
-        if _BAD_VALUE_BYTE(value) is not None:
+        if BAD_VALUE_BYTE(value) is not None:
             raise HeaderError(f"response header value {value!r} for {name!r} contains CR, LF or NUL")
         value = value.strip(b" \t")
         if name in HOP_BY_HOP:

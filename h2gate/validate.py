@@ -21,7 +21,8 @@ CONNECTION_SPECIFIC = frozenset({b"connection", b"proxy-connection", b"keep-aliv
 REQUEST_PSEUDO = frozenset({b":method", b":scheme", b":authority", b":path", b":protocol"})
 #: A whole valid name: visible ASCII without uppercase, a colon only as a pseudo-header's first byte.
 _NAME_OK = re.compile(rb":?[\x21-\x39\x3b-\x40\x5b-\x7e]+").fullmatch
-_BAD_VALUE_BYTE = re.compile(rb"[\0\r\n]").search
+#: Finds a byte no field value may hold, in either direction (RFC 9113 §8.2.1).
+BAD_VALUE_BYTE = re.compile(rb"[\0\r\n]").search
 _WHITESPACE = (0x20, 0x09)
 
 
@@ -31,7 +32,7 @@ def _field_problem(name: bytes, value: bytes) -> str | None:
         return "empty field name"
     if _NAME_OK(name) is None:
         return f"invalid field name {name!r}"
-    if _BAD_VALUE_BYTE(value) is not None:
+    if BAD_VALUE_BYTE(value) is not None:
         return f"invalid character in the value of {name!r}"
     if value and (value[0] in _WHITESPACE or value[-1] in _WHITESPACE):
         return f"value of {name!r} starts or ends with whitespace"
