@@ -16,8 +16,8 @@ from bench.servers import HELLO, module_version
 def h2_floor(iterations: int, rounds: int = 3) -> tuple[float, float]:
     """Best-of-``rounds`` microseconds per request/response exchange through two in-memory h2 connections.
 
-    Returns (whole exchange, server side only).  The server side is what any h2-based server must
-    at least spend per request: parse the request frames, emit response HEADERS + a 13-byte DATA.
+    Returns (whole exchange, server side only).  The server side is what a server running h2 as it comes
+    must at least spend per request: parse the request frames, emit response HEADERS + a 13-byte DATA.
     """
     from h2.config import H2Configuration
     from h2.connection import H2Connection

@@ -9,10 +9,11 @@ HTTP/2 request, drives it with h2load (a small-response run and a 5 MiB
 download run), samples its resident memory while h2load runs, stops it, and
 finally prints one table side by side.  It also times the ``h2`` state machine
 alone in-process (the "h2 floor", bench/floor.py): no server running h2 as it
-comes can beat that figure on one core.  With ``--rounds N`` the whole sequence (floor included) runs N
-times, the servers taking turns, and the table shows each server's median run:
-the machine's speed drifts more between minutes than many differences between
-servers, and taking turns spreads that drift over all of them.
+comes can beat that figure on one core.  With ``--rounds N`` the whole
+sequence (floor included) runs N times, the servers taking turns, and the
+table shows each server's median run: the machine's speed drifts more between
+minutes than many differences between servers, and taking turns spreads that
+drift over all of them.
 
 The figures are printed, never checked: this is a measuring tool, not a test.
 See bench/README.md for how to read the output.
