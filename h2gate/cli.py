@@ -85,7 +85,7 @@ def _build() -> click.Command:
             config = load_config(given)
             if not config.app:
                 raise StartupError("no application given: h2gate MODULE:ATTRIBUTE (e.g. h2gate examples.hello:app)")
-            from h2gate.run import run
+            from h2gate.ops.run import run
 
             code = run(config, given)
         except StartupError as exc:

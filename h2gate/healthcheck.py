@@ -44,9 +44,9 @@ def url_from_config() -> tuple[str, bool]:
 
     Raises ProbeFailed when the configuration is invalid or has no TCP bind.
     """
-    from h2gate.binds import parse_bind
     from h2gate.config import load_config
     from h2gate.errors import ConfigError
+    from h2gate.net.binds import parse_bind
 
     try:
         config = load_config()

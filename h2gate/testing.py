@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from h2gate.inprocess import InProcessServer, ThrowawayCA
+    from h2gate.ops.inprocess import InProcessServer, ThrowawayCA
 
 
 @dataclass
@@ -76,7 +76,7 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
 @pytest.fixture(scope="session")
 def h2gate_ca(tmp_path_factory: pytest.TempPathFactory) -> ThrowawayCA:
     """The throwaway CA (and server certificate for 127.0.0.1/localhost) of this test session."""
-    from h2gate.inprocess import ThrowawayCA
+    from h2gate.ops.inprocess import ThrowawayCA
 
     return ThrowawayCA(str(tmp_path_factory.mktemp("h2gate-ca")))
 
@@ -85,11 +85,11 @@ def h2gate_ca(tmp_path_factory: pytest.TempPathFactory) -> ThrowawayCA:
 def h2gate_server(request: pytest.FixtureRequest) -> Iterator[Callable[..., InProcessServer]]:
     """Factory: ``h2gate_server(app, tls=True, interface="auto", fail_on_error=True, **options)``.
 
-    Returns a started :class:`h2gate.inprocess.InProcessServer` (``url``,
+    Returns a started :class:`h2gate.ops.inprocess.InProcessServer` (``url``,
     ``ca_file``, ``client()``, ``async_client()``, ``errors``); every server
     it started is stopped gracefully at teardown.
     """
-    from h2gate.inprocess import InProcessServer
+    from h2gate.ops.inprocess import InProcessServer
 
     started: list[_Started] = []
     request.node.stash[_SERVERS] = started

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from h2gate.accesslog import DEFAULT_FORMAT, AccessFormat, Entry
 from h2gate.config import Config
 from h2gate.errors import ConfigError
-from h2gate.exchange import RequestHead
-from h2gate.transport import CleartextTransport
+from h2gate.http.head import RequestHead
+from h2gate.net.transport import CleartextTransport
+from h2gate.observe.accesslog import DEFAULT_FORMAT, AccessFormat, Entry
 
 from .conftest import h2c_client, tls_client
 

@@ -16,10 +16,10 @@ from typing import Any
 import h2.settings
 import pytest
 
-from h2gate.appload import as_asgi3, import_app, is_asgi2
-from h2gate.binds import Bind, parse_bind
 from h2gate.config import Config, load_config, read_env, read_toml
 from h2gate.errors import AppLoadError, ConfigError
+from h2gate.net.binds import Bind, parse_bind
+from h2gate.ops.appload import as_asgi3, import_app, is_asgi2
 from tests.h2raw import RawH2
 
 

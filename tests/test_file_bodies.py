@@ -1,6 +1,6 @@
 """File bodies: ASGI ``http.response.zerocopysend`` and WSGI ``wsgi.file_wrapper`` over real files.
 
-Both go through :mod:`h2gate.filebody` (as pathsend does, see test_extensions.py):
+Both go through :mod:`h2gate.protocol.filebody` (as pathsend does, see test_extensions.py):
 chunks read off the trio thread, each sent once the client's window has room.
 """
 

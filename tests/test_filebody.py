@@ -1,4 +1,4 @@
-"""Unit tests for h2gate.filebody, the file-body path behind pathsend, zerocopysend and wsgi.file_wrapper."""
+"""Unit tests for h2gate.protocol.filebody, the file-body path behind pathsend, zerocopysend and wsgi.file_wrapper."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from h2gate.filebody import FileBodyError, FileSpan, file_span, stream_file
+from h2gate.protocol.filebody import FileBodyError, FileSpan, file_span, stream_file
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""h2gate.framecheck: frame boundaries followed across any split of the byte stream."""
+"""h2gate.protocol.framecheck: frame boundaries followed across any split of the byte stream."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import struct
 import pytest
 from h2.errors import ErrorCodes
 
-from h2gate.framecheck import PREFACE, FrameCheck, Piece, StreamError
+from h2gate.protocol.framecheck import PREFACE, FrameCheck, Piece, StreamError
 
 
 def frame(ftype: int, flags: int, stream_id: int, payload: bytes = b"") -> bytes:

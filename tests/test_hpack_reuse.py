@@ -7,8 +7,8 @@ import random
 import pytest
 from hpack import Decoder, Encoder, HPACKDecodingError, OversizedHeaderListError
 
-from h2gate import hpack_reuse
-from h2gate.hpack_reuse import BlockDecoder, BlockEncoder
+from h2gate.internals import hpack_reuse
+from h2gate.internals.hpack_reuse import BlockDecoder, BlockEncoder
 
 BLOCK = [
     (b":status", b"200"),

@@ -8,7 +8,7 @@ import h2.events
 import pytest
 from h2.exceptions import FlowControlError, StreamClosedError
 
-from h2gate.h2state import ServerH2Connection
+from h2gate.internals.h2conn import ServerH2Connection
 
 REQUEST = [(b":method", b"GET"), (b":path", b"/"), (b":scheme", b"https"), (b":authority", b"x")]
 

@@ -1,12 +1,12 @@
-"""Unit tests of the per-connection accounting in h2gate.limits and the deadlines in h2gate.timeouts."""
+"""Unit tests of the per-connection accounting (h2gate.protocol.limits) and deadlines (h2gate.protocol.timeouts)."""
 
 from __future__ import annotations
 
 import trio
 import trio.testing
 
-from h2gate.limits import BodyLengths, BodySizes, RateBudget, ResetBudget, Throttle
-from h2gate.timeouts import Watchdog
+from h2gate.protocol.limits import BodyLengths, BodySizes, RateBudget, ResetBudget, Throttle
+from h2gate.protocol.timeouts import Watchdog
 
 
 def test_reset_budget_counts_one_second_window() -> None:

@@ -17,10 +17,10 @@ import pytest
 from h2.errors import ErrorCodes
 from prometheus_client.parser import text_string_to_metric_families
 
-from h2gate import metrics
 from h2gate.config import Config
-from h2gate.negotiate import H2CUpgrade, WebSocketUpgrade
-from h2gate.transport import CleartextTransport
+from h2gate.net.negotiate import H2CUpgrade, WebSocketUpgrade
+from h2gate.net.transport import CleartextTransport
+from h2gate.observe import metrics
 
 from .conftest import ROOT, h2c_client, tls_client
 from .h2raw import PREFACE, RawH2, read_until_closed
@@ -130,7 +130,7 @@ def test_transport_kind() -> None:
 
 WORKER = """
 import sys
-from h2gate import metrics
+from h2gate.observe import metrics
 from h2gate.config import Config
 assert metrics.start(Config(app="x", metrics_bind="127.0.0.1:0")) is None  # a worker serves nothing
 metrics.recorder.connection_opened("h2c")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from h2gate.response import HeaderError, prepare_headers
+from h2gate.protocol.replies import HeaderError, prepare_headers
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ import time
 import pytest
 from h2.errors import ErrorCodes
 
-from h2gate.priority import (
+from h2gate.protocol.priority import (
     DEFAULT,
     MAX_EARLY_UPDATES,
     UNSIGNALLED,

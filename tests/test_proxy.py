@@ -8,8 +8,7 @@ from typing import Any
 import pytest
 
 from h2gate.errors import ConfigError
-from h2gate.exchange import RequestHead
-from h2gate.proxy import (
+from h2gate.http.forwarded import (
     Hop,
     ProxyHeaders,
     TrustedPeers,
@@ -19,7 +18,8 @@ from h2gate.proxy import (
     parse_forwarded,
     parse_x_forwarded,
 )
-from h2gate.transport import CleartextTransport
+from h2gate.http.head import RequestHead
+from h2gate.net.transport import CleartextTransport
 
 from .conftest import h2c_client
 

@@ -14,7 +14,7 @@ import pytest
 import trio
 import trio.testing
 
-from h2gate.proxy_protocol import (
+from h2gate.net.proxy_protocol import (
     V2_SIGNATURE,
     ProxyHeader,
     ProxyHeaderError,

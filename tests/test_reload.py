@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from h2gate.reloader import path_filter
+from h2gate.ops.reloader import path_filter
 from tests.conftest import ServerProcess
 from tests.procapps import versions_seen, wait_until, write_app
 

@@ -1,4 +1,4 @@
-"""The writer's raw socket path (h2gate.socket_send), the BIO-to-socket drain (h2gate.tls_direct), Signal."""
+"""The writer's raw socket path (h2gate.net.socket_send), the BIO-to-socket drain, Signal."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import trio
 import trio.testing
 from OpenSSL import SSL
 
-from h2gate.socket_send import RawSender, SendTimeout, raw_sender, sender, within
-from h2gate.tls_direct import direct_drain
+from h2gate.internals.openssl_direct import direct_drain
+from h2gate.net.socket_send import RawSender, SendTimeout, raw_sender, sender, within
 
 
 def run_trio(afn) -> None:  # type: ignore[no-untyped-def]
@@ -142,7 +142,7 @@ def test_direct_drain_needs_a_raw_socket_and_the_bio() -> None:
 
 def test_signal_callbacks_run_once_in_order_those_ahead_first() -> None:
     """Exchange.send_data_nowait queues writer-room waiters on Connection.drained this way."""
-    from h2gate.exchange import Signal
+    from h2gate.protocol.signal import Signal
 
     signal, calls = Signal(), []
     for name, ahead in (("a", False), ("b", True), ("c", False), ("d", True)):

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from h2gate import systemd
 from h2gate.errors import StartupError
+from h2gate.ops import systemd
 from tests.conftest import ServerProcess, h2c_client
 from tests.procapps import ask, write_app
 
@@ -168,7 +168,7 @@ def test_example_units_agree_with_the_server() -> None:
     assert service["ExecReload"] == "/bin/kill -HUP $MAINPID"
     start = service["ExecStart"].split()
     graceful = float(start[start.index("--graceful-timeout") + 1])
-    from h2gate.supervisor import STOP_MARGIN
+    from h2gate.ops.supervisor import STOP_MARGIN
 
     assert float(service["TimeoutStopSec"]) > graceful + STOP_MARGIN
     socket_unit = (conf / "h2gate.socket").read_text()

@@ -21,7 +21,7 @@ import pytest
 import trio
 
 from h2gate.errors import ConfigError, StartupError
-from h2gate.inprocess import MISSING_EXTRAS, InProcessServer
+from h2gate.ops.inprocess import MISSING_EXTRAS, InProcessServer
 from tests.apps.common import read_body, respond
 from tests.apps.faults import probe
 from tests.h2raw import RawH2

@@ -21,8 +21,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from OpenSSL import SSL
 
 from h2gate.errors import ConfigError, StartupError
-from h2gate.tls import build_server_context, self_signed_context
-from h2gate.tls_stream import TLSStream
+from h2gate.tls.context import build_server_context, self_signed_context
+from h2gate.tls.stream import TLSStream
 
 pytestmark = pytest.mark.filterwarnings("error")
 

@@ -10,9 +10,9 @@ import httpx
 import pytest
 from cryptography import x509
 
-from h2gate.certstore import Contexts, parse_cert_spec
 from h2gate.errors import ConfigError
-from h2gate.tls import TLSInfo, wsgi_tls_environ
+from h2gate.tls.certstore import Contexts, parse_cert_spec
+from h2gate.tls.context import TLSInfo, wsgi_tls_environ
 from tests.tlshelp import PKI, curl, dns_names, make_pki, served_cert
 
 APP = "apps.tlsinfo:app"

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 
 from h2gate.errors import ConfigError
-from h2gate.tls import check_ciphers
+from h2gate.tls.context import check_ciphers
 from tests.conftest import ServerProcess
 from tests.tlshelp import PKI, make_pki, served_cert, write_leaf
 

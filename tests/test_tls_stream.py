@@ -17,8 +17,8 @@ import trio.testing
 import trustme
 from OpenSSL import SSL
 
-from h2gate.tls import build_server_context
-from h2gate.tls_stream import TLSStream
+from h2gate.tls.context import build_server_context
+from h2gate.tls.stream import TLSStream
 
 pytestmark = pytest.mark.filterwarnings("error")
 
@@ -308,7 +308,7 @@ def test_large_echo_both_ways(ca: trustme.CA, tmp_path: Path, transport: str) ->
 
 @pytest.mark.parametrize("transport", ["memory", "socket"])
 def test_big_single_send_and_small_reads(ca: trustme.CA, tmp_path: Path, transport: str) -> None:
-    """Over a socket, ciphertext goes straight from the BIO to the socket (h2gate.tls_direct); the kernel
+    """Over a socket, ciphertext goes straight from the BIO to the socket (h2gate.internals.openssl_direct); the kernel
     takes only part of each 256 KiB write from a socketpair, so the rest takes the queued path."""
     payload = random.Random(3).randbytes(5 * 1024 * 1024 + 17)
 
@@ -428,7 +428,7 @@ def test_send_deadline_breaks_the_stream_once_the_peer_stops_reading(
     ca: trustme.CA, tmp_path: Path, transport: str
 ) -> None:
     """send_all_by (the connection writer's send) meets its deadline only while the peer takes the bytes."""
-    from h2gate.socket_send import SendTimeout, sender
+    from h2gate.net.socket_send import SendTimeout, sender
 
     async def main() -> None:
         pair = socket_pair if transport == "socket" else None

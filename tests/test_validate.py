@@ -1,10 +1,10 @@
-"""h2gate.validate: the request and trailer rules of RFC 9113 §8.2-8.3 (end to end in tests/conformance)."""
+"""h2gate.http.validate: the request and trailer rules of RFC 9113 §8.2-8.3 (end to end in tests/conformance)."""
 
 from __future__ import annotations
 
 import pytest
 
-from h2gate.validate import request_problem, trailer_problem
+from h2gate.http.validate import request_problem, trailer_problem
 
 M, S, A, P = (b":method", b"GET"), (b":scheme", b"https"), (b":authority", b"example.com"), (b":path", b"/")
 CONNECT = (b":method", b"CONNECT")

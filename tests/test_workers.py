@@ -329,7 +329,7 @@ def _socket_fds(pid: int) -> int:
 
 
 def test_report_pipe_parsing() -> None:
-    from h2gate.workers import WorkerProcess, describe_exit
+    from h2gate.ops.workers import WorkerProcess, describe_exit
 
     read_fd, write_fd = os.pipe()
     os.set_blocking(read_fd, False)

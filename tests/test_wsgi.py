@@ -341,7 +341,7 @@ def test_detection_is_overridden_by_interface_flag(serve) -> None:
 
 
 def test_detection_does_not_call_the_app() -> None:
-    from h2gate.appload import detect_interface
+    from h2gate.ops.appload import detect_interface
 
     class Flaskish:
         def __call__(self, environ: object, start_response: object) -> object:

@@ -33,16 +33,16 @@ from h2.errors import ErrorCodes
 from hyperframe.exceptions import HyperframeError
 from hyperframe.frame import ContinuationFrame, DataFrame, Frame, HeadersFrame, PushPromiseFrame
 
-from h2gate.appload import Message, Scope
-from h2gate.asgi.http import HTTPCycle
 from h2gate.asgi.http_response import AppMistake
-from h2gate.binds import parse_bind
+from h2gate.asgi.types import Message, Scope
 from h2gate.config import Config
 from h2gate.errors import ClientDisconnected, StartupError
-from h2gate.exchange import Exchange
+from h2gate.net.binds import parse_bind
+from h2gate.protocol.exchange import Exchange
 
 if TYPE_CHECKING:
-    from h2gate.connection import Connection
+    from h2gate.asgi.http import HTTPCycle
+    from h2gate.protocol.connection import Connection
 
 log = logging.getLogger("h2gate.error")
 EXTENSION = "h2gate.frames"

@@ -14,16 +14,18 @@ from urllib.parse import unquote_to_bytes
 
 from h2.errors import ErrorCodes
 
-from h2gate.appload import Message, Scope
+from h2gate.asgi.frames import FrameAPI
 from h2gate.asgi.http_response import AppMistake, HTTPResponse
 from h2gate.asgi.push import PushMistake, push, push_enabled
 from h2gate.asgi.runner import AppRunner
+from h2gate.asgi.types import Message, Scope
 from h2gate.errors import ClientDisconnected
-from h2gate.exchange import Exchange, RequestHead
-from h2gate.logs import access_log
-from h2gate.response import fail, simple_response
-from h2gate.tls import asgi_tls_extension
-from h2gate.transport import Transport
+from h2gate.http.head import RequestHead
+from h2gate.net.transport import Transport
+from h2gate.observe.logs import access_log
+from h2gate.protocol.exchange import Exchange
+from h2gate.protocol.replies import fail, simple_response
+from h2gate.tls.context import asgi_tls_extension
 
 if TYPE_CHECKING:
     import asyncio
@@ -199,8 +201,6 @@ async def handle_http(
     response = cycle.response
     frames = None
     if exchange.conn.frame_tap is not None:  # --enable-frame-api
-        from h2gate.asgi.frames import FrameAPI
-
         frames = FrameAPI(exchange, scope, cycle)
     receive, send = (cycle.receive, cycle.send) if frames is None else (frames.receive, frames.send)
     try:

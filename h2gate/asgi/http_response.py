@@ -16,10 +16,10 @@ import trio
 from h2.errors import ErrorCodes
 from h2.exceptions import ProtocolError
 
-from h2gate.appload import Message
-from h2gate.exchange import Exchange, Headers
-from h2gate.filebody import FileBodyError, FileSpan, file_span, stream_file
-from h2gate.response import HeaderError, prepare_headers
+from h2gate.asgi.types import Message
+from h2gate.protocol.exchange import Exchange, Headers
+from h2gate.protocol.filebody import FileBodyError, FileSpan, file_span, stream_file
+from h2gate.protocol.replies import HeaderError, prepare_headers
 
 if TYPE_CHECKING:
     import asyncio

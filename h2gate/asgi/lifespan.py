@@ -12,9 +12,9 @@ from typing import Any
 
 import trio
 
-from h2gate.appload import Message
 from h2gate.asgi.http import ASGI_VERSION
 from h2gate.asgi.runner import AppRunner
+from h2gate.asgi.types import Message
 from h2gate.errors import StartupError
 
 log = logging.getLogger("h2gate.error")

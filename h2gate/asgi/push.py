@@ -14,8 +14,8 @@ import logging
 
 from h2.exceptions import ProtocolError
 
-from h2gate.appload import Message
-from h2gate.exchange import Exchange, Headers
+from h2gate.asgi.types import Message
+from h2gate.protocol.exchange import Exchange, Headers
 
 log = logging.getLogger("h2gate.error")
 

@@ -29,7 +29,7 @@ from typing import Any
 import sniffio
 import trio
 
-from h2gate.appload import ASGIApp, Message, Receive, Scope, Send
+from h2gate.asgi.types import ASGIApp, Message, Receive, Scope, Send
 from h2gate.errors import ClientDisconnected
 
 log = logging.getLogger("h2gate.error")

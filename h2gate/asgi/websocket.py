@@ -11,7 +11,7 @@ closing handshake) and RST_STREAM its abortive close (RFC 8441 §5).
 
 Browsers use that only on an HTTP/2 connection they already have to the
 origin; with none they open a new connection offering ALPN ``http/1.1`` and
-send a classic ``GET`` + ``Upgrade: websocket``. :mod:`h2gate.negotiate` lets
+send a classic ``GET`` + ``Upgrade: websocket``. :mod:`h2gate.net.negotiate` lets
 that one kind of HTTP/1.1 request through (``--ws-http1``) and hands over the
 h11 connection still waiting for its answer: ``101 Switching Protocols``
 accepts it, and the TCP/TLS stream carries the frames.
@@ -65,17 +65,19 @@ from wsproto.connection import ConnectionState, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Event, Ping, TextMessage
 from wsproto.utilities import LocalProtocolError
 
-from h2gate.appload import Message, Scope
 from h2gate.asgi.http_response import AppMistake, byte_pairs
 from h2gate.asgi.runner import AppRunner
+from h2gate.asgi.types import Message, Scope
 from h2gate.asgi.ws_channels import READ_SIZE, Channel, H1Channel, H2Channel
 from h2gate.asgi.ws_scope import connect_protocol, deflate_for, websocket_scope
 from h2gate.errors import ClientDisconnected
-from h2gate.exchange import Exchange, Headers, Signal, split_head
-from h2gate.logs import access_logger
-from h2gate.negotiate import WebSocketUpgrade, _h2_headers
-from h2gate.response import simple_response
-from h2gate.transport import Transport
+from h2gate.http.head import Headers, split_head
+from h2gate.net.negotiate import WebSocketUpgrade, _h2_headers
+from h2gate.net.transport import Transport
+from h2gate.observe.logs import access_logger
+from h2gate.protocol.exchange import Exchange
+from h2gate.protocol.replies import simple_response
+from h2gate.protocol.signal import Signal
 
 __all__ = ["WebSocketSession", "connect_protocol", "handle_websocket", "handle_websocket_http1"]
 

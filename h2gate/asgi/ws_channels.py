@@ -17,12 +17,12 @@ from h2.errors import ErrorCodes
 from h2.exceptions import StreamClosedError
 from wsproto.utilities import generate_accept_token
 
-from h2gate.appload import Message
 from h2gate.asgi.http_response import AppMistake, HTTPResponse
+from h2gate.asgi.types import Message
 from h2gate.errors import ClientDisconnected
-from h2gate.exchange import Exchange, Headers
-from h2gate.negotiate import WebSocketUpgrade
-from h2gate.response import HeaderError, fail, prepare_headers, simple_response
+from h2gate.net.negotiate import WebSocketUpgrade
+from h2gate.protocol.exchange import Exchange, Headers
+from h2gate.protocol.replies import HeaderError, fail, prepare_headers, simple_response
 
 log = logging.getLogger("h2gate.error")
 

@@ -7,10 +7,10 @@ from typing import Any
 from wsproto.extensions import PerMessageDeflate
 from wsproto.handshake import server_extensions_handshake
 
-from h2gate.appload import Scope
 from h2gate.asgi.http import build_scope
-from h2gate.exchange import Exchange, Headers, RequestHead
-from h2gate.transport import Transport
+from h2gate.asgi.types import Scope
+from h2gate.net.transport import Transport
+from h2gate.protocol.exchange import Exchange, Headers, RequestHead
 
 
 def connect_protocol(exchange: Exchange) -> bytes | None:

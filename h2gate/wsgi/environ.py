@@ -6,9 +6,9 @@ import sys
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from h2gate.exchange import Exchange
-from h2gate.tls_info import wsgi_tls_environ
-from h2gate.transport import Transport
+from h2gate.net.transport import Transport
+from h2gate.protocol.exchange import Exchange
+from h2gate.tls.info import wsgi_tls_environ
 
 #: Names whose values are joined with "; " rather than ", " when repeated (RFC 9113 §8.2.3).
 _SEMICOLON_JOINED = frozenset({b"cookie"})

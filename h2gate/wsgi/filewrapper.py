@@ -2,7 +2,7 @@
 
 When the app returns a FileWrapper whose file is a regular file on disk,
 :mod:`h2gate.wsgi.response` does not iterate it: it takes the file's
-:func:`~h2gate.filebody.file_span` and sends it through the same code path
+:func:`~h2gate.protocol.filebody.file_span` and sends it through the same code path
 as ASGI's pathsend (reads off the trio thread, one chunk at a time, gated by
 flow control), with ``content-length`` set. Anything else (a socket, a
 BytesIO) is iterated like any other app iterable.
@@ -13,7 +13,7 @@ from __future__ import annotations
 import io
 from typing import Any
 
-from h2gate.filebody import FileBodyError, FileSpan, file_span
+from h2gate.protocol.filebody import FileBodyError, FileSpan, file_span
 
 #: Read size for file-likes that are iterated (the app's block size if larger).
 READ_SIZE = 256 * 1024

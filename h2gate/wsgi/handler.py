@@ -23,10 +23,10 @@ import trio
 
 from h2gate.config import Config
 from h2gate.errors import ClientDisconnected
-from h2gate.exchange import Exchange
-from h2gate.logs import access_log
-from h2gate.response import fail, simple_response
-from h2gate.transport import Transport
+from h2gate.net.transport import Transport
+from h2gate.observe.logs import access_log
+from h2gate.protocol.exchange import Exchange
+from h2gate.protocol.replies import fail, simple_response
 from h2gate.wsgi.environ import build_environ
 from h2gate.wsgi.filewrapper import FileWrapper
 from h2gate.wsgi.input import InputStream

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from h2gate.exchange import Exchange
+from h2gate.protocol.exchange import Exchange
 from h2gate.wsgi.bridge import to_trio
 
 

@@ -24,9 +24,9 @@ from h2.errors import ErrorCodes
 from h2.exceptions import ProtocolError
 
 from h2gate.errors import ClientDisconnected
-from h2gate.exchange import Exchange, Headers
-from h2gate.filebody import FileBodyError, FileSpan, stream_file
-from h2gate.response import HeaderError, prepare_headers
+from h2gate.protocol.exchange import Exchange, Headers
+from h2gate.protocol.filebody import FileBodyError, FileSpan, stream_file
+from h2gate.protocol.replies import HeaderError, prepare_headers
 from h2gate.wsgi.bridge import to_trio, to_trio_behind
 from h2gate.wsgi.filewrapper import FileWrapper
 
@@ -227,7 +227,7 @@ class WSGICall:
         return True
 
     async def _emit_file(self, headers: Headers, span: FileSpan) -> None:
-        """In the trio thread: the headers, then the file in chunks (see :mod:`h2gate.filebody`)."""
+        """In the trio thread: the headers, then the file in chunks (see :mod:`h2gate.protocol.filebody`)."""
 
         async def write(data: bytes, last: bool) -> None:
             await self.exchange.send_data(data, end_stream=last)

@@ -88,7 +88,7 @@ def test_headers_depending_on_itself(peer: Peer) -> None:
     sid = peer.new_stream_id()
     payload = priority_payload(sid) + peer.block(request_headers())
     peer.send(raw_frame(HEADERS, END_STREAM | END_HEADERS | PRIORITY_FLAG, sid, payload))
-    # §5.3.1: a stream error. h2gate.framecheck rewrites the dependency so h2 still decodes the block.
+    # §5.3.1: a stream error. h2gate.protocol.framecheck rewrites the dependency so h2 still decodes the block.
     peer.expect_rst(sid, PROTOCOL_ERROR)
     peer.expect_alive()
     headers, body = peer.expect_response(peer.request())  # the HPACK state stayed in sync
@@ -116,7 +116,7 @@ def test_priority_on_idle_stream_ignored(peer: Peer) -> None:
 
 def test_priority_depending_on_itself(peer: Peer) -> None:
     peer.send(raw_frame(PRIORITY, 0, 99, priority_payload(99)))
-    # §5.3.1: a stream error; h2gate.framecheck drops the frame h2 would make a connection error.
+    # §5.3.1: a stream error; h2gate.protocol.framecheck drops the frame h2 would make a connection error.
     peer.expect_rst(99, PROTOCOL_ERROR)
     peer.expect_alive()
 
@@ -131,7 +131,7 @@ def test_provoked_stream_errors_count_as_resets(peer: Peer) -> None:
 def test_priority_bad_length(peer: Peer) -> None:
     sid = peer.request("/sleep?key=prio-len&seconds=0.5")
     peer.send(raw_frame(PRIORITY, 0, sid, priority_payload(0)[:4]))
-    # §6.3: a stream error; h2gate.framecheck drops the frame h2 would make a connection error.
+    # §6.3: a stream error; h2gate.protocol.framecheck drops the frame h2 would make a connection error.
     peer.expect_rst(sid, FRAME_SIZE_ERROR)
     peer.expect_alive()
 
@@ -153,7 +153,7 @@ def test_rst_stream_on_idle_stream_first_frame(peer: Peer) -> None:
 def test_rst_stream_on_idle_stream_after_a_request(peer: Peer) -> None:
     peer.expect_response(peer.request())
     peer.send(raw_frame(RST_STREAM, 0, 99, struct.pack(">I", CANCEL)))
-    # h2 ignores this once a stream was opened; h2gate.framecheck makes it the §6.4 connection error.
+    # h2 ignores this once a stream was opened; h2gate.protocol.framecheck makes it the §6.4 connection error.
     peer.expect_goaway(PROTOCOL_ERROR)
 
 
@@ -193,7 +193,7 @@ def test_settings_acknowledged(peer: Peer) -> None:
 
 def test_settings_ack_with_payload(peer: Peer) -> None:
     peer.send(raw_frame(SETTINGS, ACK, 0, settings_payload((INITIAL_WINDOW_SIZE, 100))))
-    # §6.5: FRAME_SIZE_ERROR (h2 would say PROTOCOL_ERROR; h2gate.framecheck catches it first).
+    # §6.5: FRAME_SIZE_ERROR (h2 would say PROTOCOL_ERROR; h2gate.protocol.framecheck catches it first).
     peer.expect_goaway(FRAME_SIZE_ERROR)
 
 
@@ -289,7 +289,7 @@ def test_graceful_goaway_from_the_client_lets_open_streams_finish(peer: Peer) ->
 def test_window_update_zero_on_stream(peer: Peer) -> None:
     sid = peer.request("/sleep?key=wu0&seconds=0.5")
     peer.send(window_update(sid, 0))
-    # §6.9: a stream error; h2gate.framecheck drops the frame hyperframe would make a connection error.
+    # §6.9: a stream error; h2gate.protocol.framecheck drops the frame hyperframe would make a connection error.
     peer.expect_rst(sid, PROTOCOL_ERROR)
     peer.expect_alive()
 

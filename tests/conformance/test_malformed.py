@@ -138,7 +138,7 @@ def test_malformed_request_leaves_other_streams_alone(peer: Peer) -> None:
 
 
 def test_content_length_without_body(peer: Peer) -> None:
-    # h2 compares content-length with DATA frames only; h2gate.validate catches a request whose
+    # h2 compares content-length with DATA frames only; h2gate.http.validate catches a request whose
     # HEADERS ends the stream although content-length promised a body.
     sid = peer.new_stream_id()
     block = peer.block([(":method", "POST"), S, A, (":path", "/wait-body?key=cl0"), ("content-length", "5")])

@@ -65,7 +65,7 @@ def test_data_on_closed_stream(peer: Peer) -> None:
     peer.expect_response(sid)
     peer.send(data_frame(sid, b"late", end_stream=True))
     # RFC 9113 §5.1 ("closed"): frames after END_STREAM both ways are a connection error
-    # STREAM_CLOSED (h2 alone answers RST_STREAM; h2gate.h2state makes it the connection error).
+    # STREAM_CLOSED (h2 alone answers RST_STREAM; h2gate.internals.h2conn makes it the connection error).
     peer.expect_goaway(STREAM_CLOSED)
 
 

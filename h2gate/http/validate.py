@@ -1,0 +1,118 @@
+"""Is a request's header list well formed (RFC 9113 §8.2-8.3, RFC 8441 §4)?
+
+Theory of operation: h2 can validate inbound headers itself, but it reports a
+malformed request as a connection error (GOAWAY), while RFC 9113 §8.1.1 makes
+it a stream error: RST_STREAM PROTOCOL_ERROR for that request, the other
+streams unharmed. So the connection runs h2 with ``validate_inbound_headers``
+off and calls :func:`request_problem` / :func:`trailer_problem` on every
+header block; a non-None answer (the reason, for the log) means "reset this
+stream". The rules are h2's own, checked in one pass.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+Headers = Iterable[tuple[bytes, bytes]]
+
+#: Connection-specific fields, which HTTP/2 forbids (RFC 9113 §8.2.2).
+CONNECTION_SPECIFIC = frozenset({b"connection", b"proxy-connection", b"keep-alive", b"transfer-encoding", b"upgrade"})
+REQUEST_PSEUDO = frozenset({b":method", b":scheme", b":authority", b":path", b":protocol"})
+#: A whole valid name: visible ASCII without uppercase, a colon only as a pseudo-header's first byte.
+_NAME_OK = re.compile(rb":?[\x21-\x39\x3b-\x40\x5b-\x7e]+").fullmatch
+#: Finds a byte no field value may hold, in either direction (RFC 9113 §8.2.1).
+BAD_VALUE_BYTE = re.compile(rb"[\0\r\n]").search
+_WHITESPACE = (0x20, 0x09)
+
+
+def _field_problem(name: bytes, value: bytes) -> str | None:
+    """The first §8.2.1 / §8.2.2 rule a regular or pseudo field breaks, or None."""
+    if not name:
+        return "empty field name"
+    if _NAME_OK(name) is None:
+        return f"invalid field name {name!r}"
+    if BAD_VALUE_BYTE(value) is not None:
+        return f"invalid character in the value of {name!r}"
+    if value and (value[0] in _WHITESPACE or value[-1] in _WHITESPACE):
+        return f"value of {name!r} starts or ends with whitespace"
+    if name in CONNECTION_SPECIFIC:
+        return f"connection-specific field {name!r}"
+    if name == b"te" and value.lower() != b"trailers":
+        return f"te: {value!r} (only 'trailers' is allowed)"
+    return None
+
+
+def request_problem(headers: Headers, *, ended: bool = False) -> str | None:
+    """Why the request header list is malformed, or None if it is well formed.
+
+    ``ended`` says the HEADERS frame carried END_STREAM: a non-zero content-length is then a
+    mismatch with the (empty) body (§8.1.1). content-length must be digits, and agree when
+    repeated (RFC 9110 §8.6); h2's own checks of it are off (h2gate.protocol.connection._H2Connection).
+    """
+    pseudo: dict[bytes, bytes] = {}
+    length: bytes | None = None
+    regular_seen = False
+    hosts: list[bytes] = []
+    for name, value in headers:
+        problem = _field_problem(name, value)
+        if problem:
+            return problem
+        if name.startswith(b":"):
+            if regular_seen:
+                return f"pseudo-header {name!r} after a regular field"
+            if name not in REQUEST_PSEUDO:
+                return f"pseudo-header {name!r} is not allowed in a request"
+            if name in pseudo:
+                return f"duplicate pseudo-header {name!r}"
+            pseudo[name] = value
+        else:
+            regular_seen = True
+            if name == b"host":
+                hosts.append(value)
+            elif name == b"content-length":
+                if not value.isdigit():
+                    return f"invalid content-length {value.decode('latin-1')!r}"
+                if length is not None and int(value) != int(length):
+                    return "conflicting content-length fields"
+                length = value
+                if ended and value.strip(b"0"):
+                    return f"content-length {value.decode('latin-1')!r} on a request without a body"
+    return _pseudo_problem(pseudo, hosts)
+
+
+def _pseudo_problem(pseudo: dict[bytes, bytes], hosts: list[bytes]) -> str | None:
+    method = pseudo.get(b":method")
+    if method is None:
+        return "missing :method"
+    if method == b"CONNECT" and b":protocol" not in pseudo:
+        # Plain CONNECT (§8.5): just the authority.
+        if b":scheme" in pseudo or b":path" in pseudo:
+            return "CONNECT with :scheme or :path"
+    else:
+        if b":protocol" in pseudo and method != b"CONNECT":
+            return ":protocol outside an extended CONNECT"
+        for required in (b":scheme", b":path"):
+            if required not in pseudo:
+                return f"missing {required.decode()}"
+        if not pseudo[b":path"]:
+            return "empty :path"
+    if len(hosts) > 1:
+        return "more than one host field"
+    authority = pseudo.get(b":authority")
+    if authority is None and not hosts:
+        return "neither :authority nor host"
+    if authority is not None and hosts and hosts[0] != authority:
+        return "host and :authority differ"
+    return None
+
+
+def trailer_problem(headers: Headers) -> str | None:
+    """Why a trailer section is malformed (pseudo-headers, bad fields), or None."""
+    for name, value in headers:
+        if name.startswith(b":"):
+            return f"pseudo-header {name!r} in trailers"
+        problem = _field_problem(name, value)
+        if problem:
+            return problem
+    return None

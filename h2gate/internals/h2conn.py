@@ -1,0 +1,319 @@
+"""h2 as h2gate configures it: our SETTINGS, two checks moved out of h2, PRIORITY_UPDATE frames, lean DATA.
+
+h2 is used as it comes except for two places where it turns a stream error
+into a connection error (too many streams, content-length mismatch); the
+subclasses below hand those to :class:`h2gate.protocol.connection.Connection`, which
+answers them with RST_STREAM as RFC 9113 asks. And one the other way round:
+DATA on a stream both sides ended is a connection error, not h2's RST_STREAM.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from typing import Any
+
+import h2.config
+import h2.connection
+import h2.exceptions
+import h2.settings
+import h2.stream
+from h2.connection import ConnectionInputs
+from h2.stream import StreamInputs
+
+from h2gate.config import Config
+from h2gate.internals.hpack_reuse import BlockDecoder, BlockEncoder
+
+PRIORITY_UPDATE = 0x10  # frame type (RFC 9218 §7.1)
+SETTINGS_NO_RFC7540_PRIORITIES = 0x9  # RFC 9218 §2.1
+#: A frame header: 24-bit length (as 16 + 8 bits), type, flags, stream id.
+_FRAME_HEAD = struct.Struct(">HBBBL")
+_DATA, _HEADERS, _CONTINUATION = 0x0, 0x1, 0x9  # frame types (RFC 9113 §6)
+_END_STREAM, _END_HEADERS = 0x1, 0x4  # flags
+_PROBE = h2.connection.H2Connection()
+#: The h2 internals the lean DATA and HEADERS paths rely on (h2 4.x); without them h2's own path is used.
+_LEAN_DATA = (
+    isinstance(getattr(_PROBE, "_data_to_send", None), bytearray)
+    and "outbound_flow_control_window" in h2.stream.H2Stream.__init__.__code__.co_names
+    and "headers_sent" in h2.stream.H2StreamStateMachine.__init__.__code__.co_names
+)
+#: hpack's table internals that :mod:`h2gate.internals.hpack_reuse` watches (hpack 4.x).
+_LEAN_HPACK = (
+    hasattr(_PROBE.encoder.header_table, "dynamic_entries")
+    and hasattr(_PROBE.encoder.header_table, "resized")
+    and hasattr(_PROBE.decoder, "max_allowed_table_size")
+)
+del _PROBE
+
+#: Streams h2 lets open beyond our advertised MAX_CONCURRENT_STREAMS (at least; see LocalSettings).
+STREAM_HEADROOM = 100
+
+
+class LocalSettings(h2.settings.Settings):
+    """Our SETTINGS, as advertised; but h2 enforces MAX_CONCURRENT_STREAMS with headroom.
+
+    h2 raises TooManyStreamsError before it decodes the HEADERS, which leaves
+    HPACK out of sync, so all that is left then is a connection error. With the
+    headroom h2 decodes a request over the advertised limit, and
+    :meth:`h2gate.protocol.connection.Connection._on_request` refuses it with RST_STREAM REFUSED_STREAM
+    (RFC 9113 §5.1.2), which a client may retry. The SETTINGS frame carries the
+    configured value: h2 serializes ``items()``, not this property. Beyond the
+    headroom (a burst of streams in one read) h2's connection error remains.
+    """
+
+    @property  # type: ignore[override]
+    def max_concurrent_streams(self) -> int:
+        advertised = self.get(h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS, 2**32 + 1)
+        return advertised + max(advertised, STREAM_HEADROOM)
+
+    @max_concurrent_streams.setter
+    def max_concurrent_streams(self, value: int) -> None:
+        self[h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS] = value
+
+
+class ServerH2Connection(h2.connection.H2Connection):
+    """h2, minus its content-length / DATA comparison, which the connection makes itself.
+
+    h2 makes a mismatch a connection error from inside receive_data() and has
+    no setting to turn that off; RFC 9113 §8.1.1 makes it a stream error (a
+    malformed request). Its checks of the content-length *value* while
+    decoding HEADERS (digits, agreement) raise a connection error as well; they
+    are off too, :func:`h2gate.http.validate.request_problem` makes them a stream
+    error. If a future h2 renames these private methods, the override is
+    skipped and h2's own (connection error) checks stay in force.
+    """
+
+    upgraded = False  # set when stream 1 is the h2c upgrade request
+    #: Told each well-formed PRIORITY_UPDATE (RFC 9218 §7.1): the prioritized stream id and the field value.
+    on_priority_update: Callable[[int, bytes], None]
+    #: Output not yet handed out, in order, ahead of h2's own buffer: lean DATA frames (header
+    #: bytes, then the body slice itself, uncopied) and h2's bytes that came before them.
+    #: data_to_send() joins it all with one exact-size copy; appending 16 KiB frames to h2's
+    #: bytearray instead re-copied the growing buffer on every resize.
+    _pieces: list[bytes | bytearray | memoryview]
+    #: Encodes response blocks with h2's encoder, reusing unchanged fields (None: h2's encoder as is).
+    _blocks: BlockEncoder | None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._pieces = []
+        super().__init__(*args, **kwargs)
+        self._blocks = None
+        if _LEAN_HPACK:
+            self._blocks = BlockEncoder(self.encoder)
+            decoder = BlockDecoder()
+            decoder.max_header_list_size = self.decoder.max_header_list_size
+            self.decoder = decoder
+
+    def data_to_send(self, amount: int | None = None) -> bytes:
+        pieces = self._pieces
+        if not pieces:
+            return super().data_to_send(amount)
+        if self._data_to_send:
+            pieces.append(self._data_to_send)
+        self._pieces, self._data_to_send = [], bytearray()
+        if amount is None:
+            return b"".join(pieces)
+        self._data_to_send = bytearray(b"".join(pieces))
+        return super().data_to_send(amount)
+
+    def clear_outbound_data_buffer(self) -> None:
+        self._pieces = []
+        super().clear_outbound_data_buffer()
+
+    def send_data(self, stream_id: int, data: Any, end_stream: bool = False, pad_length: Any = None) -> None:
+        """h2's ``send_data``, through :meth:`queue_data` when the frame is not padded."""
+        if (
+            pad_length is not None
+            or len(data) > self.max_outbound_frame_size
+            or not self.queue_data(stream_id, data, end_stream=end_stream)
+        ):
+            super().send_data(stream_id, data, end_stream=end_stream, pad_length=pad_length)
+
+    def queue_data(self, stream_id: int, data: Any, *, end_stream: bool = False) -> bool:
+        """Queue ``data`` as DATA frames of at most the peer's frame size, in one step; the last may end the stream.
+
+        The bulk path of downloads, and the one frame of a small body: after the
+        same checks and state transitions h2's ``send_data`` makes (connection
+        and stream state, both windows, END_STREAM), frame headers and slices of
+        ``data`` go to :attr:`_pieces`, with no frame object per 16 KiB and one
+        state transition per call rather than per frame (bench/README.md has the
+        figures). Empty ``data`` is taken only with ``end_stream`` (an empty
+        DATA frame ending the stream). Returns False, having done nothing, when
+        h2 itself must take the data: unknown stream, empty data that ends
+        nothing, not enough window, or an h2 without the internals this relies on.
+        """
+        stream = self.streams.get(stream_id)
+        size = len(data)
+        if (
+            stream is None
+            or not (size or end_stream)
+            or not _LEAN_DATA
+            or size > min(self.outbound_flow_control_window, stream.outbound_flow_control_window)
+        ):
+            return False
+        self.state_machine.process_input(ConnectionInputs.SEND_DATA)
+        stream.state_machine.process_input(StreamInputs.SEND_DATA)
+        if end_stream:
+            stream.state_machine.process_input(StreamInputs.SEND_END_STREAM)
+        pieces = self._head_of_pieces()
+        view = data if isinstance(data, memoryview) else memoryview(data)
+        if not isinstance(view.obj, bytes):
+            view = memoryview(bytes(view))  # kept until the writer runs: a mutable buffer must not change meanwhile
+        step = self.max_outbound_frame_size
+        head = _FRAME_HEAD.pack
+        last = max(size - 1, 0) // step * step  # where the frame that may carry END_STREAM starts
+        for start in range(0, last + 1, step):
+            n = min(step, size - start)
+            flags = _END_STREAM if end_stream and start == last else 0x0
+            pieces.append(head(n >> 8, n & 0xFF, _DATA, flags, stream_id))
+            if n:
+                pieces.append(view[start : start + n])
+        stream.outbound_flow_control_window -= size
+        self.outbound_flow_control_window -= size
+        return True
+
+    def send_checked_headers(self, stream_id: int, headers: list[tuple[bytes, bytes]], end_stream: bool) -> None:
+        """A response's final HEADERS block that :func:`h2gate.protocol.replies.prepare_headers` already checked.
+
+        h2's ``send_headers`` would normalise and validate the block again and
+        build a frame object per HEADERS/CONTINUATION, a seventh of the CPU of a
+        small request. Here the same state transitions are made (connection,
+        then stream, then END_STREAM), the block is HPACK-encoded with h2's own
+        encoder (through :class:`h2gate.internals.hpack_reuse.BlockEncoder`) and framed
+        directly. Informational (1xx) blocks, trailers and an h2 without the
+        internals this relies on go through h2 with its outbound checks off, as
+        before; h2 raises its errors for closed streams either way.
+        """
+        stream = self.streams.get(stream_id)
+        if (
+            stream is None
+            or not _LEAN_DATA
+            or stream.state_machine.headers_sent
+            or not headers
+            or headers[0][0] != b":status"
+            or headers[0][1][:1] == b"1"
+        ):
+            config = self.config
+            config.normalize_outbound_headers = config.validate_outbound_headers = False
+            try:
+                self.send_headers(stream_id, headers, end_stream=end_stream)
+            finally:
+                config.normalize_outbound_headers = config.validate_outbound_headers = True
+            return
+        self.state_machine.process_input(ConnectionInputs.SEND_HEADERS)
+        stream.state_machine.process_input(StreamInputs.SEND_HEADERS)
+        # HPACK state changes only after the transitions succeeded.
+        block = self._blocks.encode(headers) if self._blocks is not None else self.encoder.encode(headers)
+        if end_stream:
+            stream.state_machine.process_input(StreamInputs.SEND_END_STREAM)
+        pieces = self._head_of_pieces()
+        head = _FRAME_HEAD.pack
+        step = self.max_outbound_frame_size
+        size = len(block)
+        kind, flags = _HEADERS, _END_STREAM if end_stream else 0x0
+        for start in range(0, size, step):
+            n = min(step, size - start)
+            if start + n == size:
+                flags |= _END_HEADERS
+            pieces.append(head(n >> 8, n & 0xFF, kind, flags, stream_id))
+            pieces.append(block if n == size else block[start : start + n])
+            kind, flags = _CONTINUATION, 0x0
+
+    def _head_of_pieces(self) -> list[bytes | bytearray | memoryview]:
+        """:attr:`_pieces`, with whatever h2 queued so far moved in first, so that order is kept."""
+        pieces = self._pieces
+        if self._data_to_send:
+            pieces.append(self._data_to_send)
+            self._data_to_send = bytearray()
+        return pieces
+
+    def _receive_unknown_frame(self, frame: Any) -> Any:
+        """PRIORITY_UPDATE (RFC 9218 §7.1) goes to :attr:`on_priority_update`; h2 ignores every other unknown type."""
+        if frame.type == PRIORITY_UPDATE:
+            if frame.stream_id:
+                raise h2.exceptions.ProtocolError(f"PRIORITY_UPDATE on stream {frame.stream_id}")
+            body = frame.body
+            if len(body) < 4:
+                raise h2.exceptions.FrameTooLargeError(f"PRIORITY_UPDATE of length {len(body)}")
+            prioritized = int.from_bytes(body[:4], "big") & 0x7FFFFFFF
+            if not prioritized:
+                raise h2.exceptions.ProtocolError("PRIORITY_UPDATE for stream 0")
+            self.on_priority_update(prioritized, bytes(body[4:]))
+        return super()._receive_unknown_frame(frame)
+
+    def _handle_data_on_closed_stream(self, events: Any, exc: Any, frame: Any) -> Any:
+        """DATA on a stream closed by END_STREAM both ways is a connection error STREAM_CLOSED (RFC 9113 §5.1).
+
+        h2 answers every DATA on a closed stream with RST_STREAM; that stays for
+        streams closed by a reset, where the client may not have seen it yet, and
+        for the h2c upgrade's stream 1, whose request ended in HTTP/1.1, not with
+        an END_STREAM frame (so only §5.1's "MAY" applies).
+        """
+        if self._stream_is_closed_by_end(exc.stream_id) and not (exc.stream_id == 1 and self.upgraded):
+            raise exc
+        return super()._handle_data_on_closed_stream(events, exc, frame)
+
+    def _begin_new_stream(self, stream_id: int, allowed_ids: Any) -> Any:
+        stream = super()._begin_new_stream(stream_id, allowed_ids)
+        if hasattr(stream, "_track_content_length") and hasattr(stream, "_initialize_content_length"):
+            stream._initialize_content_length = _not_tracked  # type: ignore[method-assign,assignment]
+            stream._track_content_length = _not_tracked  # type: ignore[method-assign,assignment]
+        return stream
+
+    def _receive_goaway_frame(self, frame: Any) -> Any:
+        """A client's GOAWAY NO_ERROR leaves its open streams to be answered (RFC 9113 §6.8).
+
+        h2 closes its whole state machine on any GOAWAY and drops the bytes it
+        had not handed out yet, so responses in flight would fail. A graceful
+        GOAWAY only means the client opens no more streams: keep the state and
+        the pending bytes, and let the connection end once the streams are done.
+        """
+        if frame.error_code:
+            return super()._receive_goaway_frame(frame)
+        state, pending, pieces = self.state_machine.state, self._data_to_send, self._pieces
+        frames, events = super()._receive_goaway_frame(frame)
+        self.state_machine.state, self._data_to_send, self._pieces = state, pending, pieces
+        return frames, events
+
+
+def _not_tracked(*args: Any) -> None:
+    """Stands in for h2's H2Stream content-length checks: see Connection._on_data and h2gate.http.validate."""
+
+
+def new_h2_connection() -> ServerH2Connection:
+    # Header validation is ours (h2gate.http.validate): h2 would make a malformed request a
+    # connection error, RFC 9113 §8.1.1 makes it a stream error.
+    conn = ServerH2Connection(
+        h2.config.H2Configuration(client_side=False, header_encoding=None, validate_inbound_headers=False)
+    )
+    return conn
+
+
+def initiate(
+    h2c: h2.connection.H2Connection, cfg: Config, *, extended_connect: bool, upgrade_settings: bytes | None
+) -> None:
+    """Queue our preface: SETTINGS from the config, then open the connection window beyond 65,535."""
+    h2c.local_settings = LocalSettings(
+        client=False,
+        initial_values={
+            h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: cfg.max_concurrent_streams,
+            h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: cfg.initial_window_size,
+            h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: cfg.max_header_list_size,
+            h2.settings.SettingCodes.MAX_FRAME_SIZE: cfg.max_frame_size,
+            h2.settings.SettingCodes.ENABLE_PUSH: 0,
+            h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL: int(extended_connect),
+            SETTINGS_NO_RFC7540_PRIORITIES: 1,  # RFC 9218 §2.1: we schedule by h2gate.protocol.priority
+        },
+    )
+    h2c.max_inbound_frame_size = cfg.max_frame_size
+    h2c.decoder.max_header_list_size = cfg.max_header_list_size
+    if upgrade_settings is None:
+        h2c.initiate_connection()
+    else:
+        # Applies the client's HTTP2-Settings and opens stream 1 half-closed (remote).
+        h2c.initiate_upgrade_connection(upgrade_settings)
+        if isinstance(h2c, ServerH2Connection):
+            h2c.upgraded = True
+    extra = cfg.connection_window_size - h2c.inbound_flow_control_window
+    if extra > 0:
+        h2c.increment_flow_control_window(extra)

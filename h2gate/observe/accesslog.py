@@ -1,0 +1,169 @@
+"""The access log line: ``--access-log-format`` atoms and the structured fields of JSON logs.
+
+Theory of operation: the format string is compiled once at startup into a list
+of literal text and atom getters (:class:`AccessFormat`), so an unknown atom
+is a startup error naming it, and each request pays only for the atoms the
+format uses. Atoms follow Gunicorn's names (``%(h)s``, ``%(r)s``,
+``%({name}i)s``, ...) where one exists; ``%(peer)s``, ``%(stream)s``,
+``%(status)s``, ``%(alpn)s``, ``%(scheme)s`` and ``%(tls)s`` are ours. Every
+atom is written ``%(name)s``; ``%%`` is a literal percent sign.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from h2gate.config.values import format_tokens
+
+if TYPE_CHECKING:
+    from h2gate.net.transport import Transport
+    from h2gate.protocol.exchange import Exchange
+
+#: Today's line: ``127.0.0.1:50312 - "GET /x HTTP/2" 200 5 0.001s stream=1``.
+DEFAULT_FORMAT = '%(peer)s - "%(r)s" %(status)s %(B)s %(L)ss stream=%(stream)s'
+
+
+class Entry:
+    """One finished exchange, as the atoms read it."""
+
+    __slots__ = ("duration", "exchange", "scope", "transport")
+
+    def __init__(self, transport: Transport, scope: Any, exchange: Exchange, duration: float) -> None:
+        self.transport = transport
+        self.scope = scope
+        self.exchange = exchange
+        self.duration = duration
+
+    @property
+    def method(self) -> str:
+        return self.scope["method"] if self.scope else "-"
+
+    @property
+    def path(self) -> str:
+        return self.scope["raw_path"].decode("latin-1") if self.scope else "-"
+
+    @property
+    def query(self) -> str:
+        return self.scope["query_string"].decode("latin-1") if self.scope else ""
+
+    @property
+    def target(self) -> str:
+        query = self.query
+        return f"{self.path}?{query}" if query else self.path
+
+    @property
+    def host(self) -> str:
+        peer = self.transport.peer
+        return str(peer[0]) if peer and peer[1] is not None else "-"
+
+    @property
+    def peer(self) -> str:
+        peer = self.transport.peer
+        return f"{peer[0]}:{peer[1]}" if peer and peer[1] is not None else "-"
+
+    @property
+    def status(self) -> str:
+        return str(self.exchange.status or "-")
+
+    @property
+    def outcome(self) -> str:
+        """The status, with " reset" when the stream was reset before the response ended."""
+        exchange = self.exchange
+        if exchange.reset_code is not None and not exchange.response_ended:
+            return f"{self.status} reset"
+        return self.status
+
+    def request_header(self, name: bytes) -> str:
+        if name == b"host" and self.exchange.head.authority:
+            return self.exchange.head.authority.decode("latin-1")
+        values = [v for n, v in self.exchange.head.fields if n == name]
+        return b", ".join(values).decode("latin-1") if values else "-"
+
+    def response_header(self, name: bytes) -> str:
+        values = [v for n, v in self.exchange.response_headers if n == name]
+        return b", ".join(values).decode("latin-1") if values else "-"
+
+    def fields(self) -> dict[str, Any]:
+        """The structured fields of a JSON access line."""
+        peer = self.transport.peer
+        tls = self.transport.tls
+        exchange = self.exchange
+        return {
+            "remote_addr": peer[0] if peer and peer[1] is not None else None,
+            "remote_port": peer[1] if peer else None,
+            "method": self.method if self.scope else None,
+            "path": self.path if self.scope else None,
+            "query": self.query,
+            "protocol": "HTTP/2",
+            "status": exchange.status or None,
+            "reset": exchange.reset_code is not None and not exchange.response_ended,
+            "bytes_sent": exchange.bytes_sent,
+            "duration_s": round(self.duration, 6),
+            "stream": exchange.stream_id,
+            "scheme": self.transport.scheme,
+            "alpn": self.transport.alpn,
+            "tls_version": tls.tls_version if tls is not None else None,
+            "referer": self.request_header(b"referer"),
+            "user_agent": self.request_header(b"user-agent"),
+        }
+
+
+def _tls(entry: Entry) -> str:
+    tls = entry.transport.tls
+    return tls.tls_version if tls is not None and tls.tls_version else "-"
+
+
+ATOMS: dict[str, Callable[[Entry], str]] = {
+    "h": lambda e: e.host,
+    "l": lambda e: "-",
+    "u": lambda e: "-",
+    "t": lambda e: time.strftime("[%d/%b/%Y:%H:%M:%S %z]"),
+    "r": lambda e: f"{e.method} {e.target} HTTP/2",
+    "m": lambda e: e.method,
+    "U": lambda e: e.path,
+    "q": lambda e: e.query,
+    "H": lambda e: "HTTP/2",
+    "s": lambda e: e.status,
+    "B": lambda e: str(e.exchange.bytes_sent),
+    "b": lambda e: str(e.exchange.bytes_sent) if e.exchange.bytes_sent else "-",
+    "f": lambda e: e.request_header(b"referer"),
+    "a": lambda e: e.request_header(b"user-agent"),
+    "T": lambda e: str(int(e.duration)),
+    "D": lambda e: str(int(e.duration * 1_000_000)),
+    "M": lambda e: str(int(e.duration * 1000)),
+    "L": lambda e: f"{e.duration:.3f}",
+    "p": lambda e: f"<{os.getpid()}>",
+    "peer": lambda e: e.peer,
+    "status": lambda e: e.outcome,
+    "stream": lambda e: str(e.exchange.stream_id),
+    "alpn": lambda e: e.transport.alpn or "-",
+    "scheme": lambda e: e.transport.scheme,
+    "tls": _tls,
+}
+
+
+def _header_atom(name: bytes, side: str) -> Callable[[Entry], str]:
+    if side == "i":
+        return lambda e: e.request_header(name)
+    return lambda e: e.response_header(name)
+
+
+class AccessFormat:
+    """A compiled ``--access-log-format``. Raises ConfigError naming an unknown atom."""
+
+    def __init__(self, fmt: str = DEFAULT_FORMAT) -> None:
+        self.text = fmt
+        self.parts: list[str | Callable[[Entry], str]] = []
+        for token in format_tokens(fmt):
+            if isinstance(token, str):
+                self.parts.append(token)
+            elif len(token) == 1:
+                self.parts.append(ATOMS[token[0]])
+            else:
+                self.parts.append(_header_atom(*token))
+
+    def line(self, entry: Entry) -> str:
+        return "".join(part if isinstance(part, str) else part(entry) for part in self.parts)

@@ -1,0 +1,150 @@
+"""Logging setup (text or JSON, stream or file, or the user's dictConfig), the access log call, the ``date`` cache.
+
+Our loggers are ``h2gate.error`` and ``h2gate.access`` below ``h2gate``; the
+root logger is left to the app. Log files are opened with
+:class:`logging.handlers.WatchedFileHandler`, which reopens a file that
+logrotate moved away, so no reopen signal is needed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import logging.config
+import logging.handlers
+import sys
+import time
+import tomllib
+from datetime import UTC, datetime
+from email.utils import formatdate
+from typing import TYPE_CHECKING, Any
+
+from h2gate.errors import ConfigError
+from h2gate.observe import metrics
+from h2gate.observe.accesslog import AccessFormat, Entry
+
+if TYPE_CHECKING:
+    from h2gate.config import Config
+    from h2gate.net.transport import Transport
+    from h2gate.protocol.exchange import Exchange
+
+TRACE = 5
+logging.addLevelName(TRACE, "TRACE")
+access_logger = logging.getLogger("h2gate.access")
+error_logger = logging.getLogger("h2gate.error")
+TEXT_FORMAT = "%(asctime)s [%(levelname)s] %(message)s"
+TEXT_DATEFMT = "%Y-%m-%d %H:%M:%S"
+
+_access_format = AccessFormat()
+_json_access = False
+
+
+class JSONFormatter(logging.Formatter):
+    """One JSON object per line: timestamp, level, logger, message, plus an access line's fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "timestamp": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        access = getattr(record, "access", None)
+        if isinstance(access, dict):
+            out.update(access)
+        if record.exc_info:
+            out["exception"] = self.formatException(record.exc_info)
+        return json.dumps(out, default=str)
+
+
+def _handler(target: str, stream: Any, option: str) -> logging.Handler:
+    if target == "-":
+        return logging.StreamHandler(stream)
+    try:
+        return logging.handlers.WatchedFileHandler(target, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{option} {target}: cannot open: {exc.strerror or exc}") from None
+
+
+def load_log_config(path: str) -> None:
+    """Apply a ``logging.dictConfig`` file, JSON or TOML by its extension. Raises ConfigError."""
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except OSError as exc:
+        raise ConfigError(f"--log-config {path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        if path.endswith(".toml"):
+            data = tomllib.loads(raw.decode("utf-8"))
+        elif path.endswith(".json"):
+            data = json.loads(raw)
+        else:
+            raise ConfigError(f"--log-config {path}: name a .json or .toml file")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--log-config {path}: not valid {path.rsplit('.', 1)[-1].upper()}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"--log-config {path}: expected a dictConfig mapping")
+    data.setdefault("version", 1)
+    # Our loggers exist already (module level); dictConfig would silence them by default.
+    data.setdefault("disable_existing_loggers", False)
+    try:
+        logging.config.dictConfig(data)
+    except (ValueError, TypeError, AttributeError, ImportError) as exc:
+        raise ConfigError(f"--log-config {path}: {exc}") from None
+
+
+def setup_logging(level: str, access_log: bool, config: Config | None = None) -> None:
+    """Configure our loggers; ``config`` adds the format, files and --log-config. Raises ConfigError."""
+    global _access_format, _json_access
+    if config is not None:
+        _access_format = AccessFormat(config.access_log_format)
+        _json_access = config.log_format == "json"
+    if config is not None and config.log_config:
+        load_log_config(config.log_config)
+        if not access_log:
+            access_logger.disabled = True
+        return
+    numeric = TRACE if level == "trace" else getattr(logging, level.upper())
+    if _json_access:
+        formatter: logging.Formatter = JSONFormatter()
+    else:
+        formatter = logging.Formatter(TEXT_FORMAT, TEXT_DATEFMT)
+    handler = _handler(config.error_logfile if config else "-", sys.stderr, "--error-logfile")
+    handler.setFormatter(formatter)
+    root = logging.getLogger("h2gate")
+    root.handlers[:] = [handler]
+    root.setLevel(numeric)
+    root.propagate = False
+    access_logger.handlers.clear()
+    access_logger.propagate = True
+    if config is not None and config.access_logfile is not None:
+        own = _handler(config.access_logfile, sys.stdout, "--access-logfile")
+        own.setFormatter(formatter)
+        access_logger.handlers[:] = [own]
+        access_logger.propagate = False
+    access_logger.disabled = not access_log
+    access_logger.setLevel(logging.INFO if access_log else logging.CRITICAL + 1)
+
+
+def access_log(transport: Transport, scope: dict[str, Any] | Any, exchange: Exchange, duration: float) -> None:
+    """Count the finished exchange in the metrics and write its access line."""
+    metrics.recorder.request_done(exchange.status, duration)
+    if not access_logger.isEnabledFor(logging.INFO):
+        return
+    entry = Entry(transport, scope, exchange, duration)
+    if _json_access:
+        access_logger.info(_access_format.line(entry), extra={"access": entry.fields()})
+    else:
+        access_logger.info(_access_format.line(entry))
+
+
+_date_cache: tuple[int, bytes] = (0, b"")
+
+
+def http_date() -> bytes:
+    """The current IMF-fixdate, formatted at most once a second."""
+    global _date_cache
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache = (now, formatdate(now, usegmt=True).encode())
+    return _date_cache[1]

@@ -1,0 +1,121 @@
+"""Per-connection accounting of what a client may do: pure bookkeeping, no I/O.
+
+The connection asks these objects and acts on the answer (RST_STREAM, GOAWAY),
+so the rules can be tested without a socket.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+#: Writer queue size above which a sending stream waits for the socket to drain.
+HIGH_WATER = 256 * 1024
+
+
+class RateBudget:
+    """Events in the last second, counted in batches; the caller reacts once the rate is exceeded.
+
+    Batches keep the bookkeeping to one entry per read even when a single read
+    carries thousands of frames (an empty-frame flood).
+    """
+
+    def __init__(self, per_second: int) -> None:
+        self.per_second = per_second
+        self._batches: deque[tuple[float, int]] = deque()
+        self._total = 0
+
+    def spend(self, now: float, count: int = 1) -> bool:
+        """Record ``count`` events at ``now``; True once more than ``per_second`` fall within a second."""
+        batches = self._batches
+        batches.append((now, count))
+        self._total += count
+        while batches[0][0] < now - 1.0:
+            self._total -= batches.popleft()[1]
+        return self._total > self.per_second
+
+
+class ResetBudget(RateBudget):
+    """Stream resets in the last second: the client's own and those its mistakes made us send.
+
+    Counting both stops Rapid Reset (CVE-2023-44487) and MadeYouReset
+    (CVE-2025-8671) alike.
+    """
+
+
+class BodySizes:
+    """Request body bytes received per stream against ``--max-body-size`` (0: no limit)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._received: dict[int, int] = {}
+        self._refused: set[int] = set()  # answered 413: their DATA is dropped, not reset
+
+    def too_large(self, declared: int | None) -> bool:
+        """Whether a declared content-length is over the limit (answered with 413 before the app runs)."""
+        return bool(self.limit) and declared is not None and declared > self.limit
+
+    def refuse(self, stream_id: int) -> None:
+        """The stream gets a 413; DATA already on the wire must not turn that into a reset."""
+        self._refused.add(stream_id)
+
+    def add(self, stream_id: int, size: int) -> bool:
+        """Count ``size`` more bytes; True the first time the stream's body is over the limit."""
+        if not self.limit or stream_id in self._refused:
+            return False
+        total = self._received.get(stream_id, 0) + size
+        self._received[stream_id] = total
+        return total > self.limit >= total - size
+
+    def forget(self, stream_id: int) -> None:
+        self._received.pop(stream_id, None)
+        self._refused.discard(stream_id)
+
+
+class Throttle:
+    """Collapses a burst of like events into one log line per ``interval`` seconds."""
+
+    def __init__(self, interval: float = 1.0) -> None:
+        self.interval = interval
+        self._pending = 0
+        self._last = -float("inf")
+
+    def note(self, now: float) -> int:
+        """Count one event; returns how many to report now (0: stay quiet)."""
+        self._pending += 1
+        if now - self._last < self.interval:
+            return 0
+        count, self._pending, self._last = self._pending, 0, now
+        return count
+
+
+class BodyLengths:
+    """A request's content-length against the DATA it really carries (RFC 9113 §8.1.1)."""
+
+    def __init__(self) -> None:
+        self._left: dict[int, int] = {}
+
+    def expect(self, stream_id: int, headers: list[tuple[bytes, bytes]]) -> int | None:
+        """Start counting; returns the declared length (already checked to be digits by h2gate.http.validate)."""
+        length = next((int(value) for name, value in headers if name == b"content-length"), None)
+        if length is not None:
+            self._left[stream_id] = length
+        return length
+
+    def data(self, stream_id: int, size: int) -> str | None:
+        """Count ``size`` body bytes; the problem in words when they exceed the declared length."""
+        left = self._left.get(stream_id)
+        if left is None:
+            return None
+        left -= size
+        if left < 0:
+            del self._left[stream_id]
+            return "more DATA than content-length"
+        self._left[stream_id] = left
+        return None
+
+    def end(self, stream_id: int) -> str | None:
+        """The body ended; the problem in words when it was shorter than declared."""
+        return "less DATA than content-length" if self._left.pop(stream_id, 0) > 0 else None
+
+    def forget(self, stream_id: int) -> None:
+        self._left.pop(stream_id, None)

@@ -1,0 +1,95 @@
+"""Response pieces shared by the ASGI and WSGI adapters: header checks and the server's own replies."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable
+
+from h2.errors import ErrorCodes
+
+from h2gate.errors import ClientDisconnected
+from h2gate.http.validate import BAD_VALUE_BYTE
+from h2gate.observe.logs import http_date
+from h2gate.protocol.exchange import Exchange, Headers
+
+log = logging.getLogger("h2gate.error")
+
+#: HTTP/1-only fields that are illegal in HTTP/2 responses (RFC 9113 §8.2.2).
+HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade", b"te"})
+#: A whole name of RFC 9110 token characters (lowercase only: HTTP/2 field names must be lowercase, RFC 9113 §8.2.1).
+_NAME_OK = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+").fullmatch
+_warned: set[bytes] = set()
+
+
+class HeaderError(ValueError):
+    """A response header the app gave cannot go on the wire; the text names it."""
+
+
+def prepare_headers(
+    pairs: Iterable[tuple[bytes, bytes]], server_header: bool, *, trailer: bool = False
+) -> tuple[Headers, int | None]:
+    """Check and normalise the app's response headers.
+
+    Returns the header block (with a placeholder ``:status`` first, ``server``
+    and ``date`` added) and the declared content-length, if any. Raises
+    HeaderError naming the offending field. ``trailer``: a trailer block, which
+    gets the same checks but no ``:status``, ``server`` or ``date``.
+    """
+    out: Headers = [] if trailer else [(b":status", b"")]
+    has_server = False
+    content_length: int | None = None
+    for name, value in pairs:
+        name = name.lower()
+        # Checked here because h2 would only notice halfway through HPACK-encoding
+        # the block (leaving the stream and encoder unusable), or not at all and
+        # the client would reject the whole connection (RFC 9113 §8.2.1).
+        if _NAME_OK(name) is None:
+            raise HeaderError(f"response header name {name!r} is not a valid field name")
+        if BAD_VALUE_BYTE(value) is not None:
+            raise HeaderError(f"response header value {value!r} for {name!r} contains CR, LF or NUL")
+        value = value.strip(b" \t")
+        if name in HOP_BY_HOP:
+            if name not in _warned:
+                _warned.add(name)
+                log.warning("dropping response header %r: it has no meaning in HTTP/2", name.decode("latin-1"))
+            continue
+        if name == b"content-length":
+            if not value.isdigit():
+                raise HeaderError(f"content-length {value!r} is not a number")
+            content_length = int(value)
+        elif name == b"server":
+            has_server = True
+        out.append((name, value))
+    if trailer:
+        return out, content_length
+    if server_header and not has_server:
+        out.append((b"server", b"h2gate"))
+    out.append((b"date", http_date()))
+    return out, content_length
+
+
+async def simple_response(exchange: Exchange, status: int, body: bytes, server_header: bool) -> None:
+    """A complete plain-text response from the server itself (500, 501)."""
+    headers: Headers = [
+        (b":status", str(status).encode()),
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if server_header:
+        headers.append((b"server", b"h2gate"))
+    headers.append((b"date", http_date()))
+    exchange.status = status
+    try:
+        await exchange.send_headers(headers)
+        await exchange.send_data(body, end_stream=True)
+    except ClientDisconnected:
+        pass
+
+
+async def fail(exchange: Exchange, server_header: bool) -> None:
+    """The app failed: a 500 if nothing was sent yet, else RST_STREAM INTERNAL_ERROR."""
+    if exchange.headers_sent or exchange.disconnected:
+        exchange.reset(ErrorCodes.INTERNAL_ERROR)
+    else:
+        await simple_response(exchange, 500, b"Internal Server Error\n", server_header)

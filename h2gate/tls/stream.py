@@ -1,0 +1,405 @@
+"""A server-side TLS stream: pyOpenSSL over memory BIOs, driven by trio.
+
+Theory of operation
+-------------------
+OpenSSL never touches the socket. The :class:`OpenSSL.SSL.Connection` is made
+with memory BIOs (``Connection(context, None)``): ciphertext we receive is
+pushed in with ``bio_write``, ciphertext OpenSSL produces is pulled out with
+``bio_read``, and every OpenSSL call is synchronous and non-blocking. When a
+call needs more input it raises ``WantReadError``, and the coroutine awaits the
+transport instead. This is the shape of ``trio.SSLStream``, cut down to what an
+HTTP/2 server needs: server side only, no renegotiation (the context forbids
+it), no half-close.
+
+The server uses the stream from exactly two tasks at once: a reader that calls
+:meth:`TLSStream.receive_some` and a writer that calls
+:meth:`TLSStream.send_all`. Both may make OpenSSL emit records: the writer its
+data, the reader alerts, TLS 1.3 session tickets or a KeyUpdate response. The
+order of records on the wire must be the order OpenSSL wrote them into the
+BIO. So the BIO is only ever drained synchronously into one ``_outgoing`` list
+(no await in between, so BIO order is list order), and only the holder of
+``_send_lock`` takes bytes off that list and sends them, looping until it is
+empty. The writer always waits for the lock, so ``send_all`` returns only once
+its bytes are handed to the transport (backpressure). The reader never waits
+for it: if the lock is held, the holder will send the reader's records too, so
+a writer stalled by a peer that is not reading cannot stall the reader.
+
+With renegotiation off and the handshake done, ``SSL_write`` on a memory BIO
+never needs to read, and ``SSL_read`` never needs the writer, so the two
+directions are independent. The handshake runs under its own lock before
+either direction starts.
+
+A failed transport send leaves a record half-sent, and an OpenSSL error leaves
+the session unusable: both move the stream to BROKEN for good. Cancelling a
+receive is always safe (nothing is consumed until the transport returns).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import math
+import operator
+from types import TracebackType
+from typing import NoReturn
+
+import trio
+from OpenSSL import SSL
+
+from h2gate.internals.openssl_direct import direct_drain
+from h2gate.net.socket_send import SendTimeout, raw_sender, within
+from h2gate.tls.context import TLSInfo, client_cert_failure, tls_info
+
+__all__ = ["TLSStream"]
+
+# Plaintext handed to one SSL_write: big enough to amortise the per-call cost,
+# small enough that the ciphertext copy in memory stays bounded.
+_SEND_CHUNK = 256 * 1024
+# Ciphertext read from the transport per call.
+_TRANSPORT_RECEIVE = 256 * 1024
+# Plaintext returned by receive_some(None).
+_DEFAULT_RECEIVE = 256 * 1024
+# Reading the BIO outside send_all: handshake flights, alerts, tickets.
+_SMALL_DRAIN = 16 * 1024
+# SSL_read returns at most one record (16 KiB plaintext); ask for a bit more.
+_RECORD_READ = 32 * 1024
+# How long aclose() may wait to get close_notify onto the wire.
+_CLOSE_NOTIFY_TIMEOUT = 1.0
+
+
+class _State(enum.Enum):
+    OK = "ok"
+    BROKEN = "broken"
+    CLOSED = "closed"
+
+
+class _OneAtATime:
+    """Raise BusyResourceError when a method is entered by a second task."""
+
+    __slots__ = ("_busy", "_message")
+
+    def __init__(self, message: str) -> None:
+        self._busy = False
+        self._message = message
+
+    def __enter__(self) -> None:
+        if self._busy:
+            raise trio.BusyResourceError(self._message)
+        self._busy = True
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._busy = False
+
+
+class TLSStream(trio.abc.Stream):
+    """Server side of a TLS connection over ``transport_stream``.
+
+    Call :meth:`do_handshake` first (under a timeout of the caller's choosing);
+    :meth:`send_all` and :meth:`receive_some` also start it if needed.
+    """
+
+    def __init__(self, transport_stream: trio.abc.Stream, context: SSL.Context) -> None:
+        self.transport_stream = transport_stream
+        raw = raw_sender(transport_stream)
+        self._transport_send = within(transport_stream.send_all) if raw is None else raw.send_all
+        self._conn = SSL.Connection(context, None)
+        self._conn.set_accept_state()
+        self._direct = direct_drain(self._conn, raw)  # None: bio_read and _outgoing only
+        self._state = _State.OK
+        self._handshook = False
+        self._eof = False  # close_notify or transport EOF seen
+        self._info: TLSInfo | None = None
+        #: Why the client's certificate ended the handshake (mTLS), once it has.
+        self.peer_cert_error: str | None = None
+        self._outgoing: list[bytes] = []
+        self._send_lock = trio.Lock()
+        self._handshake_lock = trio.Lock()
+        self._receive_guard = _OneAtATime("another task is already receiving on this TLSStream")
+        self._send_guard = _OneAtATime("another task is already sending on this TLSStream")
+
+    @property
+    def info(self) -> TLSInfo:
+        """What the handshake negotiated. Raises RuntimeError before it is done."""
+        if self._info is None:
+            raise RuntimeError("TLS handshake has not completed")
+        return self._info
+
+    @property
+    def alpn(self) -> str | None:
+        """The ALPN protocol agreed in the handshake (``"h2"``), or None."""
+        return self.info.alpn
+
+    async def do_handshake(self) -> None:
+        """Run the TLS handshake; a no-op once it has succeeded.
+
+        No timeout here: wrap the call in ``trio.fail_after``. Raises
+        BrokenResourceError (from the cause) if the peer's hello is rejected or
+        the transport fails or ends, ClosedResourceError after :meth:`aclose`.
+        """
+        async with self._handshake_lock:
+            self._check_usable()
+            if self._handshook:
+                await trio.lowlevel.checkpoint()
+                return
+            conn = self._conn
+            while True:
+                try:
+                    conn.do_handshake()
+                    break
+                except SSL.WantReadError:
+                    await self._flush(wait=True)
+                    data = await self._transport_receive()
+                    if not data:
+                        self._break()
+                        raise trio.BrokenResourceError("peer closed the connection during the TLS handshake") from None
+                    conn.bio_write(data)
+                except SSL.Error as exc:
+                    await self._fail(exc)
+            self._handshook = True
+            self._info = tls_info(conn)
+            # Our last flight (TLS 1.2 Finished, TLS 1.3 session tickets).
+            await self._flush(wait=True)
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        """Return up to ``max_bytes`` of plaintext, as much as is already decrypted.
+
+        Returns b"" once the peer sent close_notify or the transport ended.
+        Raises BrokenResourceError on TLS or transport failure,
+        ClosedResourceError after :meth:`aclose`, BusyResourceError if another
+        task is receiving.
+        """
+        with self._receive_guard:
+            if max_bytes is None:
+                max_bytes = _DEFAULT_RECEIVE
+            else:
+                max_bytes = operator.index(max_bytes)
+                if max_bytes < 1:
+                    raise ValueError("max_bytes must be >= 1")
+            self._check_usable()
+            if not self._handshook:
+                await self.do_handshake()
+            waited = False
+            data = b""
+            while not self._eof:
+                try:
+                    data = self._decrypt(max_bytes)
+                except SSL.Error as exc:
+                    await self._fail(exc)
+                if self._outgoing:  # an alert, a ticket, a KeyUpdate reply
+                    await self._flush(wait=False)
+                    waited = True
+                if data:
+                    break
+                if self._eof:
+                    break
+                received = await self._transport_receive()
+                waited = True
+                if not received:
+                    # EOF without close_notify; HTTP/2 framing detects truncation.
+                    self._eof = True
+                    break
+                self._conn.bio_write(received)
+            if not waited:
+                await trio.lowlevel.checkpoint()
+            return data
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        """Encrypt ``data`` and return once all of it is handed to the transport.
+
+        Raises BrokenResourceError on TLS or transport failure (the stream stays
+        broken; so does a send cancelled mid-write), ClosedResourceError after
+        :meth:`aclose`, BusyResourceError if another task is sending.
+        """
+        await self.send_all_by(data, math.inf)
+
+    async def send_all_by(self, data: bytes | bytearray | memoryview, deadline: float) -> None:
+        """:meth:`send_all`, raising SendTimeout (the stream broken) if it still has to wait at ``deadline``."""
+        with self._send_guard:
+            self._check_usable()
+            await trio.lowlevel.checkpoint_if_cancelled()
+            if not self._handshook:
+                await self.do_handshake()
+            view = memoryview(data).cast("B")
+            if not view:
+                await trio.lowlevel.checkpoint()
+                return
+            conn = self._conn
+            for start in range(0, len(view), _SEND_CHUNK):
+                self._check_usable()  # the reader or aclose may have ended it
+                chunk = view[start : start + _SEND_CHUNK]
+                try:
+                    # A memory BIO never fills up, so SSL_write takes it all.
+                    sent = conn.send(chunk)
+                    while sent < len(chunk):
+                        sent += conn.send(chunk[sent:])
+                except SSL.Error as exc:
+                    await self._fail(exc)
+                emptied = False
+                if self._direct is not None and not self._outgoing and not self._send_lock.locked():
+                    # Nothing queued ahead of these records: straight to the socket (h2gate.internals.openssl_direct).
+                    try:
+                        rest, emptied = self._direct.send_now()
+                    except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                        self._raise_transport_error(exc)
+                    if rest is not None:
+                        self._outgoing.append(rest)
+                if not emptied:  # records add at most 29 bytes (TLS 1.2 GCM) per 16 KiB
+                    self._drain(len(chunk) + 32 * (len(chunk) // 16384 + 1) + 512)
+                if self._outgoing:
+                    await self._send_queued(deadline)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        """Wait until the transport can probably take more data."""
+        with self._send_guard:
+            self._check_usable()
+            async with self._send_lock:
+                try:
+                    await self.transport_stream.wait_send_all_might_not_block()
+                except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                    self._raise_transport_error(exc)
+
+    async def aclose(self) -> None:
+        """Send close_notify if possible (waiting at most a second), then close.
+
+        Never waits for the peer's close_notify. Idempotent; a cancelled aclose
+        still closes the transport.
+        """
+        if self._state is _State.CLOSED:
+            await trio.lowlevel.checkpoint()
+            return
+        say_goodbye = self._state is _State.OK and self._handshook
+        self._state = _State.CLOSED
+        try:
+            if say_goodbye:
+                self._conn.shutdown()
+                self._drain()
+                with trio.move_on_after(_CLOSE_NOTIFY_TIMEOUT):
+                    await self._send_queued()
+        except (SSL.Error, trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # best effort: the peer may already be gone
+        finally:
+            await self.transport_stream.aclose()
+
+    # -- internals -----------------------------------------------------------
+
+    def _break(self) -> None:
+        """OK -> BROKEN; a closed stream stays closed."""
+        if self._state is _State.OK:
+            self._state = _State.BROKEN
+
+    def _check_usable(self) -> None:
+        if self._state is _State.CLOSED:
+            raise trio.ClosedResourceError("this TLSStream was closed")
+        if self._state is _State.BROKEN:
+            raise trio.BrokenResourceError("this TLSStream is broken")
+
+    def _decrypt(self, max_bytes: int) -> bytes:
+        """Decrypt every complete record already in the BIO, up to ``max_bytes``.
+
+        Sets ``_eof`` on close_notify (data before it is returned first); any
+        other OpenSSL error is raised as is.
+        """
+        conn = self._conn
+        pieces: list[bytes] = []
+        remaining = max_bytes
+        while remaining:
+            try:
+                piece = conn.recv(min(remaining, _RECORD_READ))
+            except SSL.WantReadError:
+                break
+            except SSL.ZeroReturnError:
+                self._eof = True
+                break
+            pieces.append(piece)
+            remaining -= len(piece)
+        self._drain()
+        if len(pieces) == 1:
+            return pieces[0]
+        return b"".join(pieces)
+
+    def _drain(self, size: int = _SMALL_DRAIN) -> None:
+        """Move everything OpenSSL has written to its BIO onto ``_outgoing``.
+
+        ``size`` is the read buffer, ideally all that is waiting so one read
+        empties the BIO: sized to the ciphertext after SSL_write, small
+        elsewhere, where at most a few control records are waiting.
+        """
+        conn = self._conn
+        while True:
+            try:
+                data = conn.bio_read(size)
+            except SSL.WantReadError:
+                return
+            self._outgoing.append(data)
+            if len(data) < size:
+                return
+
+    async def _flush(self, *, wait: bool) -> None:
+        """Send ``_outgoing``; with ``wait`` False, leave it to a current holder."""
+        self._drain()
+        if not wait and self._send_lock.locked():
+            return  # the holder loops until _outgoing is empty
+        await self._send_queued()
+
+    async def _send_queued(self, deadline: float = math.inf) -> None:
+        """Take ``_send_lock`` and send ``_outgoing`` in order until it is empty (SendTimeout past ``deadline``)."""
+        lock = self._send_lock
+        try:
+            lock.acquire_nowait()  # the usual case; skips a trip to the scheduler
+        except trio.WouldBlock:
+            with trio.move_on_at(deadline) as waited:
+                await lock.acquire()
+            if waited.cancelled_caught:
+                raise SendTimeout("the TLS records queued ahead were not sent before the send deadline") from None
+        try:
+            outgoing = self._outgoing
+            while outgoing:
+                data = outgoing[0] if len(outgoing) == 1 else b"".join(outgoing)
+                outgoing.clear()
+                try:
+                    await self._transport_send(data, deadline)
+                except SendTimeout:
+                    self._break()  # part of a record may be out
+                    raise
+                except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                    self._raise_transport_error(exc)
+                except BaseException:
+                    # Cancelled part-way: the peer may have half a record.
+                    self._break()
+                    raise
+        finally:
+            lock.release()
+
+    async def _transport_receive(self) -> bytes | bytearray:
+        try:
+            return await self.transport_stream.receive_some(_TRANSPORT_RECEIVE)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            self._raise_transport_error(exc)
+
+    def _raise_transport_error(self, exc: BaseException) -> NoReturn:
+        """Map a transport failure: Closed if we closed it, else Broken."""
+        if self._state is _State.CLOSED:
+            raise trio.ClosedResourceError("this TLSStream was closed") from exc
+        self._break()
+        raise trio.BrokenResourceError(f"transport failed: {exc!r}") from exc
+
+    async def _fail(self, exc: SSL.Error) -> NoReturn:
+        """Break the stream on an OpenSSL error, trying briefly to send its alert."""
+        if self._state is _State.CLOSED:
+            raise trio.ClosedResourceError("this TLSStream was closed") from exc
+        self._break()
+        if not self._handshook:
+            self.peer_cert_error = client_cert_failure(self._conn, exc)
+        self._drain()
+        if self._outgoing and not self._send_lock.locked():
+            with (
+                trio.move_on_after(_CLOSE_NOTIFY_TIMEOUT),
+                contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError),
+            ):
+                await self._send_queued()
+        raise trio.BrokenResourceError(f"TLS error: {exc}") from exc
