@@ -1,5 +1,5 @@
 # h2gate as a container image. By default it serves the bundled example app
-# (examples.hello:app) as cleartext HTTP/2 (h2c) on port 8000.
+# (h2gate.examples.hello:app) as cleartext HTTP/2 (h2c) on port 8000.
 #
 #   podman build --format docker -t h2gate .      # "--format docker" keeps HEALTHCHECK (OCI images drop it)
 #   podman run --rm -p 127.0.0.1:8000:8000 h2gate
@@ -24,9 +24,8 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY h2gate ./h2gate
-COPY examples ./examples
 RUN python3 -m venv /opt/h2gate \
  && /opt/h2gate/bin/pip install --no-compile . \
  && /opt/h2gate/bin/python -m compileall -q /opt/h2gate/lib \
@@ -46,7 +45,7 @@ COPY --from=build /opt/h2gate /opt/h2gate
 ENV PATH=/opt/h2gate/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    H2GATE_APP=examples.hello:app \
+    H2GATE_APP=h2gate.examples.hello:app \
     H2GATE_BIND=0.0.0.0:8000 \
     H2GATE_GRACEFUL_TIMEOUT=8
 # The app's directory: on sys.path (--app-dir defaults to "."), mount or copy code here.

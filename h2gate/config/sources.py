@@ -148,6 +148,18 @@ def load_config(
 
     ``cli_values`` holds only options the user gave explicitly. Raises ConfigError.
     """
+    return resolve_config(cli_values, environ)[0]
+
+
+def resolve_config(
+    cli_values: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> tuple[Config, dict[str, str]]:
+    """:func:`load_config`, plus where each value came from (for ``--print-config``).
+
+    The origins map every option name to ``"default"``, ``"config file PATH"``, ``"environment H2GATE_X"``
+    or ``"command line"``. Raises ConfigError.
+    """
     cli_values = dict(cli_values or {})
     env = read_env(os.environ if environ is None else environ)
     known = {f.name: f for f in fields()}
@@ -155,15 +167,20 @@ def load_config(
         cli_values[key] = _coerce(known[key], value, "--" + key.replace("_", "-"), from_text=False)
     config_path = cli_values.get("config") or env.get("config")
     values: dict[str, Any] = {}
+    origins = dict.fromkeys(known, "default")
     if config_path:
-        values.update(read_toml(config_path))
+        from_file = read_toml(config_path)
+        values.update(from_file)
+        origins.update(dict.fromkeys(from_file, f"config file {config_path}"))
     values.update(env)
+    origins.update({name: f"environment {ENV_PREFIX}{name.upper()}" for name in env})
     values.update(cli_values)
+    origins.update(dict.fromkeys(cli_values, "command line"))
     if config_path:
         values["config"] = config_path
     config = Config(**values)
     _cross_check(config)
-    return config
+    return config, origins
 
 
 def _cross_check(config: Config) -> None:
@@ -187,7 +204,7 @@ def _cross_check(config: Config) -> None:
 
 
 def default_repr(f: dataclasses.Field[Any]) -> str:
-    """The default as shown in --help, the README table and conf/h2gate.toml."""
+    """The default as shown in --help, the options reference and conf/h2gate.toml."""
     value = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default  # type: ignore[misc]
     if value is None:
         return "(none)"

@@ -89,7 +89,9 @@ def format_tokens(fmt: str) -> list[Token]:
         elif name in ATOM_NAMES:
             out.append((name,))
         else:
-            raise ConfigError(f"--access-log-format: unknown atom %({name})s (README: Logging lists them)")
+            raise ConfigError(
+                f"--access-log-format: unknown atom %({name})s (the docs' Operations page lists them under Logging)"
+            )
     if pos < len(fmt):
         out.append(fmt[pos:])
     return out

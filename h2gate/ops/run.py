@@ -126,6 +126,27 @@ def serve_sockets(
     return server.exit_code
 
 
+def check(config: Config) -> list[str]:
+    """``--check-config``: everything a start checks short of binding, as lines to print. Raises StartupError.
+
+    The binds are parsed but not bound (a running server may hold them), the certificates and keys are
+    loaded, and the app is imported (its module runs, as it would at startup).
+    """
+    assert config.app is not None
+    binds = [parse_bind(text) for text in config.bind]
+    check_frame_api(config)
+    build_ssl_context(config)
+    loaded = import_app(config.app, factory=config.factory, app_dir=config.app_dir)
+    interface = detect_interface(loaded, config.app) if config.interface == "auto" else config.interface
+    from h2gate.ops.banner import tls_summary
+
+    return [
+        f"app {config.app}: {interface.upper()} ({_describe_runtime(config, interface)})",
+        f"TLS: {tls_summary(config) or 'off (cleartext HTTP/2: h2c)'}",
+        f"binds: {', '.join(str(b) for b in binds)} (not bound by --check-config)",
+    ]
+
+
 @contextlib.contextmanager
 def pid_file(path: str | None) -> Iterator[None]:
     """Write our PID to ``path`` for the duration; raises StartupError if it cannot be written."""

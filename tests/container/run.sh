@@ -85,7 +85,7 @@ stamp=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ "$(cat "$CACHE/wheels/.stamp" 2>/dev/null)" != "$stamp" ]; then
     step "fetching wheels for the image"
     rm -rf "$CACHE/wheels"
-    if ! "$PYTHON" -m pip wheel -q --wheel-dir "$CACHE/wheels" . 'setuptools>=68' wheel >"$WORK/pip.log" 2>&1; then
+    if ! "$PYTHON" -m pip wheel -q --wheel-dir "$CACHE/wheels" . 'setuptools>=77' wheel >"$WORK/pip.log" 2>&1; then
         tail -5 "$WORK/pip.log" >&2
         skip "pip could not fetch the wheels the image needs (no package index?)"
     fi

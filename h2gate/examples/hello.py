@@ -1,4 +1,4 @@
-"""The bundled example: `h2gate examples.hello:app`.
+"""The bundled example: `h2gate h2gate.examples.hello:app` (or `h2gate --demo`).
 
 A plain ASGI 3 app (no framework) that answers every path with a greeting,
 echoes request bodies on POST, and supports lifespan.
