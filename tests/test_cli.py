@@ -1,8 +1,8 @@
 """The ``h2gate`` command as a user meets it: startup errors, binds, TLS modes, --help/--version.
 
 Every startup failure must end the process with one ``h2gate: error:`` line and
-no traceback; an exception raised by the application's own code is the
-exception to that rule and must keep its traceback.
+no traceback; an exception raised by the application's own code while it is
+imported adds the frames of the app's own code below that line, and nothing else.
 
 The failing runs are a table (``FAILURES``): a module fixture prepares the files
 they need and starts them all at once on a thread pool (each ``python -m h2gate``
@@ -74,7 +74,7 @@ class Failure:
     args: tuple[str, ...]
     fragments: tuple[str, ...]
     env: tuple[tuple[str, str], ...] = ()
-    traceback: bool = False  # the app's own exception: its traceback, not one line
+    app_frames: bool = False  # the app's own exception: one line, then the app's frames only
     gone: str | None = None  # a path that must not exist afterwards
 
 
@@ -94,18 +94,20 @@ FAILURES: dict[str, Failure] = {
     "no-colon": _fail("apps.basic", says="must be given as MODULE:ATTRIBUTE"),
     "no-app": _fail(says="no application given"),
     "app-import-raises": _fail(
-        "apps.broken:app", says=("RuntimeError", "fails at import on purpose", "broken.py"), traceback=True
+        "apps.broken:app",
+        says=("cannot import 'apps.broken': RuntimeError", "fails at import on purpose", "broken.py"),
+        app_frames=True,
     ),
     "app-import-missing-dependency": _fail(
         "apps.broken_import:app",
         says=("ModuleNotFoundError", "h2gate_test_no_such_dependency", "broken_import.py"),
-        traceback=True,
+        app_frames=True,
     ),
     "factory-raises": _fail(
         "apps.broken_attrs:factory_raises",
         "--factory",
-        says=("TypeError: bug inside the factory on purpose", "broken_attrs.py"),
-        traceback=True,
+        says=("factory apps.broken_attrs:factory_raises failed: TypeError: bug inside the factory", "broken_attrs.py"),
+        app_frames=True,
     ),
     # binds
     "bind-nonsense": _fail(APP, "-b", "nonsense", says=("bad bind 'nonsense'", "expected HOST:PORT")),
@@ -197,7 +199,7 @@ FAILURES: dict[str, Failure] = {
     "flag-type": _fail(
         APP, "--max-concurrent-streams", "lots", says=("'--max-concurrent-streams'", "'lots' is not a valid integer")
     ),
-    "flag-unknown": _fail(APP, "--no-such-flag", says="No such option '--no-such-flag'"),
+    "flag-unknown": _fail(APP, "--no-such-flag", says="no such option --no-such-flag"),
 }
 
 CONFIG_FILES = {
@@ -283,11 +285,15 @@ def test_startup_failure(
     result = failure_runs.result(name)
     fragments = [fragment.format(**failure_files) for fragment in case.fragments]
     assert result.returncode != 0, result
-    if case.traceback:
-        assert "Traceback (most recent call last):" in result.stderr
-        assert "h2gate: error:" not in result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    if case.app_frames:
+        first, *frames = result.stderr.splitlines()
+        assert first.startswith("h2gate: error: "), result.stderr
         for fragment in fragments:
             assert fragment in result.stderr, result.stderr
+        assert frames and frames[0].startswith('  File "'), result.stderr
+        for line in frames:  # only the app's own code: tests/apps, never importlib, h2gate or click
+            assert not line.startswith("  File ") or f"{os.sep}tests{os.sep}apps{os.sep}" in line, line
     else:
         assert "Traceback" not in result.stderr, result.stderr
         assert result.stdout == ""

@@ -36,7 +36,7 @@ def test_change_restarts_and_broken_code_does_not_stop_the_reloader(serve, tmp_p
 
     write_app(tmp_path, broken=True)
     server.wait_for_log("reload failed: worker .* exited before it was ready", timeout=30)
-    assert "SyntaxError" in server.output and "Traceback" in server.output
+    assert "SyntaxError" in server.output and "Traceback" not in server.output  # one line, in the reload error
     assert server.proc.poll() is None
     assert versions_seen(server.url) == {"v2"}  # the running worker kept serving
 

@@ -76,7 +76,14 @@ def option(
     one written ``~--flag`` is only similar, so it is not accepted but answered with a "did you mean".
     ``flag_value``: the value of a choice flag given bare (``--enable-frame-api`` alone means ``on``).
     """
-    meta = {"help": help, "flags": flags, "metavar": metavar, "min": minimum, "max": maximum, "cli": cli}
+    meta: dict[str, Any] = {
+        "help": help,
+        "flags": flags,
+        "metavar": metavar,
+        "min": minimum,
+        "max": maximum,
+        "cli": cli,
+    }
     meta.update(flag_value=flag_value, section=section, peers=dict(peers or {}))
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)

@@ -2,17 +2,24 @@
 
 Mistakes in the name (no such module, no such attribute, not callable) become
 one-line :class:`AppLoadError`s. An exception raised while the app's own module
-runs is the app's bug, so it propagates with its traceback.
+runs (a SyntaxError, a missing dependency, a bad setting) is the app's bug: it
+becomes an AppLoadError too, one line naming the exception, followed by the
+frames of the app's own code only (not importlib's, h2gate's, click's, the
+standard library's or installed packages'), so the line that matters is not
+buried under fifty that do not.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import importlib
 import inspect
 import os
 import sys
+import sysconfig
+import traceback
 from typing import Any
 
 from h2gate.asgi.types import ASGIApp, Receive, Scope, Send
@@ -34,7 +41,9 @@ def import_app(spec: str, *, factory: bool = False, app_dir: str = ".") -> Any:
         # to explain; a missing import inside the app is the app's traceback.
         if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
             raise AppLoadError(f"cannot import module {module_name!r}: no such module (searched from {path})") from None
-        raise
+        raise AppLoadError(describe_failure(f"cannot import {module_name!r}", exc)) from None
+    except Exception as exc:
+        raise AppLoadError(describe_failure(f"cannot import {module_name!r}", exc)) from None
     obj: Any = module
     for part in attr_path.split("."):
         try:
@@ -50,10 +59,40 @@ def import_app(spec: str, *, factory: bool = False, app_dir: str = ".") -> Any:
             raise AppLoadError(f"factory {spec} could not be called without arguments: {exc}") from None
         except ValueError:
             pass  # no signature to check (some builtins): just call it
-        obj = obj()  # an exception in here is the app's bug: keep its traceback
+        try:
+            obj = obj()
+        except Exception as exc:
+            raise AppLoadError(describe_failure(f"factory {spec} failed", exc)) from None
         if not callable(obj):
             raise AppLoadError(f"factory {spec} returned {type(obj).__name__}, which is not callable")
     return obj
+
+
+def _not_the_apps() -> tuple[str, ...]:
+    """Directories whose frames are not the app's own: h2gate, click, the standard library, installed packages."""
+    import click
+
+    dirs = {os.path.dirname(os.path.dirname(os.path.abspath(__file__))), os.path.dirname(click.__file__)}
+    for name in ("stdlib", "platstdlib", "purelib", "platlib"):
+        with contextlib.suppress(KeyError):
+            dirs.add(sysconfig.get_paths()[name])
+    return tuple(os.path.join(d, "") for d in dirs)
+
+
+def describe_failure(what: str, exc: BaseException) -> str:
+    """``what: ExceptionType: message`` and, below it, the frames of the app's own code that led there.
+
+    With no frame of the app's own (the error is in a library it calls), the innermost frame is shown.
+    """
+    text = str(exc)
+    lines = [f"{what}: {type(exc).__name__}: {text}" if text else f"{what}: {type(exc).__name__}"]
+    frames = traceback.extract_tb(exc.__traceback__)
+    outside = _not_the_apps()
+    own = [f for f in frames if not f.filename.startswith("<") and not f.filename.startswith(outside)]
+    if not own and frames and not isinstance(exc, SyntaxError):
+        own = [frames[-1]]
+    lines += [line.rstrip("\n") for line in traceback.format_list(own)]
+    return "\n".join(" ".join(lines[0].split()) if i == 0 else line for i, line in enumerate(lines))
 
 
 def is_asgi2(app: Any) -> bool:

@@ -206,7 +206,11 @@ def run(config: Config, cli_values: Mapping[str, Any] | None = None) -> int:
             opened = listening_sockets(config)
             try:
                 hooks = metrics.supervisor_hooks(config)  # --metrics-bind: served here, summed over workers
-                return Supervisor(config, dict(cli_values or {}), [s for _, s in opened], hooks=hooks).run()
+                supervisor = Supervisor(config, dict(cli_values or {}), [s for _, s in opened], hooks=hooks)
+                code = supervisor.run()
+                if supervisor.failure is not None:
+                    raise StartupError(supervisor.failure)
+                return code
             finally:
                 close_sockets(opened)
     with pid_file(config.pid):

@@ -91,6 +91,8 @@ class Supervisor:
         self.announced = False
         self.stop_deadline: float | None = None  # set once shutting down
         self.exit_code = 0
+        #: Why the first workers could not start, as one of them reported it; the CLI prints it once.
+        self.failure: str | None = None
         self.crashes = 0
         self.boot_failures = 0
         #: Delayed starts: (when, slot, generation, the worker it replaces once ready).
@@ -168,6 +170,8 @@ class Supervisor:
         for message in worker.read_reports():
             if message.get("event") == "ready":
                 self._on_ready(worker, str(message.get("interface", "")), str(message.get("how", "")))
+            elif message.get("event") == "failed":
+                worker.error = str(message.get("error", ""))
             elif message.get("event") == "retire":
                 self._on_retire(worker)
         if worker.report_fd < 0:
@@ -285,7 +289,7 @@ class Supervisor:
 
     def _reload_failed(self, generation: int, why: str) -> None:
         self.new_generation = None
-        hint = " (see the error above; waiting for the next change)" if self.watcher is not None else ""
+        hint = " (waiting for the next change)" if self.watcher is not None else ""
         log.error("reload failed: %s; the running workers keep serving%s", why, hint)
         for worker in self.workers:
             if worker.generation == generation:
@@ -326,7 +330,7 @@ class Supervisor:
         expected = worker.stop_sent is not None or self.stop_deadline is not None
         self.hooks.worker_exited(worker.pid, code, restarting=not expected and worker.ready)
         if expected:
-            log.info("worker %d exited (%s)", worker.pid, status)
+            (log.debug if worker.error else log.info)("worker %d exited (%s)", worker.pid, status)
             return
         for other in self.workers:
             if other.replaces is worker:
@@ -345,10 +349,16 @@ class Supervisor:
 
     def _on_boot_failure(self, worker: WorkerProcess, status: str) -> None:
         what = f"worker {worker.pid} exited before it was ready ({status})"
+        if worker.error:
+            what = f"{what}: {worker.error}"
         if worker.generation == self.new_generation:
             self._reload_failed(worker.generation, what)
         elif self.watcher is not None:
             log.error("%s; --reload is waiting for the next change", what)
+        elif not self.announced and worker.error:
+            if self.failure is None:  # every worker of the first start usually fails alike: say it once
+                self.failure = worker.error
+                self._fatal()
         elif not self.announced:
             log.error("%s: the application could not start; stopping", what)
             self._fatal()

@@ -15,6 +15,8 @@ changes), the socket descriptors, and the write end of a pipe on which it
 reports to the supervisor, one JSON object per line:
 
 * ``{"event": "ready", "interface": "ASGI", "how": "..."}`` once it accepts;
+* ``{"event": "failed", "error": "..."}`` when it cannot start (the app does not
+  import, a certificate is missing): the supervisor, not each worker, says so, once;
 * ``{"event": "retire", "requests": N}`` when it has served --max-requests
   (it keeps serving until the supervisor, with a replacement ready, sends
   SIGTERM, so no moment passes without a worker accepting).
@@ -53,6 +55,7 @@ class WorkerProcess:
     ready: bool = False
     interface: str = ""
     how: str = ""
+    error: str | None = None  # why it could not start, as it reported
     #: The worker this one will replace once ready (--max-requests, crash restart).
     replaces: WorkerProcess | None = None
     retiring: bool = False  # asked to be replaced
@@ -211,5 +214,15 @@ def worker_main(spec_text: str, serve: Callable[..., int]) -> int:
 
         return serve(config, open_listeners, on_ready=ready, request_hook=reporter.count_request)
     except StartupError as exc:
-        print(f"h2gate: error: worker {os.getpid()}: {exc}", file=sys.stderr, flush=True)
+        # The supervisor prints it once for all workers (they usually fail alike); if it cannot be told, we say it.
+        if not _report_failure(int(spec["report"]), str(exc)):
+            print(f"h2gate: error: worker {os.getpid()}: {exc}", file=sys.stderr, flush=True)
         return 1
+
+
+def _report_failure(fd: int, error: str) -> bool:
+    try:
+        os.write(fd, json.dumps({"event": "failed", "error": error}).encode() + b"\n")
+    except OSError:
+        return False
+    return True
