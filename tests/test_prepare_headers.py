@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from h2gate.protocol.replies import HeaderError, prepare_headers
@@ -39,3 +41,20 @@ def test_a_valid_block() -> None:
 def test_trailers_get_no_status_server_or_date() -> None:
     block, length = prepare_headers([(b"grpc-status", b"0")], True, trailer=True)
     assert block == [(b"grpc-status", b"0")] and length is None
+
+
+def test_http1_header_warns_once_per_name_then_debug(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from h2gate.protocol import replies
+
+    monkeypatch.setattr(replies, "_warned", set())
+    with caplog.at_level(logging.DEBUG, logger="h2gate.error"):
+        for _ in range(3):  # an event stream per response, each with Connection: keep-alive
+            out, _length = prepare_headers([(b"connection", b"keep-alive"), (b"x-a", b"1")], server_header=False)
+            assert [name for name, _ in out] == [b":status", b"x-a", b"date"]
+        prepare_headers([(b"Transfer-Encoding", b"chunked")], server_header=False)
+    records = [(r.levelname, r.getMessage()) for r in caplog.records if "dropping" in r.getMessage()]
+    assert [level for level, _ in records] == ["WARNING", "DEBUG", "DEBUG", "WARNING"]
+    assert records[0][1].startswith("dropping response header 'connection': it has no meaning in HTTP/2")
+    assert records[3][1].startswith("dropping response header 'transfer-encoding'")

@@ -26,6 +26,19 @@ class HeaderError(ValueError):
     """A response header the app gave cannot go on the wire; the text names it."""
 
 
+def _dropped(name: bytes) -> None:
+    """One WARNING per header name per process, then DEBUG: apps (sse-starlette's ``Connection: keep-alive``)
+    set these on every response, and a line per response would drown the log."""
+    if name in _warned:
+        log.debug("dropping response header %r (HTTP/1 only)", name.decode("latin-1"))
+        return
+    _warned.add(name)
+    log.warning(
+        "dropping response header %r: it has no meaning in HTTP/2 (said once; later ones are logged at debug level)",
+        name.decode("latin-1"),
+    )
+
+
 def prepare_headers(
     pairs: Iterable[tuple[bytes, bytes]], server_header: bool, *, trailer: bool = False
 ) -> tuple[Headers, int | None]:
@@ -50,9 +63,7 @@ def prepare_headers(
             raise HeaderError(f"response header value {value!r} for {name!r} contains CR, LF or NUL")
         value = value.strip(b" \t")
         if name in HOP_BY_HOP:
-            if name not in _warned:
-                _warned.add(name)
-                log.warning("dropping response header %r: it has no meaning in HTTP/2", name.decode("latin-1"))
+            _dropped(name)
             continue
         if name == b"content-length":
             if not value.isdigit():
