@@ -17,7 +17,7 @@ from h2.errors import ErrorCodes
 from h2gate.asgi.frames import FrameAPI
 from h2gate.asgi.http_response import AppMistake, HTTPResponse
 from h2gate.asgi.push import PushMistake, push, push_enabled
-from h2gate.asgi.runner import AppRunner
+from h2gate.asgi.runner import AppRunner, loop_hint
 from h2gate.asgi.types import Message, Scope
 from h2gate.errors import ClientDisconnected
 from h2gate.http.head import RequestHead
@@ -233,8 +233,8 @@ async def handle_http(
     except AppMistake as exc:
         log.error("%s %s: ASGI error in the app: %s", scope["method"], scope["path"], exc)
         await fail(exchange, server_header)
-    except Exception:
-        log.exception("%s %s: exception in the app", scope["method"], scope["path"])
+    except Exception as exc:
+        log.exception("%s %s: exception in the app%s", scope["method"], scope["path"], loop_hint(runner, exc))
         await fail(exchange, server_header)
     except (SystemExit, KeyboardInterrupt) as exc:  # one request's app must not stop the server
         what = f"{scope['method']} {scope['path']}"

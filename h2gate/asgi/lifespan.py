@@ -13,7 +13,7 @@ from typing import Any
 import trio
 
 from h2gate.asgi.http import ASGI_VERSION
-from h2gate.asgi.runner import AppRunner
+from h2gate.asgi.runner import AppRunner, loop_hint
 from h2gate.asgi.types import Message
 from h2gate.errors import StartupError
 
@@ -80,12 +80,15 @@ class Lifespan:
         try:
             await self.runner.call(scope, self._receive, self._send)
         except Exception as exc:
+            hint = loop_hint(self.runner, exc)
             if self._answered_startup:
-                log.exception("exception in the app's lifespan handler")
+                log.exception("exception in the app's lifespan handler%s", hint)
+            elif self.mode == "auto" and hint:
+                log.error("the app's lifespan startup failed (%s: %s)%s", type(exc).__name__, exc, hint)
             elif self.mode == "auto":
                 log.info("the app does not support ASGI lifespan (%s: %s); serving without it", type(exc).__name__, exc)
             else:
-                log.exception("exception in the app's lifespan startup")
+                log.exception("exception in the app's lifespan startup%s", hint)
                 self._failure = self._failure or _one_line(f"{type(exc).__name__}: {exc}")
         else:
             if not self._answered_startup:

@@ -41,6 +41,36 @@ LocalSend = Callable[[Message, "asyncio.Future[None]"], "bool | None"]
 CLOSE_TIMEOUT = 5.0
 
 
+#: Exceptions that, raised under --loop trio, mean the app needs an asyncio loop: (type, words in its message).
+_NEEDS_ASYNCIO = (
+    (RuntimeError, "no running event loop"),  # asyncio.get_running_loop(), asgiref's sync_to_async
+    (RuntimeError, "no current event loop"),  # asyncio.get_event_loop() outside a loop
+    (TypeError, "trio.run received unrecognized yield message"),  # an asyncio future awaited in trio
+)
+LOOP_HINT = (
+    " (this looks like an app that needs asyncio, as Django, Channels and asgiref do: "
+    "run it with --loop asyncio, the default, instead of --loop trio)"
+)
+
+
+def loop_hint(runner: AppRunner, exc: BaseException) -> str:
+    """:data:`LOOP_HINT` when the app runs in trio and ``exc`` (or what caused it) says it needs asyncio, else ""."""
+    if runner.bridged:
+        return ""
+    pending, seen = [exc], set()
+    while pending and len(seen) < 50:
+        e = pending.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        if any(isinstance(e, kind) and words in str(e) for kind, words in _NEEDS_ASYNCIO):
+            return LOOP_HINT
+        pending += [x for x in (e.__cause__, e.__context__) if x is not None]
+        if isinstance(e, BaseExceptionGroup):
+            pending += list(e.exceptions)
+    return ""
+
+
 class AppRunner:
     """Runs the app natively in trio."""
 

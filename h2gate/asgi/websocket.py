@@ -66,7 +66,7 @@ from wsproto.events import BytesMessage, CloseConnection, Event, Ping, TextMessa
 from wsproto.utilities import LocalProtocolError
 
 from h2gate.asgi.http_response import AppMistake, byte_pairs
-from h2gate.asgi.runner import AppRunner
+from h2gate.asgi.runner import AppRunner, loop_hint
 from h2gate.asgi.types import Message, Scope
 from h2gate.asgi.ws_channels import READ_SIZE, Channel, H1Channel, H2Channel
 from h2gate.asgi.ws_scope import connect_protocol, deflate_for, websocket_scope
@@ -388,8 +388,8 @@ async def _run(
         except AppMistake as exc:
             log.error("WebSocket %s: ASGI error in the app: %s", scope["path"], exc)
             failed = True
-        except Exception:
-            log.exception("WebSocket %s: exception in the app", scope["path"])
+        except Exception as exc:
+            log.exception("WebSocket %s: exception in the app%s", scope["path"], loop_hint(runner, exc))
             failed = True
         watcher.cancel_scope.cancel()
     try:
