@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from h2gate import __version__  # noqa: E402
+from h2gate import __version__
 
 project = "h2gate"
 author = "the h2gate developers"

@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 need=()
 command -v curl >/dev/null || need+=(curl)
 command -v h2load >/dev/null || need+=(nghttp2-client)
+# tests/test_docs_site.py builds the documentation, whose layer diagram is drawn by graphviz.
+command -v dot >/dev/null || need+=(graphviz)
 # tests/test_websocket_browser.py (headless Chromium driven by node's playwright-core)
 # is skipped without them, so they are installed only when we can.
 optional=()
@@ -41,5 +43,5 @@ if command -v npm >/dev/null && [ ! -d "$H2GATE_NODE_DIR/node_modules/playwright
     npm install --prefix "$H2GATE_NODE_DIR" --no-audit --no-fund --silent playwright-core@1 \
         || echo "tests/run.sh: npm install playwright-core failed; the browser test will be skipped" >&2
 fi
-ruff check h2gate tests examples bench
+ruff check h2gate tests examples bench docs
 python -m pytest "$@"
