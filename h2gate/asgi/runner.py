@@ -57,7 +57,8 @@ def loop_hint(runner: AppRunner, exc: BaseException) -> str:
     """:data:`LOOP_HINT` when the app runs in trio and ``exc`` (or what caused it) says it needs asyncio, else ""."""
     if runner.bridged:
         return ""
-    pending, seen = [exc], set()
+    pending: list[BaseException] = [exc]
+    seen: set[int] = set()
     while pending and len(seen) < 50:
         e = pending.pop()
         if id(e) in seen:
