@@ -176,5 +176,5 @@ def test_wsgi_trusted_and_untrusted(serve: Any) -> None:
 
 def test_bad_allow_ips_is_a_startup_error(serve: Any) -> None:
     server = serve("apps.basic:app", "--proxy-headers", "--forwarded-allow-ips", "not-an-ip", wait=False)
-    assert server.proc.wait(20) == 1
+    assert server.proc.wait(20) == 2  # a usage error
     server.wait_for_log(r"h2gate: error: --forwarded-allow-ips: 'not-an-ip' is not an IP address")

@@ -79,7 +79,7 @@ def test_process_model_flag_errors(args: list[str], fragment: str, monkeypatch: 
         if name.startswith("H2GATE_"):
             monkeypatch.delenv(name)
     result = CliRunner().invoke(main, [APP, *args], prog_name="h2gate")
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a usage error
     assert fragment in _one_error_line(result.stderr)
 
 
