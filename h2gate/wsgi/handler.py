@@ -30,7 +30,7 @@ from h2gate.protocol.exchange import Exchange
 from h2gate.protocol.replies import fail, simple_response
 from h2gate.wsgi.environ import build_environ
 from h2gate.wsgi.filewrapper import FileWrapper
-from h2gate.wsgi.input import InputStream
+from h2gate.wsgi.input import InputStream, is_rpc_stream
 from h2gate.wsgi.pool import WorkerPool
 from h2gate.wsgi.response import AppMistake, TrailerMistake, WSGICall
 
@@ -53,7 +53,11 @@ class WSGIHandler:
             await simple_response(exchange, 501, b"CONNECT is not supported by this server\n", self.server_header)
             access_log(transport, None, exchange, time.perf_counter() - started)
             return
-        environ["wsgi.input"] = InputStream(exchange, at_end=exchange.request_ended and not exchange.buffered)
+        environ["wsgi.input"] = InputStream(
+            exchange,
+            at_end=exchange.request_ended and not exchange.buffered,
+            partial=is_rpc_stream(environ),
+        )
         environ["wsgi.file_wrapper"] = FileWrapper
         method = environ["REQUEST_METHOD"]
         raw_path, _, query = environ["RAW_URI"].partition("?")
