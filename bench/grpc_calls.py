@@ -40,7 +40,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.servers import (  # noqa: E402
+from bench.servers import (
     HOST,
     ROOT,
     LoadResult,
