@@ -119,12 +119,10 @@ def _missing() -> str | None:
 def build_bundle(out: Path) -> None:
     """greet_pb.js from the example's proto (protoc-gen-es), then the page's script bundled by esbuild."""
     bin_dir = NODE_DIR / "node_modules" / ".bin"
+    protoc = [sys.executable, "-m", "grpc_tools.protoc", f"-I{EXAMPLE}"]
+    plugin = [f"--plugin=protoc-gen-es={bin_dir / 'protoc-gen-es'}", f"--es_out={out}", "--es_opt=target=js"]
     subprocess.run(
-        [
-            sys.executable, "-m", "grpc_tools.protoc", f"-I{EXAMPLE}",
-            f"--plugin=protoc-gen-es={bin_dir / 'protoc-gen-es'}", f"--es_out={out}", "--es_opt=target=js",
-            "greet/v1/greet.proto",
-        ],  # fmt: skip
+        [*protoc, *plugin, "greet/v1/greet.proto"],
         check=True,
         capture_output=True,
         timeout=60,
@@ -132,7 +130,7 @@ def build_bundle(out: Path) -> None:
     (out / "entry.js").write_text(ENTRY)
     (out / "index.html").write_text(PAGE)
     done = subprocess.run(
-        [str(bin_dir / "esbuild"), str(out / "entry.js"), "--bundle", "--format=iife", f"--outfile={out / 'bundle.js'}"],
+        [str(bin_dir / "esbuild"), str(out / "entry.js"), "--bundle", "--format=iife", f"--outfile={out}/bundle.js"],
         env={**os.environ, "NODE_PATH": str(NODE_DIR / "node_modules")},
         capture_output=True,
         text=True,
