@@ -88,6 +88,7 @@ class WSGICall:
         #: Trailer fields given so far by send_trailers (checked), sent once the body is complete.
         self.trailers: Headers = []
         self.trailers_given = False
+        self.auto_length = False  # the server added content-length (the body's size was known)
         #: END_STREAM is on its way: trailers given from now on are too late.
         self.sealed = False
         #: A bad trailer: the stream is reset and the handler logs this, whatever the app does next.
@@ -240,6 +241,10 @@ class WSGICall:
         if not (end and self.trailers and not self.head):
             await self._emit(headers, data, end)
             return
+        if headers is not None and self.auto_length:
+            # Trailers came after the length was worked out: a proxy that ends the response at
+            # content-length (nginx's grpc_pass does) would drop them, so the length goes.
+            headers[:] = [field for field in headers if field[0] != b"content-length"]
         await self._emit(headers, data, False)
         try:
             await self.exchange.send_headers(self.trailers, end_stream=True, checked=True)
@@ -252,9 +257,10 @@ class WSGICall:
         assert self.headers is not None
         headers = self.headers
         headers[0] = (b":status", str(self.status).encode())
-        if self.content_length is None and total is not None and not self.head:
+        if self.content_length is None and total is not None and not self.head and not self.trailers_given:
             headers.append((b"content-length", str(total).encode()))
             self.content_length = total
+            self.auto_length = True
         self.headers_sent = True
         return headers
 

@@ -33,6 +33,15 @@ class _GivesInClose:
         self.send([("x-in-close", "1")])
 
 
+class _ListGivesInClose(list[bytes]):
+    """A list body (its length known, so it would get a content-length) whose close() gives trailers."""
+
+    send: Callable[[list[tuple[str, str]]], None]
+
+    def close(self) -> None:
+        self.send([("x-in-close", "list")])
+
+
 class _LateFile(io.FileIO):
     """A regular file for wsgi.file_wrapper (streamed, END_STREAM on its last DATA) giving trailers in close()."""
 
@@ -86,6 +95,11 @@ def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
     if path == "/in-close":
         start_response("200 OK", [])
         return _GivesInClose(send)
+    if path == "/list-in-close":
+        start_response("200 OK", [])
+        body = _ListGivesInClose([b"listed"])
+        body.send = send
+        return body
     if path == "/late":
         start_response("200 OK", [])
         return _late_file(environ)

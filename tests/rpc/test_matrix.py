@@ -169,7 +169,7 @@ def test_bad_trailer_resets_the_stream(target: Target, probe: Any, pb: Any) -> N
 
 def test_grpc_timeout_reaches_the_handler(probe: Any, pb: Any) -> None:
     remaining = int(probe.Unary(pb.Msg(text="deadline"), timeout=5).text)
-    assert 0 < remaining <= 5000
+    assert 0 < remaining <= 5100  # grpcio rounds the header up to a coarse unit: a few ms over at most
 
 
 def test_deadline_exceeded(target: Target, probe: Any, pb: Any) -> None:
