@@ -116,3 +116,27 @@ def test_trailers_after_the_response_ended_are_a_mistake(server: ServerProcess) 
         stream = client.get("/late")
     assert (stream.body, stream.trailers) == (b"file body", None)
     server.wait_for_log(r"GET /late: WSGI error in the app: .*called after the response was complete")
+
+
+@pytest.mark.parametrize(
+    ("content_type", "first"),
+    [("application/grpc", b"10"), ("application/grpc-web+proto", b"10"), ("application/connect+json", b"10")],
+)
+def test_rpc_stream_reads_return_what_has_arrived(server: ServerProcess, content_type: str, first: bytes) -> None:
+    """A streamed gRPC/Connect body: read(64 KiB) returns the 10 bytes sent so far, the stream still open."""
+    with RawH2(server.port) as client:
+        headers = [(b"content-type", content_type.encode())]
+        sid = client.request("POST", "/first-read", headers=headers, body=b"0123456789", end_stream=False)
+        stream = client.response(sid)  # the app answered without the rest: RST_STREAM NO_ERROR ends the upload
+        assert stream.body == first
+
+
+def test_other_streamed_bodies_fill_the_read(server: ServerProcess) -> None:
+    """Any other body keeps file semantics: read(n) waits for n bytes or the end."""
+    with RawH2(server.port) as client:
+        headers = [(b"content-type", b"application/octet-stream")]
+        sid = client.request("POST", "/first-read", headers=headers, body=b"0123456789", end_stream=False)
+        client.pump(0.3)
+        assert client.streams[sid].status is None  # still waiting for more
+        client.send_data(sid, b"abc", end_stream=True)
+        assert client.response(sid).body == b"13"

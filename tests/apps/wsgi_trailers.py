@@ -95,6 +95,9 @@ def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
     if path == "/in-close":
         start_response("200 OK", [])
         return _GivesInClose(send)
+    if path == "/first-read":  # what one read(64 KiB) returns while the client still sends
+        start_response("200 OK", [])
+        return [f"{len(environ['wsgi.input'].read(65536))}".encode()]
     if path == "/list-in-close":
         start_response("200 OK", [])
         body = _ListGivesInClose([b"listed"])
