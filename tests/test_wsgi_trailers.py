@@ -118,17 +118,14 @@ def test_trailers_after_the_response_ended_are_a_mistake(server: ServerProcess) 
     server.wait_for_log(r"GET /late: WSGI error in the app: .*called after the response was complete")
 
 
-@pytest.mark.parametrize(
-    ("content_type", "first"),
-    [("application/grpc", b"10"), ("application/grpc-web+proto", b"10"), ("application/connect+json", b"10")],
-)
-def test_rpc_stream_reads_return_what_has_arrived(server: ServerProcess, content_type: str, first: bytes) -> None:
+@pytest.mark.parametrize("content_type", ["application/grpc", "application/grpc-web+proto", "application/connect+json"])
+def test_rpc_stream_reads_return_what_has_arrived(server: ServerProcess, content_type: str) -> None:
     """A streamed gRPC/Connect body: read(64 KiB) returns the 10 bytes sent so far, the stream still open."""
     with RawH2(server.port) as client:
         headers = [(b"content-type", content_type.encode())]
         sid = client.request("POST", "/first-read", headers=headers, body=b"0123456789", end_stream=False)
         stream = client.response(sid)  # the app answered without the rest: RST_STREAM NO_ERROR ends the upload
-        assert stream.body == first
+        assert stream.body == b"10"
 
 
 def test_other_streamed_bodies_fill_the_read(server: ServerProcess) -> None:
