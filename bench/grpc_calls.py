@@ -13,7 +13,9 @@ afresh for each round, the servers taking turns. For each server:
    (a length-prefixed GreetRequest, ``content-type: application/grpc``,
    ``te: trailers``) to ``/greet.v1.GreetService/Greet``, after a warm-up.
    h2load only sees HTTP statuses, so step 1 is what says whether those 200s
-   carried a gRPC status in their trailers.
+   carried a gRPC status in their trailers. Besides calls per second, the
+   server's CPU time per call (all its processes and threads) is printed: on
+   a shared machine it moves much less than the rate.
 
 Nothing is asserted: figures are printed. Every run is bounded (start-up
 timeout, h2load's ``-n`` and a wall-clock limit, SIGTERM then SIGKILL).
@@ -250,11 +252,31 @@ def h2load_grpc(port: int, body: Path, requests: int, clients: int, streams: int
     return res
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and all its descendants (threads included), in seconds."""
+    import psutil
+
+    total = 0.0
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0.0
+    for proc in procs:
+        try:
+            times = proc.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
+
+
 @dataclass
 class Outcome:
     name: str
     check: str = ""
     rates: list[float] = field(default_factory=list)
+    cpu_us: list[float] = field(default_factory=list)  # server CPU per call of the measured run
     failures: int = 0
     notes: list[str] = field(default_factory=list)
 
@@ -274,11 +296,14 @@ def run_one(spec: ServerSpec, args: argparse.Namespace, workdir: Path, body: Pat
         if not warm.ok:
             out.notes.append(f"warm-up: {warm.error}")
             return
+        before = cpu_seconds(server.proc.pid)
         res = h2load_grpc(port, body, args.requests, args.clients, args.streams, args.duration)
+        used = cpu_seconds(server.proc.pid) - before
         if not res.ok or res.error:
             out.notes.append(res.error)
         if res.ok:
             out.rates.append(res.req_per_s)
+            out.cpu_us.append(used / max(1, res.total) * 1e6)
             out.failures += res.failures
     finally:
         server.stop()
@@ -287,7 +312,7 @@ def run_one(spec: ServerSpec, args: argparse.Namespace, workdir: Path, body: Pat
 def print_table(outcomes: list[Outcome]) -> None:
     base = next((o for o in outcomes if o.name == "hypercorn-asyncio" and o.rates), None)
     base_rate = statistics.median(base.rates) if base else 0.0
-    rows = [("server", "version", "calls/s", "vs hypercorn", "non-2xx", "gRPC (grpcio)", "note")]
+    rows = [("server", "version", "calls/s", "vs hypercorn", "CPU us/call", "non-2xx", "gRPC (grpcio)", "note")]
     for o in outcomes:
         rate = statistics.median(o.rates) if o.rates else 0.0
         rows.append(
@@ -296,6 +321,7 @@ def print_table(outcomes: list[Outcome]) -> None:
                 module_version(SPECS[o.name].module),
                 (f"{rate:,.0f}" if o.check == "ok" else f"({rate:,.0f})") if o.rates else "-",
                 f"{rate / base_rate:.2f}x" if o.rates and base_rate and o.check == "ok" else "n/a",
+                f"{statistics.median(o.cpu_us):,.0f}" if o.cpu_us else "-",
                 str(o.failures) if o.rates else "-",
                 o.check or "-",
                 "; ".join(dict.fromkeys(o.notes)),
@@ -307,10 +333,12 @@ def print_table(outcomes: list[Outcome]) -> None:
         if i == 0:
             print("  ".join("-" * w for w in widths) + "  ----")
     print("(in parentheses: the rate of a server whose gRPC does not work: see its gRPC column)")
-    print("calls/s per round (the table shows the median):")
+    print("(CPU us/call: user + system time of the server's processes and threads over the measured run, per call)")
+    print("calls/s per round, and CPU us per call (the table shows the medians):")
     for o in outcomes:
         if o.rates:
-            print(f"  {o.name:<18} " + ", ".join(f"{r:,.0f}" for r in o.rates))
+            rates = ", ".join(f"{r:,.0f}" for r in o.rates)
+            print(f"  {o.name:<18} {rates}  |  " + ", ".join(f"{c:,.0f}" for c in o.cpu_us))
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -27,5 +27,5 @@ def test_grpc_bench_checks_and_measures() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     rows = {line.split()[0]: line.split() for line in done.stdout.splitlines() if line.startswith("h2gate-")}
     for name in ("h2gate-trio", "h2gate-wsgi"):
-        _name, _version, rate, _ratio, non_2xx, check = rows[name][:6]
+        _name, _version, rate, _ratio, _cpu, non_2xx, check = rows[name][:7]
         assert float(rate.replace(",", "")) > 0 and non_2xx == "0" and check == "ok", done.stdout
