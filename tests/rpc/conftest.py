@@ -106,9 +106,10 @@ def targets(certs: Certs, probegen: Path) -> Iterator[dict[str, Target]]:
             target.server.wait_ready()
         yield started
     finally:
-        for target in started.values():
-            if target.server.proc.poll() is None:
-                check_clean_exit(target)
+        codes = {combo: target.server.stop() for combo, target in started.items()}  # every one, then check
+    for combo, target in started.items():
+        assert codes[combo] == 0, target.server.output
+        assert tracebacks(target.server.output) == [], target.server.output
 
 
 @pytest.fixture(params=COMBOS)

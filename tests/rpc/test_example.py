@@ -30,8 +30,9 @@ def test_example_service(app: str, tls: bool, certs: Certs) -> None:
     if tls:
         args += ["--certfile", certs.cert_pem, "--keyfile", certs.key_pem]
         client += ["--ca", certs.ca_pem]
-    server = ServerProcess(args, cwd=ROOT).wait_ready()
+    server = ServerProcess(args, cwd=ROOT)
     try:
+        server.wait_ready()
         done = subprocess.run(
             [*client, f"localhost:{server.port}", "Ada"], capture_output=True, text=True, timeout=60, cwd="/"
         )

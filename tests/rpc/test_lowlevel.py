@@ -29,9 +29,13 @@ def server(request: pytest.FixtureRequest, certs: Certs) -> Iterator[tuple[Serve
     if transport == "tls":
         args += ["--certfile", certs.cert_pem, "--keyfile", certs.key_pem]
         ca = certs.ca_pem
-    proc = ServerProcess(args).wait_ready()
-    yield proc, ca
-    assert proc.stop() == 0, proc.output
+    proc = ServerProcess(args)
+    try:
+        proc.wait_ready()
+        yield proc, ca
+    finally:
+        code = proc.stop()
+    assert code == 0, proc.output
     assert "Traceback" not in proc.output, proc.output
 
 

@@ -31,7 +31,11 @@ def via_nginx(request: pytest.FixtureRequest, certs: Certs, probegen: Path, tmp_
         pytest.skip("nginx's compiled-in temp directories (/var/lib/nginx) need root")
     tmp = tmp_path_factory.mktemp("nginx")
     target: Target = start_server(f"{request.param}/h2c", certs, probegen)
-    target.server.wait_ready()
+    try:
+        target.server.wait_ready()
+    except BaseException:
+        target.server.stop()
+        raise
     port = free_port()
     conf = tmp / "nginx.conf"
     conf.write_text(localized_nginx_conf(target.port, port, certs, tmp))

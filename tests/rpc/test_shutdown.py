@@ -17,8 +17,8 @@ from tests.rpc.test_matrix import Outbox
 @pytest.mark.parametrize("combo", COMBOS)
 def test_stream_finishes_within_the_grace_period(combo: str, certs: Certs, probegen: Path, pb: Any) -> None:
     target = start_server(combo, certs, probegen, "--graceful-timeout", "10")
-    target.server.wait_ready()
     try:
+        target.server.wait_ready()
         with target.channel() as channel:
             out = Outbox()
             out.put(pb.Msg(seq=0))
@@ -38,8 +38,8 @@ def test_stream_finishes_within_the_grace_period(combo: str, certs: Certs, probe
 @pytest.mark.parametrize("combo", COMBOS)
 def test_stream_past_the_grace_period_ends_unavailable(combo: str, certs: Certs, probegen: Path, pb: Any) -> None:
     target = start_server(combo, certs, probegen, "--graceful-timeout", "1")
-    target.server.wait_ready()
     try:
+        target.server.wait_ready()
         with target.channel() as channel:
             out = Outbox()
             out.put(pb.Msg(seq=0))

@@ -18,8 +18,8 @@ from tests.rpc.test_matrix import Outbox
 def test_a_quiet_client_side_is_reset_after_the_body_timeout(kind: str, certs: Certs, probegen: Path, pb: Any) -> None:
     """A bidi stream whose client sends nothing for --body-timeout is reset (CANCEL): 0 turns that off."""
     target = start_server(f"{kind}/h2c", certs, probegen, "--body-timeout", "1")
-    target.server.wait_ready()
     try:
+        target.server.wait_ready()
         with target.channel() as channel:
             out = Outbox()
             out.put(pb.Msg(seq=0))
@@ -34,8 +34,8 @@ def test_a_quiet_client_side_is_reset_after_the_body_timeout(kind: str, certs: C
     finally:
         check_clean_exit(target)
     target = start_server(f"{kind}/h2c", certs, probegen, "--body-timeout", "0")
-    target.server.wait_ready()
     try:
+        target.server.wait_ready()
         with target.channel() as channel:
             out = Outbox()
             out.put(pb.Msg(seq=0))
