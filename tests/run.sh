@@ -38,10 +38,18 @@ fi
 
 python -m pip install -q -e '.[test]'
 export H2GATE_NODE_DIR="${H2GATE_NODE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/h2gate-tests/node}"
-if command -v npm >/dev/null && [ ! -d "$H2GATE_NODE_DIR/node_modules/playwright-core" ]; then
+# Browser tests: playwright-core drives Chromium; tests/rpc/test_browser.py also bundles connect-web
+# (generated message code from protoc-gen-es, bundled by esbuild).
+node_packages=(playwright-core@1 @connectrpc/connect@2 @connectrpc/connect-web@2 @bufbuild/protobuf@2
+               @bufbuild/protoc-gen-es@2 esbuild)
+node_missing=()
+for package in "${node_packages[@]}"; do
+    [ -d "$H2GATE_NODE_DIR/node_modules/${package%@*}" ] || node_missing+=("$package")
+done
+if command -v npm >/dev/null && [ ${#node_missing[@]} -gt 0 ]; then
     mkdir -p "$H2GATE_NODE_DIR"
-    npm install --prefix "$H2GATE_NODE_DIR" --no-audit --no-fund --silent playwright-core@1 \
-        || echo "tests/run.sh: npm install playwright-core failed; the browser test will be skipped" >&2
+    npm install --prefix "$H2GATE_NODE_DIR" --no-audit --no-fund --silent "${node_packages[@]}" \
+        || echo "tests/run.sh: npm install ${node_missing[*]} failed; the browser tests will be skipped" >&2
 fi
 ruff check h2gate tests examples bench docs
 python -m pytest "$@"

@@ -338,6 +338,7 @@ class _Bridge:
     def cancel(self) -> None:
         if self.task is not None:
             self.task.cancel()
+            self.task.add_done_callback(_abandoned)
 
     def _returned(self, _task: object) -> None:
         self.wake.set()  # harmless when nobody waits any more
@@ -380,6 +381,20 @@ class _Bridge:
         self.requests.append((future, fn, args))
         self.wake.set()
         return await future
+
+
+def _abandoned(task: asyncio.Task[None]) -> None:
+    """The outcome of an app task whose stream was cancelled: nobody else will read it.
+
+    Cleanup that sends after the cancellation (connectrpc ends its response)
+    meets ClientDisconnected: expected, and no news. Anything else is the
+    app's, logged once rather than left to asyncio's "never retrieved".
+    """
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if exc is not None and not isinstance(exc, ClientDisconnected):
+        log.warning("the app raised while its cancelled stream was ending", exc_info=exc)
 
 
 async def _call_app(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:

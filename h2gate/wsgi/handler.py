@@ -20,6 +20,7 @@ import time
 from typing import Any
 
 import trio
+from h2.errors import ErrorCodes
 
 from h2gate.config import Config
 from h2gate.errors import ClientDisconnected
@@ -29,9 +30,9 @@ from h2gate.protocol.exchange import Exchange
 from h2gate.protocol.replies import fail, simple_response
 from h2gate.wsgi.environ import build_environ
 from h2gate.wsgi.filewrapper import FileWrapper
-from h2gate.wsgi.input import InputStream
+from h2gate.wsgi.input import InputStream, is_rpc_stream
 from h2gate.wsgi.pool import WorkerPool
-from h2gate.wsgi.response import AppMistake, WSGICall
+from h2gate.wsgi.response import AppMistake, TrailerMistake, WSGICall
 
 log = logging.getLogger("h2gate.error")
 
@@ -52,12 +53,17 @@ class WSGIHandler:
             await simple_response(exchange, 501, b"CONNECT is not supported by this server\n", self.server_header)
             access_log(transport, None, exchange, time.perf_counter() - started)
             return
-        environ["wsgi.input"] = InputStream(exchange, at_end=exchange.request_ended and not exchange.buffered)
+        environ["wsgi.input"] = InputStream(
+            exchange,
+            at_end=exchange.request_ended and not exchange.buffered,
+            partial=is_rpc_stream(environ),
+        )
         environ["wsgi.file_wrapper"] = FileWrapper
         method = environ["REQUEST_METHOD"]
         raw_path, _, query = environ["RAW_URI"].partition("?")
         where = f"{method} {raw_path}"
         call = WSGICall(exchange, method == "HEAD", self.server_header)
+        environ["wsgi.ext.http.send_trailers"] = call.send_trailers
         job = None
         try:
             try:
@@ -65,11 +71,15 @@ class WSGIHandler:
                 await job.wait()
             except Exception:
                 job = None  # the app's thread is done (or never started)
+                if call.mistake is not None:
+                    raise call.mistake from None  # a bad trailer, whatever the app made of it
                 # A complete response still goes out when only close() failed afterwards.
                 with contextlib.suppress(Exception):
                     await call.send_rest()
                 raise
             job = None
+            if call.mistake is not None:
+                raise call.mistake
             await call.send_rest()
         except trio.Cancelled:
             if job is not None and job.started:  # not for a call still queued: it is dropped
@@ -79,6 +89,9 @@ class WSGIHandler:
             raise
         except ClientDisconnected:
             log.debug("stream %d: client went away during %s", exchange.stream_id, where)
+        except TrailerMistake as exc:
+            log.error("%s: WSGI error in the app: %s (stream reset)", where, exc)
+            exchange.reset(ErrorCodes.INTERNAL_ERROR)
         except AppMistake as exc:
             log.error("%s: WSGI error in the app: %s", where, exc)
             await self._fail(exchange)

@@ -4,21 +4,40 @@ Each refill runs :meth:`Exchange.read` in the trio thread, which is also what
 acknowledges the bytes to h2 (and so sends WINDOW_UPDATE): the client may send
 more only once the app has taken what it sent. At most one refill (bounded by
 the stream window) plus what the app asked for is held here.
+
+``read(size)`` waits for ``size`` bytes (or the end), as a file's would,
+except on a streamed RPC request: a body without content-length whose
+content-type is gRPC (``application/grpc``, ``+proto``...), gRPC-Web or a
+Connect stream (``application/connect+...``). There it returns as soon as
+some bytes have arrived, up to ``size``: those protocols are full duplex, a
+client may send its next message only after it got a reply, and their
+servers (connectrpc) read in large blocks and frame messages themselves.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from h2gate.protocol.exchange import Exchange
 from h2gate.wsgi.bridge import to_trio
 
+#: Content types of full-duplex RPC streams, whose reads return what has arrived (see the module docstring).
+_RPC_STREAM_TYPES = ("application/grpc", "application/connect+")
+
+
+def is_rpc_stream(environ: dict[str, Any]) -> bool:
+    """A streamed gRPC, gRPC-Web or Connect-streaming request body: short reads are what its app needs."""
+    content_type = environ.get("CONTENT_TYPE", "").lower()
+    return "CONTENT_LENGTH" not in environ and content_type.startswith(_RPC_STREAM_TYPES)
+
 
 class InputStream:
-    def __init__(self, exchange: Exchange, at_end: bool = False) -> None:
+    def __init__(self, exchange: Exchange, at_end: bool = False, *, partial: bool = False) -> None:
         self._exchange = exchange
         self._buf = bytearray()
         self._eof = at_end
+        self._partial = partial  # read(size) returns once something has arrived
         self.bytes_read = 0
 
     def _fill(self) -> bool:
@@ -43,6 +62,10 @@ class InputStream:
             while self._fill():
                 pass
             return self._take(len(self._buf))
+        if self._partial and size:
+            if not self._buf:
+                self._fill()
+            return self._take(size)
         while len(self._buf) < size and self._fill():
             pass
         return self._take(size)

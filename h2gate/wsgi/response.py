@@ -16,6 +16,7 @@ returned, so a small response costs one thread round trip, not two.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -37,6 +38,10 @@ class AppMistake(RuntimeError):
     """The app broke the WSGI spec (PEP 3333); the text names the mistake."""
 
 
+class TrailerMistake(AppMistake):
+    """A field given to ``wsgi.ext.http.send_trailers`` cannot go on the wire: the stream is reset."""
+
+
 def parse_status(status: Any) -> int:
     if not isinstance(status, str):
         raise AppMistake(f"start_response() status must be a str like '200 OK', not {type(status).__name__}")
@@ -46,21 +51,21 @@ def parse_status(status: Any) -> int:
     return int(m.group(1))
 
 
-def encode_headers(headers: Any) -> list[tuple[bytes, bytes]]:
+def encode_headers(headers: Any, what: str = "start_response() headers") -> list[tuple[bytes, bytes]]:
     if not isinstance(headers, list):
         kind = type(headers).__name__
-        raise AppMistake(f"start_response() headers must be a list of (name, value) tuples, not {kind}")
+        raise AppMistake(f"{what} must be a list of (name, value) tuples, not {kind}")
     pairs = []
     for item in headers:
         if not isinstance(item, tuple) or len(item) != 2:
-            raise AppMistake(f"response header {item!r} is not a (name, value) tuple")
+            raise AppMistake(f"{what}: {item!r} is not a (name, value) tuple")
         name, value = item
         if type(name) is not str or type(value) is not str:
-            raise AppMistake(f"response header {item!r} must be a pair of str (PEP 3333 native strings)")
+            raise AppMistake(f"{what}: {item!r} must be a pair of str (PEP 3333 native strings)")
         try:
             pairs.append((name.encode("latin-1"), value.encode("latin-1")))
         except UnicodeEncodeError:
-            raise AppMistake(f"response header {item!r} is not latin-1 encodable") from None
+            raise AppMistake(f"{what}: {item!r} is not latin-1 encodable") from None
     return pairs
 
 
@@ -80,6 +85,14 @@ class WSGICall:
         #: The response's last piece (headers, data, END_STREAM), left for :meth:`send_rest` to send
         #: from the trio side after the thread returns: one thread round trip fewer per request.
         self.rest: tuple[Headers | None, bytes, bool] | None = None
+        #: Trailer fields given so far by send_trailers (checked), sent once the body is complete.
+        self.trailers: Headers = []
+        self.trailers_given = False
+        self.auto_length = False  # the server added content-length (the body's size was known)
+        #: END_STREAM is on its way: trailers given from now on are too late.
+        self.sealed = False
+        #: A bad trailer: the stream is reset and the handler logs this, whatever the app does next.
+        self.mistake: TrailerMistake | None = None
 
     # -- the callables the app gets ------------------------------------------------------
 
@@ -104,6 +117,34 @@ class WSGICall:
         if self.headers is None:
             raise AppMistake("write() called before start_response()")
         self._send(data, end=False)
+
+    def send_trailers(self, trailers: list[tuple[str, str]]) -> None:
+        """``environ["wsgi.ext.http.send_trailers"]``: fields for the trailer section ending the response.
+
+        Takes a list of ``(name, value)`` str pairs, checked at once like
+        ASGI trailers. May be called any time before the app's call is over
+        (start_response, its body and ``close()`` included); fields from
+        several calls are sent together, after the last body chunk. A bad
+        field raises TrailerMistake and resets the stream; so does a call
+        after the response has ended.
+        """
+        try:
+            if self.sealed:
+                raise AppMistake("called after the response was complete")
+            block, _ = prepare_headers(encode_headers(trailers, "trailers"), False, trailer=True)
+        except (AppMistake, HeaderError) as exc:
+            mistake = TrailerMistake(f"wsgi.ext.http.send_trailers(): {exc}")
+            if self.mistake is None:
+                self.mistake = mistake
+                if not self.sealed:
+                    with contextlib.suppress(ClientDisconnected):
+                        to_trio(self._reset)  # the client learns now; the app's next read or write fails
+            raise mistake from None
+        self.trailers_given = True
+        self.trailers += block
+
+    async def _reset(self) -> None:
+        self.exchange.reset(ErrorCodes.INTERNAL_ERROR)
 
     # -- the body loop ---------------------------------------------------------------------
 
@@ -187,19 +228,39 @@ class WSGICall:
             to_trio_behind(self._emit, None, data, False, size=len(data))
 
     async def send_rest(self) -> None:
-        """In the trio thread, once the app's thread is done: the response's last piece, if any."""
+        """In the trio thread, once the app's thread is done: the response's last piece, if any.
+
+        With trailers given (and not a HEAD response), the last DATA leaves
+        without END_STREAM and the trailer HEADERS end the stream.
+        """
         rest, self.rest = self.rest, None
-        if rest is not None:
-            await self._emit(*rest)
+        if rest is None:
+            return
+        self.sealed = True
+        headers, data, end = rest
+        if not (end and self.trailers and not self.head):
+            await self._emit(headers, data, end)
+            return
+        if headers is not None and self.auto_length:
+            # Trailers came after the length was worked out: a proxy that ends the response at
+            # content-length (nginx's grpc_pass does) would drop them, so the length goes.
+            headers[:] = [field for field in headers if field[0] != b"content-length"]
+        await self._emit(headers, data, False)
+        try:
+            await self.exchange.send_headers(self.trailers, end_stream=True, checked=True)
+        except ProtocolError as exc:
+            self.exchange.reset(ErrorCodes.INTERNAL_ERROR)
+            raise AppMistake(f"invalid response trailers: {exc}") from None
 
     def _commit_headers(self, total: int | None) -> Headers:
         """The final response headers, with ``content-length`` when the body's size is known."""
         assert self.headers is not None
         headers = self.headers
         headers[0] = (b":status", str(self.status).encode())
-        if self.content_length is None and total is not None and not self.head:
+        if self.content_length is None and total is not None and not self.head and not self.trailers_given:
             headers.append((b"content-length", str(total).encode()))
             self.content_length = total
+            self.auto_length = True
         self.headers_sent = True
         return headers
 
@@ -210,15 +271,15 @@ class WSGICall:
         error is raised there), bytes already written, a declared length that
         differs from the file's (so the usual length errors apply).
         """
-        if self.headers is None or self.headers_sent or self.body_bytes:
-            return False
+        if self.headers is None or self.headers_sent or self.body_bytes or self.trailers_given:
+            return False  # (with trailers the body's last DATA must not end the stream)
         if self.content_length is not None and self.content_length != span.count and not self.head:
             return False
         if self.head and self.content_length is None:  # the size a GET would get, as for ASGI's pathsend
             self.headers.append((b"content-length", str(span.count).encode()))
             self.content_length = span.count
         headers = self._commit_headers(span.count)
-        self.finished = True
+        self.finished = self.sealed = True
         if self.head:
             to_trio(self._emit, headers, b"", True)
             return True
