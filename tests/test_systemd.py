@@ -106,6 +106,11 @@ def test_notify_single_process(spawn, notify_socket: socket.socket) -> None:
     ready = messages(notify_socket, "READY=1")[-1]
     assert ready["MAINPID"] == str(server.proc.pid)
     server.wait_ready()
+    # SIGHUP reloads in place (certificates): systemd still hears RELOADING=1 then READY=1, as with -w N.
+    server.send_signal(signal.SIGHUP)
+    server.signalled = False
+    during = messages(notify_socket, "READY=1")
+    assert "RELOADING" in during[0] and int(during[0]["MONOTONIC_USEC"]) > 0
     server.send_signal(signal.SIGTERM)
     assert messages(notify_socket, "STOPPING=1")
     assert server.stop() == 0

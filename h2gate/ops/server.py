@@ -16,10 +16,7 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
-import signal
 import socket
-import threading
 import time
 from typing import Any
 
@@ -36,7 +33,7 @@ from h2gate.net.negotiate import H2CUpgrade, Handoff, WebSocketUpgrade, negotiat
 from h2gate.net.proxy_protocol import accept_header
 from h2gate.net.transport import Address, CleartextTransport, TLSTransport, Transport
 from h2gate.observe import metrics
-from h2gate.ops.signals import FORCED_EXIT_DELAY
+from h2gate.ops import signals
 from h2gate.protocol.connection import Connection
 from h2gate.protocol.exchange import Exchange
 from h2gate.protocol.limits import Throttle
@@ -91,6 +88,7 @@ class Server:
         #: Process-model hooks (h2gate/ops/workers.py, systemd.py): called per request, and when shutdown starts.
         self.request_hook: Any = None
         self.on_stopping: Any = None
+        self.signal_hooks = signals.Hooks()
 
     async def serve(self) -> None:
         try:
@@ -103,7 +101,7 @@ class Server:
         async with trio.open_nursery() as root:
             root.start_soon(self.runner.drive)
             if self.watch_signals:
-                root.start_soon(self._watch_signals, root.cancel_scope)
+                root.start_soon(signals.watch, self, root.cancel_scope, self.signal_hooks)
             try:
                 await self.lifespan.startup(root)
             except LifespanFailure as exc:
@@ -142,29 +140,22 @@ class Server:
     def request_shutdown(self) -> None:
         self._shutdown.set()
 
-    async def _watch_signals(self, root_scope: trio.CancelScope) -> None:
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
-            async for signum in signals:
-                if signum == signal.SIGHUP:
-                    if self.ssl_context is None:
-                        log.info("received SIGHUP: nothing to reload (no TLS)")
-                    else:
-                        log.info("received SIGHUP: reloading certificates")
-                        self.ssl_context.reload()
-                    continue
-                if not self._shutdown.is_set():
-                    log.info("received %s: stopping gracefully", signal.Signals(signum).name)
-                    self._shutdown.set()
-                elif signum == signal.SIGINT:
-                    log.warning("second SIGINT: exiting now")
-                    self.exit_code = 130
-                    root_scope.cancel()
-                    # App threads (WSGI, or the asyncio loop) cannot be cancelled:
-                    # if one holds the process, leave without it.
-                    timer = threading.Timer(FORCED_EXIT_DELAY, os._exit, (130,))
-                    timer.daemon = True
-                    timer.start()
-                    return
+    # -- what the signal watcher (h2gate/ops/signals.py) may do --------------------------
+
+    def shutdown_requested(self) -> bool:
+        return self._shutdown.is_set()
+
+    def reload_certificates(self) -> None:
+        ok = True
+        if self.ssl_context is None:
+            log.info("received SIGHUP: nothing to reload (no TLS)")
+        else:
+            log.info("received SIGHUP: reloading certificates")
+            ok = self.ssl_context.reload()
+        metrics.recorder.reloaded(ok)
+
+    def set_exit_code(self, code: int) -> None:
+        self.exit_code = code
 
     async def _admit(self, stream: trio.SocketStream) -> None:
         """--max-connections: a connection over the limit is closed right after accept, with no handshake."""
