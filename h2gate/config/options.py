@@ -240,9 +240,11 @@ class Config:
         minimum=0,
     )
     max_connections: int = option(
-        1000,
-        "Connections this process serves at once; more are closed right after accept (logged once a second).",
-        minimum=1,
+        0,
+        "Connections each process serves at once; 0: the open-file limit (raised to its hard limit at startup) "
+        "less a tenth. At the limit the oldest stalled handshake or idle connection is closed to make room; a new "
+        "connection is refused only when all are busy (counted in the metrics, each burst logged with its total).",
+        minimum=0,
     )
     max_body_size: int = option(
         0,

@@ -28,6 +28,7 @@ from h2gate.ops import signals, systemd
 from h2gate.ops.appload import as_asgi3, detect_interface, import_app
 from h2gate.ops.banner import print_startup_block
 from h2gate.ops.listeners import SlotSockets
+from h2gate.ops.resources import raise_open_file_limit
 from h2gate.ops.server import Server
 
 log = logging.getLogger("h2gate.error")
@@ -182,6 +183,7 @@ def run(config: Config, cli_values: Mapping[str, Any] | None = None) -> int:
     from h2gate.observe.logs import setup_logging
 
     setup_logging(config.log_level, config.access_log, config)
+    raise_open_file_limit()  # before any socket; workers inherit it (h2gate/ops/resources.py)
     for text in config.bind:
         parse_bind(text)  # a bad bind is a startup error even when socket activation ignores it
     check_frame_api(config)  # --enable-frame-api: loopback only, with a loud warning
