@@ -43,6 +43,7 @@ TLSVersion = Literal["1.2", "1.3"]
 Interface = Literal["auto", "asgi", "wsgi"]
 LogFormat = Literal["text", "json"]
 FrameAPI = Literal["off", "on", "unsafe-any-bind"]
+SessionTickets = Literal["on", "off"]
 
 
 @dataclass
@@ -91,6 +92,23 @@ class Config:
         "TLS 1.2 cipher list (OpenSSL syntax); only ECDHE+AEAD suites are allowed (RFC 9113 §9.2.2). "
         "Default: ECDHE with AES-GCM and ChaCha20-Poly1305.",
         metavar="LIST",
+    )
+    ssl_groups: list[str] = option(
+        ["X25519", "P-256", "P-384"],
+        "TLS key-exchange groups offered, in order of preference (OpenSSL names, separated by commas or repeated; "
+        "e.g. X25519MLKEM768 for the post-quantum hybrid where OpenSSL has it).",
+        metavar="GROUPS",
+    )
+    ssl_session_tickets: SessionTickets = option(
+        "on",
+        "TLS session tickets for resumption: on (the key lives in this process only and is renewed every "
+        "--ssl-ticket-key-lifetime) or off (no tickets and no session cache: every handshake is a full one).",
+    )
+    ssl_ticket_key_lifetime: float = option(
+        3600.0,
+        "Seconds a session-ticket key encrypts new tickets before a fresh one replaces it; tickets under an "
+        "older key then get a full handshake.",
+        minimum=1,
     )
     root_path: str = option("", "ASGI root_path / WSGI SCRIPT_NAME, for an app mounted below a URL prefix.")
     log_level: LogLevel = option("info", "Logging level.")

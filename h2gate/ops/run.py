@@ -49,14 +49,20 @@ def build_ssl_context(config: Config) -> Any:
         log.warning("SSLKEYLOGFILE is set: TLS session keys are written to %s (anyone with it can decrypt)", keylog)
     if config.self_signed:
         options = certstore.tls_options(config, keylog)
-        pem = os.environ.get(tls.SELF_SIGNED_ENV)  # a supervisor made one pair for all workers
+        # A supervisor made one pair for all workers; the same pair again for each new ticket key.
+        pem = os.environ.get(tls.SELF_SIGNED_ENV) or tls.make_self_signed()
         context, fingerprint = tls.self_signed_context(options=options, pem=pem)
         log.warning(
             "USING A SELF-SIGNED DEVELOPMENT CERTIFICATE for localhost (SHA-256 %s): "
             "clients will not trust it; never use --self-signed in production",
             fingerprint,
         )
-        return certstore.CertStore(lambda hook: certstore.Contexts(context), reloadable=False)
+        contexts = iter([certstore.Contexts(context)])
+
+        def self_signed(hook: Any) -> certstore.Contexts:
+            return next(contexts, None) or certstore.Contexts(tls.self_signed_context(options=options, pem=pem)[0])
+
+        return certstore.CertStore(self_signed, reloadable=False)
     return certstore.load_cert_store(config, keylog)
 
 

@@ -102,6 +102,8 @@ class Server:
         async with trio.open_nursery() as root:
             root.start_soon(self.runner.drive)
             root.start_soon(self._report_admission)
+            if self.ssl_context is not None and self.config.ssl_session_tickets == "on":
+                root.start_soon(self._rotate_ticket_keys)
             if self.watch_signals:
                 root.start_soon(signals.watch, self, root.cancel_scope, self.signal_hooks)
             try:
@@ -158,6 +160,13 @@ class Server:
 
     def set_exit_code(self, code: int) -> None:
         self.exit_code = code
+
+    async def _rotate_ticket_keys(self) -> None:
+        """--ssl-ticket-key-lifetime: a fresh session-ticket key now and then (forward secrecy of resumed sessions)."""
+        assert self.ssl_context is not None
+        while True:
+            await trio.sleep(self.config.ssl_ticket_key_lifetime)
+            self.ssl_context.rotate_ticket_key()
 
     # -- admission (h2gate/ops/admission.py) -------------------------------------------
 
