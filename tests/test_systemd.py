@@ -173,7 +173,7 @@ def test_example_units_agree_with_the_server() -> None:
     assert service["ExecReload"] == "/bin/kill -HUP $MAINPID"
     start = service["ExecStart"].split()
     graceful = float(start[start.index("--graceful-timeout") + 1])
-    from h2gate.ops.supervisor import STOP_MARGIN
+    from h2gate.ops.operator import STOP_MARGIN
 
     assert float(service["TimeoutStopSec"]) > graceful + STOP_MARGIN
     socket_unit = (conf / "h2gate.socket").read_text()

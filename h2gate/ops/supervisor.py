@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import selectors
 import signal
@@ -55,21 +54,18 @@ from typing import Any
 from h2gate.config import Config, load_config
 from h2gate.errors import ConfigError
 from h2gate.net.binds import Bind
-from h2gate.observe.logs import reopen_log_files
 from h2gate.ops import systemd
 from h2gate.ops.banner import print_startup_block
 from h2gate.ops.listeners import SlotSockets
-from h2gate.ops.signals import FORCED_EXIT_DELAY
+from h2gate.ops.operator import OperatorActions
 from h2gate.ops.workers import SupervisorHooks, WorkerProcess, describe_exit, spawn_worker
 
 log = logging.getLogger("h2gate.error")
 
-STOP_MARGIN = 5.0  # seconds past --graceful-timeout before SIGKILL
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 30.0
 STABLE_AFTER = 30.0  # a worker up this long resets the crash back-off
 MAX_BOOT_FAILURES = 5
-MAX_WORKERS = 512  # the --workers maximum; SIGTTIN stops there
 TICK = 0.5  # longest sleep of the loop; children are also reaped on SIGCHLD
 
 
@@ -81,7 +77,7 @@ def _noop(signum: int, frame: Any) -> None:
     """Signals are read from the wake-up socket; the Python handler only has to exist."""
 
 
-class Supervisor:
+class Supervisor(OperatorActions):
     def __init__(
         self,
         config: Config,
@@ -422,111 +418,6 @@ class Supervisor:
             log.error("%s: trying again in %gs", what, delay)
             # A failed --max-requests replacement is tried again; the old worker serves meanwhile.
             self.pending.append((time.monotonic() + delay, worker.slot, worker.generation, worker.replaces))
-
-    def _on_worker_stopping(self, worker: WorkerProcess, name: str) -> None:
-        """A stop signal reached a worker; if the supervisor did not send it, replace the worker now."""
-        if worker.stop_sent is not None or self.stop_deadline is not None or worker.operator_stop is not None:
-            return
-        worker.operator_stop = name
-        if worker.slot >= self.target or worker.generation < self.generation:
-            log.info("worker %d received %s from outside the supervisor: not replaced (slot retired)", worker.pid, name)
-            return
-        if any(w.replaces is worker for w in self.workers):
-            return  # its replacement is already starting (--max-requests)
-        replacement = self._spawn(worker.slot, worker.generation)
-        if replacement is not None:
-            log.info(
-                "worker %d received %s from outside the supervisor (an operator): it drains, worker %d replaces it",
-                worker.pid,
-                name,
-                replacement.pid,
-            )
-
-    # --- SIGUSR1, SIGTTIN, SIGTTOU -----------------------------------------------------
-
-    def _on_sigusr1(self) -> None:
-        count = reopen_log_files()
-        log.info("received SIGUSR1: reopened %d log file(s); passing it on to %d worker(s)", count, len(self.workers))
-        for worker in self.workers:
-            worker.signal(signal.SIGUSR1)
-
-    def _resize(self, change: int) -> None:
-        if self.stop_deadline is not None:
-            return
-        name = "SIGTTIN" if change > 0 else "SIGTTOU"
-        target = min(max(self.target + change, 1), MAX_WORKERS)
-        if target == self.target:
-            bound = "minimum" if change < 0 else "maximum"
-            log.warning("received %s: staying at %d worker(s) (the %s)", name, target, bound)
-            return
-        self.target = target
-        self.hooks.workers_changed(target)
-        if change > 0:
-            slot = target - 1
-            log.info("received SIGTTIN: %d worker(s) now, starting one in slot %d", target, slot)
-            for generation in {self.generation, self.new_generation} - {None}:
-                self._spawn(slot, generation)  # type: ignore[arg-type]
-            return
-        retired = [w for w in self.workers if w.slot >= target and w.stop_sent is None]
-        self.pending = [p for p in self.pending if p[1] < target]
-        log.info(
-            "received SIGTTOU: %d worker(s) now; stopping %s gracefully",
-            target,
-            ", ".join(str(w.pid) for w in retired) or "none (its slot was empty)",
-        )
-        for worker in retired:
-            worker.stop()
-        for slot in range(target, target + 1 - change):
-            self.slots.release(slot)  # the worker's own copy closes as it stops accepting
-
-    # --- stopping -------------------------------------------------------------------
-
-    def _on_stop_signal(self, signum: int) -> None:
-        name = signal.Signals(signum).name
-        if self.stop_deadline is None:
-            log.info("received %s: stopping %d worker(s) gracefully", name, len(self.workers))
-            self._shutdown()
-        elif signum == signal.SIGINT:
-            log.warning("second SIGINT: workers exit now")
-            self.exit_code = 130
-            for worker in self.workers:
-                worker.signal(signal.SIGINT)
-            self.stop_deadline = min(self.stop_deadline, time.monotonic() + FORCED_EXIT_DELAY + 1)
-
-    def _quick_stop(self, name: str, signum: int, code: int) -> None:
-        log.warning("received %s: quick stop, workers exit at once", name)
-        if self.stop_deadline is None:
-            systemd.stopping()
-            self.pending.clear()
-            self.exit_code = code
-        for worker in self.workers:
-            worker.stop_sent = worker.stop_sent or time.monotonic()
-            worker.signal(signum)
-        self.stop_deadline = min(self.stop_deadline or math.inf, time.monotonic() + FORCED_EXIT_DELAY + 1)
-
-    def _fatal(self) -> None:
-        self.exit_code = 1
-        self._shutdown()
-
-    def _shutdown(self) -> None:
-        if self.stop_deadline is not None:
-            return
-        systemd.stopping()
-        self.stop_deadline = time.monotonic() + self.config.graceful_timeout + STOP_MARGIN
-        self.pending.clear()
-        for worker in self.workers:
-            worker.stop()
-
-    def _enforce_deadlines(self, now: float) -> None:
-        limit = self.config.graceful_timeout + STOP_MARGIN
-        for worker in self.workers:
-            late = self.stop_deadline is not None and now >= self.stop_deadline
-            if worker.stop_sent is not None and now >= worker.stop_sent + limit:
-                late = True
-            if late and not worker.killed:
-                worker.killed = True
-                log.warning("worker %d did not stop in time: killing it (SIGKILL)", worker.pid)
-                worker.signal(signal.SIGKILL)
 
 
 def _wake(sock: socket.socket) -> None:
