@@ -17,6 +17,7 @@ import pytest
 from h2gate.ops.signals import LEFT_ALONE, TABLE
 from tests.conftest import ROOT, ServerProcess, h2c_client
 from tests.procapps import ask, wait_until, worker_pids, write_app
+from tests.test_metrics import metrics_url, scrape, value
 
 APP = "pidapp:app"
 
@@ -139,7 +140,8 @@ def _answers_from(url: str, pid: int) -> bool:
 
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_a_worker_stopped_by_an_operator_is_replaced_at_once(serve, app_dir: Path, workers: str) -> None:
-    server = start(serve, app_dir, "-w", workers, *(["--supervise"] if workers == "1" else []))
+    flags = ["--metrics-bind", "127.0.0.1:0", *(["--supervise"] if workers == "1" else [])]
+    server = start(serve, app_dir, "-w", workers, *flags)
     victim = worker_pids(server)[0]
     os.kill(victim, signal.SIGTERM)
     line = server.wait_for_log(rf"worker {victim} received SIGTERM from outside the supervisor")
@@ -147,6 +149,7 @@ def test_a_worker_stopped_by_an_operator_is_replaced_at_once(serve, app_dir: Pat
     server.wait_for_log(rf"worker {victim} exited \(exit status 0\) after SIGTERM from outside the supervisor")
     wait_until(lambda: _answers_from(server.url, replacement), what="the replacement to answer")
     assert "unexpectedly" not in server.output and "restarting it in" not in server.output
+    assert value(scrape(metrics_url(server)), "h2gate_worker_restarts_total") == 0  # not a crash
     assert server.stop() == 0
 
 

@@ -376,7 +376,8 @@ class Supervisor(OperatorActions):
     def _on_exit(self, worker: WorkerProcess, code: int) -> None:
         status = describe_exit(code)
         expected = worker.stop_sent is not None or self.stop_deadline is not None
-        self.hooks.worker_exited(worker.pid, code, restarting=not expected and worker.ready)
+        crashed = not expected and worker.ready and worker.operator_stop is None
+        self.hooks.worker_exited(worker.pid, code, restarting=crashed)
         if expected:
             log.info("worker %d exited (%s)", worker.pid, status)
             return
