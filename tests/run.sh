@@ -18,12 +18,16 @@ command -v npm >/dev/null || optional+=(nodejs npm)
 command -v podman >/dev/null || optional+=(podman)
 command -v runc >/dev/null || optional+=(runc)
 command -v debootstrap >/dev/null || optional+=(debootstrap)
-# tests/test_conf_examples.py runs conf/nginx.conf in front of h2gate when nginx is there.
+# tests/test_conf_examples.py and tests/test_proxies.py run conf/nginx.conf and conf/haproxy.cfg
+# in front of real h2gate processes; tests/test_admission.py sets open-file limits with prlimit.
 command -v nginx >/dev/null || optional+=(nginx)
+command -v haproxy >/dev/null || optional+=(haproxy)
+command -v prlimit >/dev/null || optional+=(util-linux)
+command -v ss >/dev/null || optional+=(iproute2)
 if [ ${#optional[@]} -gt 0 ] && [ "$(id -u)" = 0 ]; then
     need+=("${optional[@]}")
 elif [ ${#optional[@]} -gt 0 ]; then
-    echo "tests/run.sh: without ${optional[*]} the browser, container and nginx tests are skipped" >&2
+    echo "tests/run.sh: without ${optional[*]} the browser, container and proxy tests are skipped" >&2
 fi
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then

@@ -28,7 +28,7 @@ from tests.conftest import ROOT, Certs, ServerProcess
 
 Serve = Callable[..., ServerProcess]
 CONF = ROOT / "conf"
-EXAMPLES = ("kubernetes.yaml", "envoy.yaml", "nginx.conf")
+EXAMPLES = ("kubernetes.yaml", "envoy.yaml", "nginx.conf", "haproxy.cfg")
 HEALTHCHECK = ["python", "-m", "h2gate.healthcheck"]
 
 
@@ -198,8 +198,9 @@ def free_port() -> int:
 def localized_nginx_conf(h2gate_port: int, nginx_port: int, certs: Certs, tmp: Path) -> str:
     """conf/nginx.conf with its deployment-specific names swapped for loopback ones (each exactly once)."""
     text = (CONF / "nginx.conf").read_text()
+    assert text.count("server h2gate:8000 ") == 2, "conf/nginx.conf no longer lists h2gate twice: update this test"
+    text = text.replace("server h2gate:8000 ", f"server 127.0.0.1:{h2gate_port} ")
     swaps = {
-        "server h2gate:8000;": f"server 127.0.0.1:{h2gate_port};",
         "listen 443 ssl http2;": f"listen 127.0.0.1:{nginx_port} ssl http2;",
         "/etc/nginx/tls/fullchain.pem": certs.cert_pem,
         "/etc/nginx/tls/privkey.pem": certs.key_pem,

@@ -40,7 +40,9 @@ def scrape(url: str) -> Samples:
 
 
 def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+    """The sum of ``name``'s samples that carry ``labels`` (whatever their other labels, e.g. ``worker``)."""
+    wanted = set(labels.items())
+    return sum(v for (n, have), v in samples.items() if n == name and wanted <= set(have))
 
 
 def scrape_until(url: str, check: Callable[[Samples], bool], timeout: float = 10) -> Samples:
@@ -234,3 +236,70 @@ def test_server_resets_by_code(serve: Any) -> None:
     s = scrape_until(url, lambda s: value(s, "h2gate_streams_open") == 0 and value(s, "h2gate_streams_total") == 1)
     assert value(s, "h2gate_stream_resets_total", side="server", code="REFUSED_STREAM") == 1
     assert value(s, "h2gate_stream_resets_total", side="client", code="CANCEL") == 1
+
+
+def test_single_process_has_process_metrics_build_info_and_zero_gauges(serve: Any) -> None:
+    server = serve("apps.observe:app", "--metrics-bind", "127.0.0.1:0")
+    url = metrics_url(server)
+    s = scrape(url)
+    # Before any traffic every labelled series is already there, at 0.
+    for transport in metrics.TRANSPORTS:
+        assert (("h2gate_connections_open", (("transport", transport), ("worker", "0")))) in s
+        assert value(s, "h2gate_connections_open", transport=transport) == 0
+    assert ("h2gate_connections_rejected_total", (("worker", "0"),)) in s
+    assert value(s, "process_resident_memory_bytes") > 0
+    assert value(s, "process_open_fds") > 0
+    (build,) = [labels for (name, labels) in s if name == "h2gate_build_info"]
+    assert dict(build)["version"] and dict(build)["h2"] and dict(build)["openssl"].startswith("OpenSSL")
+    server.send_signal(signal.SIGHUP)
+    server.signalled = False
+    s = scrape_until(url, lambda s: value(s, "h2gate_reloads_total", result="ok") == 1)
+    assert value(s, "h2gate_reloads_total", result="ok") == 1
+
+
+def test_head_answers_with_the_exposition_content_type(serve: Any) -> None:
+    server = serve("apps.observe:app", "--metrics-bind", "127.0.0.1:0")
+    with httpx.Client(timeout=10) as client:
+        get = client.get(metrics_url(server))
+        head = client.head(metrics_url(server))
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-type"] == get.headers["content-type"]
+    assert head.headers["content-type"].startswith("text/plain; version=")
+
+
+def test_workers_are_labelled_and_gauges_survive_a_reload(serve: Any) -> None:
+    from .procapps import wait_until, worker_pids
+
+    server = serve("apps.observe:app", "-w", "2", "--metrics-bind", "127.0.0.1:0", "--graceful-timeout", "5")
+    url = metrics_url(server)
+    clients = [h2c_client() for _ in range(10)]
+    try:
+        for client in clients:
+            assert client.get(f"{server.url}/").status_code == 200
+        s = scrape_until(url, lambda s: value(s, "h2gate_requests_total", status_class="2xx") == 10)
+        per_worker = {w: value(s, "h2gate_requests_total", status_class="2xx", worker=w) for w in ("0", "1")}
+        assert sum(per_worker.values()) == 10 and all(per_worker.values()), per_worker  # both served, told apart
+        assert value(s, "h2gate_connections_open", transport="h2c") == 10
+    finally:
+        for client in clients:
+            client.close()
+    assert value(s, "h2gate_workers") == 2
+    for worker in ("supervisor", "0", "1"):
+        assert value(s, "process_resident_memory_bytes", worker=worker) > 0, worker
+        assert value(s, "process_cpu_seconds_total", worker=worker) > 0, worker
+    old = worker_pids(server)
+    server.send_signal(signal.SIGHUP)
+    server.signalled = False
+    server.wait_for_log("reload complete")
+    wait_until(lambda: all(f"worker {pid} exited" in server.output for pid in old), what="the old workers to exit")
+    s = scrape(url)
+    # The old workers' series are gone with them; the new ones read 0 rather than vanishing.
+    assert (("h2gate_connections_open", (("transport", "h2c"), ("worker", "0")))) in s
+    assert value(s, "h2gate_connections_open", transport="h2c") == 0
+    assert value(s, "h2gate_reloads_total", result="ok") == 1
+    assert value(s, "h2gate_requests_total", status_class="2xx") == 10  # counters keep the old workers' counts
+    server.send_signal(signal.SIGTTIN)
+    server.signalled = False
+    s = scrape_until(url, lambda s: value(s, "h2gate_workers") == 3)
+    assert value(s, "h2gate_workers") == 3
+    assert server.stop() == 0

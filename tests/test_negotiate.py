@@ -261,3 +261,41 @@ def test_slow_http1_request_times_out(serve) -> None:
         data, closed = read_until_closed(sock, timeout=10)
     assert data == b"" and closed
     server.wait_for_log("HTTP/1.1 exchange with .* not finished within 0.5s")
+
+
+# -- HTTP/1.1 framing errors: 400 and close (RFC 9112 §6.1, §6.3) ------------------------------------------
+
+
+def test_upgrade_with_transfer_encoding_and_content_length_gets_400(h2c) -> None:
+    with socket.create_connection(("127.0.0.1", h2c.port), timeout=10) as sock:
+        sock.sendall(_upgrade_request(b"", extra="Transfer-Encoding: chunked\r\n") + b"0\r\n\r\n")
+        data, closed = read_until_closed(sock)
+    assert data.startswith(b"HTTP/1.1 400 Bad Request\r\n") and closed
+    assert b"connection: close" in data.lower()
+    h2c.wait_for_log(r"both Transfer-Encoding and Content-Length \(400\)")
+
+
+@pytest.mark.parametrize(
+    ("fields", "status"),
+    [
+        ("Content-Length: 4\r\nContent-Length: 5\r\n", b"400"),
+        ("Transfer-Encoding: gzip\r\n", b"400"),  # chunked is not the last coding: length unknown (§6.3)
+        ("Transfer-Encoding: chunked\r\nContent-Length: 3\r\n", b"400"),
+        ("Transfer-Encoding: gzip, chunked\r\n", b"501"),  # framed, but a coding we do not know (§6.1)
+    ],
+    ids=["duplicate-content-length", "unknown-transfer-encoding", "te-and-cl", "unknown-coding-then-chunked"],
+)
+def test_malformed_http11_on_the_505_path_gets_an_answer(h2c, fields: str, status: bytes) -> None:
+    with socket.create_connection(("127.0.0.1", h2c.port), timeout=10) as sock:
+        sock.sendall(f"POST /x HTTP/1.1\r\nHost: localhost\r\n{fields}\r\n".encode())
+        data, closed = read_until_closed(sock)
+    assert data.startswith(b"HTTP/1.1 " + status + b" ") and closed, data[:200]
+    assert b"connection: close" in data.lower()
+
+
+def test_malformed_http11_with_http1_answer_off_just_closes(serve) -> None:
+    server = serve(APP, "--no-http1-answer")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n")
+        data, closed = read_until_closed(sock)
+    assert data == b"" and closed

@@ -106,6 +106,11 @@ def test_notify_single_process(spawn, notify_socket: socket.socket) -> None:
     ready = messages(notify_socket, "READY=1")[-1]
     assert ready["MAINPID"] == str(server.proc.pid)
     server.wait_ready()
+    # SIGHUP reloads in place (certificates): systemd still hears RELOADING=1 then READY=1, as with -w N.
+    server.send_signal(signal.SIGHUP)
+    server.signalled = False
+    during = messages(notify_socket, "READY=1")
+    assert "RELOADING" in during[0] and int(during[0]["MONOTONIC_USEC"]) > 0
     server.send_signal(signal.SIGTERM)
     assert messages(notify_socket, "STOPPING=1")
     assert server.stop() == 0
@@ -168,7 +173,7 @@ def test_example_units_agree_with_the_server() -> None:
     assert service["ExecReload"] == "/bin/kill -HUP $MAINPID"
     start = service["ExecStart"].split()
     graceful = float(start[start.index("--graceful-timeout") + 1])
-    from h2gate.ops.supervisor import STOP_MARGIN
+    from h2gate.ops.operator import STOP_MARGIN
 
     assert float(service["TimeoutStopSec"]) > graceful + STOP_MARGIN
     socket_unit = (conf / "h2gate.socket").read_text()

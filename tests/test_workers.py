@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -351,3 +352,38 @@ def test_report_pipe_parsing() -> None:
             break
     assert worker.report_fd == -1 and len(worker._buffer) <= 65536
     assert describe_exit(3) == "exit status 3" and describe_exit(-9) == "killed by SIGKILL"
+
+
+def test_connections_spread_over_the_workers(serve, app_dir: Path) -> None:
+    """Each worker accepts on a SO_REUSEPORT socket of its own: the kernel spreads new connections evenly."""
+    server = start(serve, app_dir, "-w", "2")
+    assert "a SO_REUSEPORT socket per worker" in server.output
+    pids = worker_pids(server)
+    counts = dict.fromkeys(pids, 0)
+    clients = [h2c_client() for _ in range(20)]  # 20 connections open at once, as long-lived HTTP/2 ones are
+    try:
+        for client in clients:
+            counts[ask(client, server.url)[1]] += 1
+    finally:
+        for client in clients:
+            client.close()
+    # A fair coin gives 3 or fewer of 20 to one side with probability 0.0004; a shared socket gave 0/20, 1/19...
+    assert min(counts.values()) >= 4, counts
+    assert server.stop() == 0
+
+
+def test_each_worker_slot_has_its_own_listening_socket(serve, app_dir: Path) -> None:
+    server = start(serve, app_dir, "-w", "2")
+    port = server.port
+    listening = subprocess.run(["ss", "-Htln", f"sport = :{port}"], capture_output=True, text=True, timeout=10)
+    if listening.returncode != 0:
+        pytest.skip("ss is not available")
+    assert len(listening.stdout.strip().splitlines()) == 2, (
+        listening.stdout
+    )  # one per worker; the reservation does not listen
+    server.send_signal(signal.SIGHUP)  # a reload keeps the slots' sockets: the new workers take them over
+    server.signalled = False
+    server.wait_for_log("reload complete")
+    again = subprocess.run(["ss", "-Htln", f"sport = :{port}"], capture_output=True, text=True, timeout=10)
+    assert len(again.stdout.strip().splitlines()) == 2, again.stdout
+    assert server.stop() == 0

@@ -98,6 +98,7 @@ TLSVersion = Literal["1.2", "1.3"]
 Interface = Literal["auto", "asgi", "wsgi"]
 LogFormat = Literal["text", "json"]
 FrameAPI = Literal["off", "on", "unsafe-any-bind"]
+SessionTickets = Literal["on", "off"]
 
 
 @dataclass
@@ -272,6 +273,26 @@ class Config:
         "Log one line per request (stream); see --access-log-format.",
         section="Logging and metrics",
         peers={"uvicorn": "--access-log", "granian": "--access-log", "h2corn": "--access-log"},
+    )
+    ssl_groups: list[str] = option(
+        ["X25519", "P-256", "P-384"],
+        "TLS key-exchange groups offered, in order of preference (OpenSSL names, separated by commas or repeated; "
+        "e.g. X25519MLKEM768 for the post-quantum hybrid where OpenSSL has it).",
+        metavar="GROUPS",
+        section="TLS",
+    )
+    ssl_session_tickets: SessionTickets = option(
+        "on",
+        "TLS session tickets for resumption: on (the key lives in this process only and is renewed every "
+        "--ssl-ticket-key-lifetime) or off (no tickets and no session cache: every handshake is a full one).",
+        section="TLS",
+    )
+    ssl_ticket_key_lifetime: float = option(
+        3600.0,
+        "Seconds a session-ticket key encrypts new tickets before a fresh one replaces it; tickets under an "
+        "older key then get a full handshake.",
+        minimum=1,
+        section="TLS",
     )
     # -- logs, metrics, proxies (h2gate/observe/accesslog.py, metrics.py, proxy.py, proxy_protocol.py) --
     access_log_format: str = option(
@@ -533,9 +554,11 @@ class Config:
         peers={"h2corn": "~--h2-timeout-write"},
     )
     max_connections: int = option(
-        1000,
-        "Connections this process serves at once; more are closed right after accept (logged once a second).",
-        minimum=1,
+        0,
+        "Connections each process serves at once; 0: the open-file limit (raised to its hard limit at startup) "
+        "less a tenth. At the limit the oldest stalled handshake or idle connection is closed to make room; a new "
+        "connection is refused only when all are busy (counted in the metrics, each burst logged with its total).",
+        minimum=0,
         section="Limits and timeouts",
         peers={
             "uvicorn": "~--limit-concurrency",

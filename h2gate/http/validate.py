@@ -99,9 +99,9 @@ def _pseudo_problem(pseudo: dict[bytes, bytes], hosts: list[bytes]) -> str | Non
             return "empty :path"
     if len(hosts) > 1:
         return "more than one host field"
+    # Neither :authority nor host is allowed: a client with no authority to convey sends
+    # none (RFC 9113 §8.3.1), as HAProxy's HTTP/2 health check does.
     authority = pseudo.get(b":authority")
-    if authority is None and not hosts:
-        return "neither :authority nor host"
     if authority is not None and hosts and hosts[0] != authority:
         return "host and :authority differ"
     return None

@@ -66,8 +66,19 @@ def parse_bind(text: str) -> Bind:
     return Bind("tcp", host=host or "0.0.0.0", port=port)
 
 
-def open_socket(bind: Bind, backlog: int) -> socket.socket:
-    """Create, bind and listen; raises StartupError with the reason in words."""
+def reuse_port_supported() -> bool:
+    """Whether this platform can put several listening TCP sockets on one address (Linux, the BSDs)."""
+    return hasattr(socket, "SO_REUSEPORT")
+
+
+def open_socket(bind: Bind, backlog: int, *, reuse_port: bool = False, listen: bool = True) -> socket.socket:
+    """Create, bind and listen; raises StartupError with the reason in words.
+
+    ``reuse_port`` (TCP binds only) sets SO_REUSEPORT so that more sockets can
+    bind the same address (:func:`open_reuse_port_twin`); ``listen=False``
+    only reserves the address: a bound socket that does not listen takes no
+    connections, so the kernel spreads them over the twins alone.
+    """
     if bind.kind == "fd":
         try:
             sock = socket.socket(fileno=bind.fd)
@@ -88,11 +99,14 @@ def open_socket(bind: Bind, backlog: int) -> socket.socket:
         family, _, _, _, address = infos[0]
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
     try:
         sock.bind(address)  # type: ignore[arg-type]
-        sock.listen(backlog)
+        if listen:
+            sock.listen(backlog)
     except OSError as exc:
         sock.close()
         reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror or str(exc)
@@ -101,13 +115,35 @@ def open_socket(bind: Bind, backlog: int) -> socket.socket:
     return sock
 
 
-def open_sockets(bind_texts: list[str], backlog: int) -> list[tuple[Bind, socket.socket]]:
-    """Open every bind, closing the ones already open if a later one fails. Raises ConfigError, StartupError."""
+def open_reuse_port_twin(reserved: socket.socket, backlog: int) -> socket.socket:
+    """A new listening socket on the address of ``reserved`` (opened with ``reuse_port``). Raises OSError."""
+    sock = socket.socket(reserved.family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if reserved.family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(reserved.getsockname())
+        sock.listen(backlog)
+    except BaseException:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
+
+
+def open_sockets(bind_texts: list[str], backlog: int, *, reserve_tcp: bool = False) -> list[tuple[Bind, socket.socket]]:
+    """Open every bind, closing the ones already open if a later one fails. Raises ConfigError, StartupError.
+
+    ``reserve_tcp``: TCP binds are only reserved (SO_REUSEPORT, not listening), for
+    :func:`open_reuse_port_twin` to add the sockets that accept.
+    """
     binds = [parse_bind(b) for b in bind_texts]
     opened: list[tuple[Bind, socket.socket]] = []
     try:
         for bind in binds:
-            opened.append((bind, open_socket(bind, backlog)))
+            reserve = reserve_tcp and bind.kind == "tcp"
+            opened.append((bind, open_socket(bind, backlog, reuse_port=reserve, listen=not reserve)))
     except BaseException:
         close_sockets(opened)
         raise

@@ -35,6 +35,7 @@ import base64
 import binascii
 import enum
 import logging
+import re
 from dataclasses import dataclass
 
 import h11
@@ -163,12 +164,19 @@ async def _http1(
 ) -> Handoff | None:
     conn = h11.Connection(h11.SERVER, max_incomplete_event_size=config.max_header_list_size)
     conn.receive_data(first)
+    head = bytearray(first)  # the bytes of the request head, kept to choose the status of a refusal
     try:
-        request = await _next(conn, stream)
+        request = await _next(conn, stream, head, config.max_header_list_size)
         if not isinstance(request, h11.Request):
             log.debug("closing connection from %s: it sent neither the HTTP/2 preface nor HTTP/1.1", who)
             return None
         route, settings = _route(request, allow_upgrade, allow_websocket)
+        if _framing_conflict(request):
+            # RFC 9112 §6.3: both framings at once smells of request smuggling: an error, then close.
+            log.info("HTTP/1.1 request from %s refused: both Transfer-Encoding and Content-Length (400)", who)
+            if route is not _Route.REFUSE or config.http1_answer:
+                await _answer(conn, stream, 400, _BAD_FRAMING)
+            return None
         if route is _Route.WEBSOCKET:
             end = await _next(conn, stream)
             if isinstance(end, h11.EndOfMessage):
@@ -188,17 +196,71 @@ async def _http1(
             await _answer(conn, stream, 505, _HINT)
         return None
     except h11.RemoteProtocolError as exc:
-        log.debug("closing connection from %s: neither the HTTP/2 preface nor valid HTTP/1.1 (%s)", who, exc)
+        if _REQUEST_LINE.match(first) is None:
+            log.debug("closing connection from %s: neither the HTTP/2 preface nor valid HTTP/1.1 (%s)", who, exc)
+            return None
+        status = _error_status(bytes(head), exc)
+        log.info("malformed HTTP/1.1 request from %s: %s (%d)", who, exc, status)
+        if config.http1_answer:
+            await _answer(conn, stream, status, _MALFORMED)
         return None
 
 
-async def _next(conn: h11.Connection, stream: trio.abc.Stream) -> h11.Event | type[h11.PAUSED] | type[h11.NEED_DATA]:
-    """The next h11 event, reading from ``stream`` as needed; raises h11.RemoteProtocolError."""
+#: The start of an HTTP/1.x request line: what tells a broken request from bytes that are not HTTP at all.
+_REQUEST_LINE = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+ [^ \r\n]+ HTTP/1\.[0-9]\r?\n")
+
+
+def _framing_conflict(request: h11.Request) -> bool:
+    names = {name for name, _ in request.headers}
+    return b"transfer-encoding" in names and b"content-length" in names
+
+
+def _error_status(head: bytes, exc: h11.RemoteProtocolError) -> int:
+    """The answer to a request h11 could not read: 431 for a head over the limit, else 400.
+
+    Conflicting Content-Length fields and a Transfer-Encoding whose last coding
+    is not chunked leave the body's length unknown: 400 and close (RFC 9112
+    §6.3). h11 hints 501 for any coding but chunked; only a known framing with
+    an unknown coding before chunked deserves that (RFC 9112 §6.1).
+    """
+    if exc.error_status_hint == 431:
+        return 431
+    if exc.error_status_hint == 501:
+        codings = [
+            t.strip().lower()
+            for name, value in _raw_fields(head)
+            if name == b"transfer-encoding"
+            for t in value.split(b",")
+        ]
+        if codings and codings[-1] == b"chunked":
+            return 501
+    return 400
+
+
+def _raw_fields(head: bytes) -> list[tuple[bytes, bytes]]:
+    """The header fields of the request h11 rejected, parsed loosely (only to pick a status)."""
+    out = []
+    for line in head.split(b"\r\n\r\n", 1)[0].split(b"\r\n")[1:]:
+        name, sep, value = line.partition(b":")
+        if sep:
+            out.append((name.strip().lower(), value.strip()))
+    return out
+
+
+async def _next(
+    conn: h11.Connection, stream: trio.abc.Stream, keep: bytearray | None = None, limit: int = 0
+) -> h11.Event | type[h11.PAUSED] | type[h11.NEED_DATA]:
+    """The next h11 event, reading from ``stream`` as needed; raises h11.RemoteProtocolError.
+
+    Bytes read are also appended to ``keep`` while it holds under ``limit`` plus one read.
+    """
     while True:
         event = conn.next_event()
         if event is not h11.NEED_DATA:
             return event
         data = await stream.receive_some(_READ)
+        if keep is not None and len(keep) <= limit:
+            keep += data
         conn.receive_data(bytes(data))  # b"" means EOF: h11 turns it into ConnectionClosed or an error
 
 
@@ -305,6 +367,8 @@ def _h2_headers(request: h11.Request) -> Headers:
     return headers
 
 
+_BAD_FRAMING = b"Bad request: Transfer-Encoding and Content-Length together (RFC 9112 section 6.3).\n"
+_MALFORMED = b"Bad request: this HTTP/1.1 message cannot be read.\n"
 _TOO_LARGE = b"Request body too large for an HTTP/2 upgrade; send it over HTTP/2.\n"
 _HINT = (
     b"505 HTTP Version Not Supported\n\n"
@@ -317,7 +381,13 @@ _HINT = (
 
 async def _answer(conn: h11.Connection, stream: trio.abc.Stream, status: int, body: bytes) -> None:
     """Send a short plain-text response with ``Connection: close``, then linger briefly before the close."""
-    reasons = {413: b"Content Too Large", 505: b"HTTP Version Not Supported"}
+    reasons = {
+        400: b"Bad Request",
+        413: b"Content Too Large",
+        431: b"Request Header Fields Too Large",
+        501: b"Not Implemented",
+        505: b"HTTP Version Not Supported",
+    }
     headers = [
         (b"content-type", b"text/plain; charset=utf-8"),
         (b"content-length", str(len(body)).encode()),

@@ -3,7 +3,9 @@
 Our loggers are ``h2gate.error`` and ``h2gate.access`` below ``h2gate``; the
 root logger is left to the app. Log files are opened with
 :class:`logging.handlers.WatchedFileHandler`, which reopens a file that
-logrotate moved away, so no reopen signal is needed.
+logrotate moved away; SIGUSR1 (Gunicorn's meaning, logrotate's usual
+``postrotate`` step) reopens every file handler at once with
+:func:`reopen_log_files`.
 """
 
 from __future__ import annotations
@@ -124,6 +126,38 @@ def setup_logging(level: str, access_log: bool, config: Config | None = None) ->
         access_logger.propagate = False
     access_logger.disabled = not access_log
     access_logger.setLevel(logging.INFO if access_log else logging.CRITICAL + 1)
+
+
+def reopen_log_files() -> int:
+    """Reopen the file of every ``logging.FileHandler`` in the process (ours, --log-config's, the app's).
+
+    Returns how many were reopened; one that cannot be reopened keeps its old
+    file and is reported on stderr by logging's own error path.
+    """
+    known = logging.Logger.manager.loggerDict.values()
+    loggers = [logging.getLogger(), *(v for v in known if isinstance(v, logging.Logger))]
+    seen: set[int] = set()
+    count = 0
+    for logger in loggers:
+        for handler in logger.handlers:
+            if not isinstance(handler, logging.FileHandler) or id(handler) in seen:
+                continue
+            seen.add(id(handler))
+            handler.acquire()
+            try:
+                fresh = open(handler.baseFilename, handler.mode, encoding=handler.encoding, errors=handler.errors)
+            except OSError as exc:
+                error_logger.error("cannot reopen log file %s: %s", handler.baseFilename, exc.strerror or exc)
+                continue
+            finally:
+                handler.release()
+            old = handler.setStream(fresh)  # type: ignore[arg-type]
+            if old is not None:
+                old.close()
+            if isinstance(handler, logging.handlers.WatchedFileHandler):
+                handler.reopenIfNeeded()  # remember the new file's inode, so it is not reopened once more
+            count += 1
+    return count
 
 
 def access_log(transport: Transport, scope: dict[str, Any] | Any, exchange: Exchange, duration: float) -> None:

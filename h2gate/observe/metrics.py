@@ -18,6 +18,12 @@ Several workers (``-w N``): the supervisor runs with the hooks from
 :func:`serve_supervisor_metrics` (the endpoint, summing the workers' files),
 then :func:`worker_exited` when a worker ends and :func:`count_worker_restart`
 when a crashed one is replaced. A worker records into the files and serves nothing.
+
+Every ``h2gate_*`` series a worker writes carries ``worker="<slot>"`` (``"0"``
+in a single process), so one worker's share can be told apart; ``sum without
+(worker)`` gives the totals. Gauges are created at 0 for every label value when
+a process starts, so a series reads 0 rather than vanishing after a reload.
+Process metrics and build info: :mod:`h2gate.observe.procmetrics`.
 """
 
 from __future__ import annotations
@@ -29,7 +35,6 @@ import shutil
 import socket
 import tempfile
 import threading
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from h2.errors import ErrorCodes
@@ -46,6 +51,10 @@ log = logging.getLogger("h2gate.error")
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 #: Set (to "worker") in a worker's environment by :func:`prepare_multiprocess`.
 ROLE_ENV = "H2GATE_METRICS_ROLE"
+#: The worker's slot, the value of the ``worker`` label (set by the supervisor's hooks).
+SLOT_ENV = "H2GATE_METRICS_WORKER"
+TRANSPORTS = ("h2-tls", "h2c", "h2c-upgrade", "websocket-http1")
+EVICTIONS = ("handshake", "idle")
 INSTALL_HINT = "--metrics-bind needs prometheus_client: pip install 'h2gate[metrics]'"
 DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -102,18 +111,40 @@ class Off:
     def goaway_sent(self, code: int) -> None:
         pass
 
+    def connection_rejected(self) -> None:
+        pass
+
+    def connection_evicted(self, reason: str) -> None:
+        pass
+
+    def reloaded(self, ok: bool) -> None:
+        pass
+
 
 class Recorder(Off):
     """The live metrics, registered in ``registry`` (in a worker, written to the multiprocess files too)."""
 
-    def __init__(self, registry: Any) -> None:
+    def __init__(self, registry: Any, worker: str = "0", *, count_reloads: bool = True) -> None:
         from prometheus_client import Counter, Gauge, Histogram
 
+        self._count_reloads = count_reloads  # a worker's certificate reloads are not the supervisor's reloads
+
+        class Bound:
+            """A metric whose ``worker`` label is already set: ``labels()`` takes the others."""
+
+            def __init__(self, metric: Any) -> None:
+                self.metric = metric
+
+            def labels(self, *values: str) -> Any:
+                return self.metric.labels(worker, *values)
+
         def counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> Any:
-            return Counter(name, doc, labels, registry=registry)
+            metric = Counter(name, doc, ("worker", *labels), registry=registry)
+            return Bound(metric) if labels else metric.labels(worker)
 
         def gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> Any:
-            return Gauge(name, doc, labels, registry=registry, multiprocess_mode="livesum")
+            metric = Gauge(name, doc, ("worker", *labels), registry=registry, multiprocess_mode="livesum")
+            return Bound(metric) if labels else metric.labels(worker)
 
         self.connections_open = gauge("h2gate_connections_open", "Connections open now.", ("transport",))
         self.connections = counter("h2gate_connections", "Connections served, by transport.", ("transport",))
@@ -124,15 +155,30 @@ class Recorder(Off):
         self.duration = Histogram(
             "h2gate_request_duration_seconds",
             "Time from request to end of response.",
+            ("worker",),
             registry=registry,
             buckets=DURATION_BUCKETS,
-        )
+        ).labels(worker)
         self.received = counter("h2gate_received_bytes", "HTTP/2 bytes read from clients (after TLS).")
         self.sent = counter("h2gate_sent_bytes", "HTTP/2 bytes written to clients (before TLS).")
         self.stalls = counter("h2gate_flow_control_stalls", "Response sends that waited for the client's window.")
         self.goaways = counter("h2gate_goaways_sent", "GOAWAY frames sent, by error code (the reason).", ("code",))
+        self.rejected = counter("h2gate_connections_rejected", "New connections refused at --max-connections.")
+        self.evicted = counter(
+            "h2gate_connections_evicted", "Connections closed to admit a new one, by what they were.", ("reason",)
+        )
+        self.reloads = counter("h2gate_reloads", "Reloads (SIGHUP) by result.", ("result",))
         self._status_classes = {n: self.requests.labels(f"{n}xx") for n in range(1, 6)}
         self._no_status = self.requests.labels("none")
+        # Every series exists from the start, at 0: a scrape after a reload reads 0, not nothing.
+        for transport in TRANSPORTS:
+            self.connections_open.labels(transport)
+            self.connections.labels(transport)
+        for reason in EVICTIONS:
+            self.evicted.labels(reason)
+        if count_reloads:
+            for result in ("ok", "failed"):
+                self.reloads.labels(result)
 
     def connection_opened(self, transport: str) -> None:
         self.connections.labels(transport).inc()
@@ -167,6 +213,16 @@ class Recorder(Off):
     def goaway_sent(self, code: int) -> None:
         self.goaways.labels(_code_name(code)).inc()
 
+    def connection_rejected(self) -> None:
+        self.rejected.inc()
+
+    def connection_evicted(self, reason: str) -> None:
+        self.evicted.labels(reason).inc()
+
+    def reloaded(self, ok: bool) -> None:
+        if self._count_reloads:
+            self.reloads.labels("ok" if ok else "failed").inc()
+
 
 recorder: Off = Off()
 _servers: list[Any] = []  # the endpoint servers this process started
@@ -194,13 +250,20 @@ def _endpoint(host: str, port: int, registry: Any) -> Any:
         timeout = 60  # idle keep-alive connections end
 
         def do_GET(self) -> None:
+            self._answer(head=False)
+
+        def do_HEAD(self) -> None:
+            self._answer(head=True)  # the same headers as GET (http.server would answer HEAD with text/html)
+
+        def _answer(self, *, head: bool) -> None:
             encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
             body = encoder(registry)
             self.send_response(200)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(body)
+            if not head:
+                self.wfile.write(body)
 
         def log_message(self, format: str, *args: Any) -> None:
             pass
@@ -248,16 +311,25 @@ def start(config: Config) -> str | None:
     from prometheus_client import CollectorRegistry
 
     registry = CollectorRegistry(auto_describe=True)
-    recorder = Recorder(registry)
     if os.environ.get(ROLE_ENV) == "worker" and os.environ.get(MULTIPROC_ENV):
-        return None  # the values go to the shared files; the supervisor serves their sum
+        # The values go to the shared files; the supervisor serves them.
+        recorder = Recorder(registry, os.environ.get(SLOT_ENV, "0"), count_reloads=False)
+        return None
+    from prometheus_client import ProcessCollector
+
+    from h2gate.observe.procmetrics import BuildInfoCollector
+
+    recorder = Recorder(registry)
+    ProcessCollector(registry=registry)
+    registry.register(BuildInfoCollector())  # type: ignore[arg-type]
     return _serve(config, registry)
 
 
 def stop() -> None:
     """Back to the no-op recorder, and close the endpoints this process serves."""
-    global recorder
+    global recorder, _supervisor
     recorder = Off()
+    _supervisor = None
     while _servers:
         httpd = _servers.pop()
         httpd.shutdown()
@@ -267,7 +339,7 @@ def stop() -> None:
 # -- the supervisor's side (several workers) -----------------------------------------------------
 
 _multiproc_dir: str | None = None
-_restarts = 0
+_supervisor: Any = None  # the SupervisorCollector (procmetrics) while serving
 
 
 def prepare_multiprocess(config: Config) -> dict[str, str]:
@@ -285,15 +357,6 @@ def prepare_multiprocess(config: Config) -> dict[str, str]:
     return {MULTIPROC_ENV: _multiproc_dir, ROLE_ENV: "worker"}
 
 
-class _RestartCollector:
-    """``h2gate_worker_restarts_total``, kept in the supervisor's memory (not in the worker files)."""
-
-    def collect(self) -> Iterator[Any]:
-        from prometheus_client.core import CounterMetricFamily
-
-        yield CounterMetricFamily("h2gate_worker_restarts", "Workers restarted after dying.", value=_restarts)
-
-
 def serve_supervisor_metrics(config: Config) -> str | None:
     """Serve the workers' summed metrics on ``--metrics-bind``; returns the URL. Raises StartupError."""
     if not config.metrics_bind:
@@ -304,9 +367,13 @@ def serve_supervisor_metrics(config: Config) -> str | None:
 
     if _multiproc_dir is None:
         raise RuntimeError("prepare_multiprocess() must run before serve_supervisor_metrics()")
+    from h2gate.observe.procmetrics import SupervisorCollector
+
+    global _supervisor
     registry = CollectorRegistry()
     MultiProcessCollector(registry, path=_multiproc_dir)
-    registry.register(_RestartCollector())  # type: ignore[arg-type]
+    _supervisor = SupervisorCollector()
+    registry.register(_supervisor)  # type: ignore[arg-type]
     return _serve(config, registry)
 
 
@@ -321,8 +388,8 @@ def worker_exited(pid: int) -> None:
 
 def count_worker_restart() -> None:
     """The supervisor started a replacement for a worker that died."""
-    global _restarts
-    _restarts += 1
+    if _supervisor is not None:
+        _supervisor.count_restart()
 
 
 class SupervisorMetrics:
@@ -334,11 +401,24 @@ class SupervisorMetrics:
 
     def worker_env(self, env: dict[str, str], slot: int, generation: int) -> None:
         env.update(self.env)
+        env[SLOT_ENV] = str(slot)
+
+    def worker_started(self, pid: int, slot: int) -> None:
+        if _supervisor is not None:
+            _supervisor.worker_started(pid, slot)
 
     def worker_exited(self, pid: int, code: int, restarting: bool) -> None:
         worker_exited(pid)
-        if restarting:
-            count_worker_restart()
+        if _supervisor is not None:
+            _supervisor.worker_exited(pid, restarting)
+
+    def workers_changed(self, count: int) -> None:
+        if _supervisor is not None:
+            _supervisor.target = count
+
+    def reloaded(self, ok: bool) -> None:
+        if _supervisor is not None:
+            _supervisor.reloaded(ok)
 
 
 def supervisor_hooks(config: Config) -> Any:

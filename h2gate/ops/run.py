@@ -22,11 +22,13 @@ from h2gate.asgi.frames import check_frame_api
 from h2gate.asgi.runner import AppRunner, make_runner
 from h2gate.config import Config
 from h2gate.errors import StartupError
-from h2gate.net.binds import Bind, close_sockets, open_socket, open_sockets, parse_bind
+from h2gate.net.binds import Bind, close_sockets, open_socket, open_sockets, parse_bind, reuse_port_supported
 from h2gate.observe import metrics
-from h2gate.ops import systemd
+from h2gate.ops import signals, systemd
 from h2gate.ops.appload import as_asgi3, detect_interface, import_app
 from h2gate.ops.banner import print_startup_block
+from h2gate.ops.listeners import SlotSockets
+from h2gate.ops.resources import raise_open_file_limit
 from h2gate.ops.server import Server
 
 log = logging.getLogger("h2gate.error")
@@ -47,14 +49,20 @@ def build_ssl_context(config: Config) -> Any:
         log.warning("SSLKEYLOGFILE is set: TLS session keys are written to %s (anyone with it can decrypt)", keylog)
     if config.self_signed:
         options = certstore.tls_options(config, keylog)
-        pem = os.environ.get(tls.SELF_SIGNED_ENV)  # a supervisor made one pair for all workers
+        # A supervisor made one pair for all workers; the same pair again for each new ticket key.
+        pem = os.environ.get(tls.SELF_SIGNED_ENV) or tls.make_self_signed()
         context, fingerprint = tls.self_signed_context(options=options, pem=pem)
         log.warning(
             "USING A SELF-SIGNED DEVELOPMENT CERTIFICATE for localhost (SHA-256 %s): "
             "clients will not trust it; never use --self-signed in production",
             fingerprint,
         )
-        return certstore.CertStore(lambda hook: certstore.Contexts(context), reloadable=False)
+        contexts = iter([certstore.Contexts(context)])
+
+        def self_signed(hook: Any) -> certstore.Contexts:
+            return next(contexts, None) or certstore.Contexts(tls.self_signed_context(options=options, pem=pem)[0])
+
+        return certstore.CertStore(self_signed, reloadable=False)
     return certstore.load_cert_store(config, keylog)
 
 
@@ -97,7 +105,8 @@ def serve_sockets(
     *,
     on_ready: Callable[[str, str], None],
     request_hook: Callable[[], None] | None = None,
-    on_stopping: Callable[[], None] | None = None,
+    on_stopping: Callable[[], object] | None = None,
+    signal_hooks: signals.Hooks | None = None,
 ) -> int:
     """Import the app, then open the sockets and serve until shut down; returns the exit code.
 
@@ -115,6 +124,8 @@ def serve_sockets(
     try:
         server.request_hook = request_hook
         server.on_stopping = on_stopping
+        if signal_hooks is not None:
+            server.signal_hooks = signal_hooks
         trio.run(server.serve)
     finally:
         # The server has stopped; a repeated SIGTERM from a supervisor must
@@ -165,11 +176,14 @@ def pid_file(path: str | None) -> Iterator[None]:
             os.unlink(path)
 
 
-def listening_sockets(config: Config) -> list[tuple[Bind, socket.socket]]:
-    """systemd's sockets when socket-activated (--bind is then ignored), else the --bind addresses."""
+def listening_sockets(config: Config, *, reserve_tcp: bool = False) -> list[tuple[Bind, socket.socket]]:
+    """systemd's sockets when socket-activated (--bind is then ignored), else the --bind addresses.
+
+    ``reserve_tcp``: our own TCP binds are reserved for SO_REUSEPORT twins (h2gate/ops/listeners.py).
+    """
     activated = systemd.listen_fds()
     if not activated:
-        return open_sockets(config.bind, config.backlog)
+        return open_sockets(config.bind, config.backlog, reserve_tcp=reserve_tcp)
     names = ", ".join(f"fd {a.fd} ({a.name})" for a in activated)
     log.info("socket activation: using %d socket(s) from systemd: %s; --bind is ignored", len(activated), names)
     opened: list[tuple[Bind, socket.socket]] = []
@@ -196,6 +210,7 @@ def run(config: Config, cli_values: Mapping[str, Any] | None = None) -> int:
     from h2gate.observe.logs import setup_logging
 
     setup_logging(config.log_level, config.access_log, config)
+    raise_open_file_limit()  # before any socket; workers inherit it (h2gate/ops/resources.py)
     for text in config.bind:
         parse_bind(text)  # a bad bind is a startup error even when socket activation ignores it
     check_frame_api(config)  # --enable-frame-api: loopback only, with a loud warning
@@ -203,16 +218,20 @@ def run(config: Config, cli_values: Mapping[str, Any] | None = None) -> int:
         from h2gate.ops.supervisor import Supervisor
 
         with pid_file(config.pid):
-            opened = listening_sockets(config)
+            reserve = reuse_port_supported()
+            shared = listening_sockets(config, reserve_tcp=reserve)
+            slots = SlotSockets(shared, config.backlog, reserved=reserve)
             try:
+                slots.open_slots(config.workers)
                 hooks = metrics.supervisor_hooks(config)  # --metrics-bind: served here, summed over workers
-                supervisor = Supervisor(config, dict(cli_values or {}), [s for _, s in opened], hooks=hooks)
+                supervisor = Supervisor(config, dict(cli_values or {}), slots, hooks=hooks)
                 code = supervisor.run()
                 if supervisor.failure is not None:
                     raise StartupError(supervisor.failure)
                 return code
             finally:
-                close_sockets(opened)
+                slots.close()
+                close_sockets(shared)
     with pid_file(config.pid):
         opened: list[tuple[Bind, socket.socket]] = []
 
@@ -226,6 +245,9 @@ def run(config: Config, cli_values: Mapping[str, Any] | None = None) -> int:
             systemd.ready()
 
         try:
-            return serve_sockets(config, open_listeners, on_ready=ready, on_stopping=systemd.stopping)
+            notify = signals.Hooks(on_reloading=systemd.reloading, on_reloaded=systemd.ready)
+            return serve_sockets(
+                config, open_listeners, on_ready=ready, on_stopping=systemd.stopping, signal_hooks=notify
+            )
         finally:
             close_sockets(opened)

@@ -16,10 +16,7 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
-import signal
 import socket
-import threading
 import time
 from typing import Any
 
@@ -36,10 +33,11 @@ from h2gate.net.negotiate import H2CUpgrade, Handoff, WebSocketUpgrade, negotiat
 from h2gate.net.proxy_protocol import accept_header
 from h2gate.net.transport import Address, CleartextTransport, TLSTransport, Transport
 from h2gate.observe import metrics
-from h2gate.ops.signals import FORCED_EXIT_DELAY
+from h2gate.ops import signals
+from h2gate.ops.admission import Admission, Entry, Phase
+from h2gate.ops.resources import default_max_connections, open_file_limit
 from h2gate.protocol.connection import Connection
 from h2gate.protocol.exchange import Exchange
-from h2gate.protocol.limits import Throttle
 from h2gate.protocol.replies import simple_response
 from h2gate.tls.certstore import CertStore
 from h2gate.tls.stream import TLSStream
@@ -84,13 +82,14 @@ class Server:
         self.lifespan = Lifespan(runner, "off" if wsgi is not None else config.lifespan)
         self._shutdown = trio.Event()
         self._stopping = False
-        self._open_count = 0  # connections being served, handshakes included (--max-connections)
-        self._over_limit = Throttle()
+        self.max_connections = config.max_connections or default_max_connections(open_file_limit())
+        self.admission = Admission(self.max_connections)  # --max-connections: who gets in, who makes room
         self.proxy = ProxyHeaders(config.forwarded_allow_ips) if config.proxy_headers else None
         self.metrics_url = metrics.start(config)  # a worker under the supervisor only records
         #: Process-model hooks (h2gate/ops/workers.py, systemd.py): called per request, and when shutdown starts.
         self.request_hook: Any = None
         self.on_stopping: Any = None
+        self.signal_hooks = signals.Hooks()
 
     async def serve(self) -> None:
         try:
@@ -102,8 +101,11 @@ class Server:
     async def _serve(self) -> None:
         async with trio.open_nursery() as root:
             root.start_soon(self.runner.drive)
+            root.start_soon(self._report_admission)
+            if self.ssl_context is not None and self.config.ssl_session_tickets == "on":
+                root.start_soon(self._rotate_ticket_keys)
             if self.watch_signals:
-                root.start_soon(self._watch_signals, root.cancel_scope)
+                root.start_soon(signals.watch, self, root.cancel_scope, self.signal_hooks)
             try:
                 await self.lifespan.startup(root)
             except LifespanFailure as exc:
@@ -142,52 +144,89 @@ class Server:
     def request_shutdown(self) -> None:
         self._shutdown.set()
 
-    async def _watch_signals(self, root_scope: trio.CancelScope) -> None:
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
-            async for signum in signals:
-                if signum == signal.SIGHUP:
-                    if self.ssl_context is None:
-                        log.info("received SIGHUP: nothing to reload (no TLS)")
-                    else:
-                        log.info("received SIGHUP: reloading certificates")
-                        self.ssl_context.reload()
-                    continue
-                if not self._shutdown.is_set():
-                    log.info("received %s: stopping gracefully", signal.Signals(signum).name)
-                    self._shutdown.set()
-                elif signum == signal.SIGINT:
-                    log.warning("second SIGINT: exiting now")
-                    self.exit_code = 130
-                    root_scope.cancel()
-                    # App threads (WSGI, or the asyncio loop) cannot be cancelled:
-                    # if one holds the process, leave without it.
-                    timer = threading.Timer(FORCED_EXIT_DELAY, os._exit, (130,))
-                    timer.daemon = True
-                    timer.start()
-                    return
+    # -- what the signal watcher (h2gate/ops/signals.py) may do --------------------------
+
+    def shutdown_requested(self) -> bool:
+        return self._shutdown.is_set()
+
+    def reload_certificates(self) -> None:
+        ok = True
+        if self.ssl_context is None:
+            log.info("received SIGHUP: nothing to reload (no TLS)")
+        else:
+            log.info("received SIGHUP: reloading certificates")
+            ok = self.ssl_context.reload()
+        metrics.recorder.reloaded(ok)
+
+    def set_exit_code(self, code: int) -> None:
+        self.exit_code = code
+
+    async def _rotate_ticket_keys(self) -> None:
+        """--ssl-ticket-key-lifetime: a fresh session-ticket key now and then (forward secrecy of resumed sessions)."""
+        assert self.ssl_context is not None
+        while True:
+            await trio.sleep(self.config.ssl_ticket_key_lifetime)
+            self.ssl_context.rotate_ticket_key()
+
+    # -- admission (h2gate/ops/admission.py) -------------------------------------------
 
     async def _admit(self, stream: trio.SocketStream) -> None:
-        """--max-connections: a connection over the limit is closed right after accept, with no handshake."""
-        if self._open_count >= self.config.max_connections:
-            dropped = self._over_limit.note(time.monotonic())
-            if dropped:
-                limit = self.config.max_connections
-                log.warning("--max-connections %d reached: closed %d new connection(s)", limit, dropped)
-            await stream.aclose()
+        """--max-connections: make room by closing a stalled handshake or an idle connection, else refuse."""
+        entry, victim = self.admission.admit(time.monotonic())
+        if victim is not None:
+            if victim.phase is Phase.HANDSHAKE:
+                metrics.recorder.connection_evicted("handshake")
+                victim.scope.cancel()
+            else:
+                metrics.recorder.connection_evicted("idle")
+                victim.conn.shutdown()  # GOAWAY: its client opens a new connection when it needs one
+        if entry is None:
+            metrics.recorder.connection_rejected()
+            await trio.aclose_forcefully(stream)
             return
-        self._open_count += 1
         try:
-            await self._handle(stream)
+            with entry.scope:
+                await self._handle(stream, entry)
+            if entry.scope.cancelled_caught:
+                with trio.CancelScope(shield=True):
+                    await trio.aclose_forcefully(stream)
         finally:
-            self._open_count -= 1
+            self.admission.leave(entry)
 
-    async def _handle(self, stream: trio.SocketStream) -> None:
+    async def _report_admission(self) -> None:
+        """One log line when the limit is first reached, one with the totals when the burst is over."""
+        limit = self.max_connections
+        while True:
+            await self.admission.burst_event.wait()
+            log.warning("--max-connections %d reached: closing stalled handshakes and idle connections first", limit)
+            started = trio.current_time()
+            while True:  # quiet for a second, or a report every 10 s during a long burst
+                seen = self.admission.quiet_since()
+                await trio.sleep(1.0)
+                if self.admission.quiet_since() == seen or trio.current_time() - started >= 10:
+                    break
+            burst = self.admission.take_burst()
+            took = trio.current_time() - started
+            log.log(
+                logging.WARNING if burst.refused else logging.INFO,
+                "--max-connections %d: in %.1fs refused %d new connection(s), closed %d stalled handshake(s) "
+                "and %d idle connection(s) to make room",
+                limit,
+                took,
+                burst.refused,
+                burst.handshakes,
+                burst.idle,
+            )
+
+    async def _handle(self, stream: trio.SocketStream, entry: Entry) -> None:
         try:
             opened = await self._open_transport(stream)
             if opened is None or (self._stopping and isinstance(opened[1], WebSocketUpgrade)):
                 await stream.aclose()
                 return
             transport, upgrade = opened
+            if isinstance(upgrade, WebSocketUpgrade):
+                entry.other()
             kind = metrics.transport_kind(transport, upgrade)
             metrics.recorder.connection_opened(kind)
             try:
@@ -198,6 +237,7 @@ class Server:
                 conn.extended_connect = self.wsgi is None
                 conn.frame_tap = FrameTap() if self.config.frame_api != "off" and self.wsgi is None else None
                 self.connections.add(conn)
+                entry.serving(conn)
                 if self._stopping:
                     # Accepted before the listeners closed, negotiated after shutdown began:
                     # GOAWAY (a request already sent is retried elsewhere), not a dropped connection.

@@ -28,8 +28,15 @@ status 1; later it retries with back-off at most ``MAX_BOOT_FAILURES`` times
 in a row. With --reload it just waits for the next change instead.
 
 SIGTERM/SIGINT: SIGTERM to every worker, wait up to ``--graceful-timeout``
-plus ``STOP_MARGIN``, then SIGKILL stragglers (logged). A second SIGINT is
-passed on, which makes the workers exit at once.
+plus ``STOP_MARGIN``, then SIGKILL stragglers (logged). A second SIGINT (or
+SIGQUIT) is passed on, which makes the workers exit at once.
+
+The other signals (the table is in h2gate/ops/signals.py): SIGUSR1 reopens
+the log files here and is passed on to every worker; SIGTTIN and SIGTTOU add
+and remove a worker (``target``, the number of slots; a reload keeps it
+unless the re-read config changed --workers). A worker that reports a stop
+signal the supervisor did not send was stopped by an operator: its
+replacement starts at once, and its exit is logged as such, not as a crash.
 """
 
 from __future__ import annotations
@@ -46,14 +53,15 @@ from typing import Any
 
 from h2gate.config import Config, load_config
 from h2gate.errors import ConfigError
+from h2gate.net.binds import Bind
 from h2gate.ops import systemd
 from h2gate.ops.banner import print_startup_block
-from h2gate.ops.signals import FORCED_EXIT_DELAY
+from h2gate.ops.listeners import SlotSockets
+from h2gate.ops.operator import OperatorActions
 from h2gate.ops.workers import SupervisorHooks, WorkerProcess, describe_exit, spawn_worker
 
 log = logging.getLogger("h2gate.error")
 
-STOP_MARGIN = 5.0  # seconds past --graceful-timeout before SIGKILL
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 30.0
 STABLE_AFTER = 30.0  # a worker up this long resets the crash back-off
@@ -69,21 +77,25 @@ def _noop(signum: int, frame: Any) -> None:
     """Signals are read from the wake-up socket; the Python handler only has to exist."""
 
 
-class Supervisor:
+class Supervisor(OperatorActions):
     def __init__(
         self,
         config: Config,
         cli_values: Mapping[str, Any],
-        sockets: list[socket.socket],
+        sockets: list[socket.socket] | SlotSockets,
         *,
         hooks: SupervisorHooks | None = None,
     ) -> None:
+        """``sockets``: shared by every worker, or a :class:`SlotSockets` (one SO_REUSEPORT socket per slot)."""
         self.config = config
         self.cli_values = dict(cli_values)
-        self.sockets = sockets
-        self.fds = [s.fileno() for s in sockets]
+        if not isinstance(sockets, SlotSockets):
+            sockets = SlotSockets([(Bind("fd", fd=s.fileno()), s) for s in sockets], config.backlog, reserved=False)
+        self.slots = sockets
+        self.sockets = sockets.sockets
         self.hooks = hooks or globals()["hooks"]
         self.workers: list[WorkerProcess] = []
+        self.target = config.workers  # slots 0..target-1; SIGTTIN/SIGTTOU change it
         self.generation = 1  # the generation that serves
         self._next_generation = 2
         self.new_generation: int | None = None  # a reload under way
@@ -109,7 +121,17 @@ class Supervisor:
         wake_r, wake_w = socket.socketpair()
         wake_r.setblocking(False)
         wake_w.setblocking(False)
-        signals = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD)
+        signals = (
+            signal.SIGTERM,
+            signal.SIGINT,
+            signal.SIGHUP,
+            signal.SIGCHLD,
+            signal.SIGQUIT,
+            signal.SIGUSR1,
+            signal.SIGUSR2,
+            signal.SIGTTIN,
+            signal.SIGTTOU,
+        )
         previous = {sig: signal.signal(sig, _noop) for sig in signals}
         old_wakeup = signal.set_wakeup_fd(wake_w.fileno(), warn_on_full_buffer=False)
         self._selector.register(wake_r, selectors.EVENT_READ)
@@ -119,8 +141,9 @@ class Supervisor:
 
                 self.watcher = FileWatcher.from_config(self.config)
                 self.watcher.start(lambda: _wake(wake_w))
-            log.info("supervisor %d starting %d worker(s)", os.getpid(), self.config.workers)
-            for slot in range(self.config.workers):
+            log.info("supervisor %d starting %d worker(s)", os.getpid(), self.target)
+            self.hooks.workers_changed(self.target)
+            for slot in range(self.target):
                 self._spawn(slot, self.generation)
             while self.workers or (self.pending and self.stop_deadline is None) or self._idle_reloader():
                 self._reap()
@@ -144,6 +167,7 @@ class Supervisor:
             for worker in self.workers:  # only after an exception in the loop itself
                 worker.signal(signal.SIGKILL)
                 worker.close_pipe()
+            self.slots.close()
             self._selector.close()
             wake_r.close()
             wake_w.close()
@@ -164,6 +188,14 @@ class Supervisor:
                 self._on_sighup()
             elif signum in (signal.SIGTERM, signal.SIGINT):
                 self._on_stop_signal(signum)
+            elif signum == signal.SIGQUIT:
+                self._quick_stop("SIGQUIT", signal.SIGQUIT, 0)
+            elif signum == signal.SIGUSR1:
+                self._on_sigusr1()
+            elif signum in (signal.SIGTTIN, signal.SIGTTOU):
+                self._resize(+1 if signum == signal.SIGTTIN else -1)
+            elif signum == signal.SIGUSR2:
+                log.warning("received SIGUSR2: ignored (h2gate has no binary upgrade; SIGHUP reloads)")
 
     def _read(self, worker: WorkerProcess) -> None:
         fd = worker.report_fd
@@ -174,6 +206,8 @@ class Supervisor:
                 worker.error = str(message.get("error", ""))
             elif message.get("event") == "retire":
                 self._on_retire(worker)
+            elif message.get("event") == "stopping":
+                self._on_worker_stopping(worker, str(message.get("signal", "a signal")))
         if worker.report_fd < 0:
             with contextlib.suppress(KeyError, ValueError, OSError):
                 self._selector.unregister(fd)
@@ -190,12 +224,13 @@ class Supervisor:
             env[SELF_SIGNED_ENV] = self._self_signed_pem
         self.hooks.worker_env(env, slot, generation)
         try:
-            worker = spawn_worker(slot, generation, self.cli_values, self.fds, env)
+            worker = spawn_worker(slot, generation, self.cli_values, self.slots.fds(slot), env)
         except OSError as exc:
             log.error("cannot start a worker: %s", exc)
             self._fatal()
             return None
         worker.replaces = replaces
+        self.hooks.worker_started(worker.pid, slot)
         self.workers.append(worker)
         self._selector.register(worker.report_fd, selectors.EVENT_READ, worker)
         return worker
@@ -206,7 +241,7 @@ class Supervisor:
         for _, slot, generation, replaces in due:
             if replaces is not None and (replaces.stop_sent is not None or replaces.proc.poll() is not None):
                 replaces = None
-            if self.stop_deadline is None and generation >= self.generation:
+            if self.stop_deadline is None and generation >= self.generation and slot < self.target:
                 self._spawn(slot, generation, replaces)
 
     def _on_ready(self, worker: WorkerProcess, interface: str, how: str) -> None:
@@ -230,7 +265,9 @@ class Supervisor:
         return bool(current) and all(w.ready for w in current)
 
     def _announce(self, worker: WorkerProcess) -> None:
-        parts = [f"{self.config.workers} worker(s) under supervisor pid {os.getpid()}", "SIGHUP: zero-downtime reload"]
+        parts = [f"{self.target} worker(s) under supervisor pid {os.getpid()}", "SIGHUP: zero-downtime reload"]
+        if self.slots.spread:
+            parts.append("a SO_REUSEPORT socket per worker")
         if self.config.max_requests:
             parts.append(f"replaced after {self.config.max_requests}(+{self.config.max_requests_jitter}) requests")
         if self.watcher is not None:
@@ -261,15 +298,19 @@ class Supervisor:
             config = load_config(self.cli_values)
         except ConfigError as exc:
             log.error("reload failed: %s; the running workers keep serving", exc)
+            self.hooks.reloaded(False)
             return
         if config.bind != self.config.bind:
             log.warning("reload: changed --bind addresses take effect only after a restart")
         config.bind = self.config.bind
+        if config.workers != self.config.workers:  # else a count set by SIGTTIN/SIGTTOU stays
+            self.target = config.workers
+            self.hooks.workers_changed(self.target)
         self._new_config = config  # adopted only if the new generation starts
         systemd.reloading()
         self.new_generation = generation = self._next_generation
         self._next_generation += 1
-        for slot in range(config.workers):
+        for slot in range(self.target):
             self._spawn(slot, generation)
 
     def _finish_reload(self, generation: int) -> None:
@@ -285,6 +326,7 @@ class Supervisor:
         for worker in old:
             worker.stop()
         systemd.ready()
+        self.hooks.reloaded(True)
         self._reload_followup()
 
     def _reload_failed(self, generation: int, why: str) -> None:
@@ -295,6 +337,7 @@ class Supervisor:
             if worker.generation == generation:
                 worker.stop()
         systemd.ready()
+        self.hooks.reloaded(False)
         self._reload_followup()
 
     def _reload_followup(self) -> None:
@@ -324,13 +367,27 @@ class Supervisor:
                     self._selector.unregister(worker.report_fd)
                 worker.close_pipe()
             self._on_exit(worker, worker.proc.returncode)
+            self._release_if_empty(worker.slot)
+
+    def _release_if_empty(self, slot: int) -> None:
+        """A slot with no worker left gives its sockets up, while another slot accepts (see h2gate/ops/listeners.py)."""
+        if any(w.slot == slot for w in self.workers):
+            return
+        if slot < self.target and not any(w.ready and w.stop_sent is None for w in self.workers):
+            return  # the only slot serving: its queue waits for the restart rather than being refused
+        self.slots.release(slot)
 
     def _on_exit(self, worker: WorkerProcess, code: int) -> None:
         status = describe_exit(code)
         expected = worker.stop_sent is not None or self.stop_deadline is not None
-        self.hooks.worker_exited(worker.pid, code, restarting=not expected and worker.ready)
+        crashed = not expected and worker.ready and worker.operator_stop is None
+        self.hooks.worker_exited(worker.pid, code, restarting=crashed)
         if expected:
             (log.debug if worker.error else log.info)("worker %d exited (%s)", worker.pid, status)
+            return
+        if worker.operator_stop is not None:
+            outside = worker.operator_stop
+            log.info("worker %d exited (%s) after %s from outside the supervisor", worker.pid, status, outside)
             return
         for other in self.workers:
             if other.replaces is worker:
@@ -372,44 +429,6 @@ class Supervisor:
             log.error("%s: trying again in %gs", what, delay)
             # A failed --max-requests replacement is tried again; the old worker serves meanwhile.
             self.pending.append((time.monotonic() + delay, worker.slot, worker.generation, worker.replaces))
-
-    # --- stopping -------------------------------------------------------------------
-
-    def _on_stop_signal(self, signum: int) -> None:
-        name = signal.Signals(signum).name
-        if self.stop_deadline is None:
-            log.info("received %s: stopping %d worker(s) gracefully", name, len(self.workers))
-            self._shutdown()
-        elif signum == signal.SIGINT:
-            log.warning("second SIGINT: workers exit now")
-            self.exit_code = 130
-            for worker in self.workers:
-                worker.signal(signal.SIGINT)
-            self.stop_deadline = min(self.stop_deadline, time.monotonic() + FORCED_EXIT_DELAY + 1)
-
-    def _fatal(self) -> None:
-        self.exit_code = 1
-        self._shutdown()
-
-    def _shutdown(self) -> None:
-        if self.stop_deadline is not None:
-            return
-        systemd.stopping()
-        self.stop_deadline = time.monotonic() + self.config.graceful_timeout + STOP_MARGIN
-        self.pending.clear()
-        for worker in self.workers:
-            worker.stop()
-
-    def _enforce_deadlines(self, now: float) -> None:
-        limit = self.config.graceful_timeout + STOP_MARGIN
-        for worker in self.workers:
-            late = self.stop_deadline is not None and now >= self.stop_deadline
-            if worker.stop_sent is not None and now >= worker.stop_sent + limit:
-                late = True
-            if late and not worker.killed:
-                worker.killed = True
-                log.warning("worker %d did not stop in time: killing it (SIGKILL)", worker.pid)
-                worker.signal(signal.SIGKILL)
 
 
 def _wake(sock: socket.socket) -> None:

@@ -19,7 +19,10 @@ reports to the supervisor, one JSON object per line:
   import, a certificate is missing): the supervisor, not each worker, says so, once;
 * ``{"event": "retire", "requests": N}`` when it has served --max-requests
   (it keeps serving until the supervisor, with a replacement ready, sends
-  SIGTERM, so no moment passes without a worker accepting).
+  SIGTERM, so no moment passes without a worker accepting);
+* ``{"event": "stopping", "signal": "SIGTERM"}`` when a stop signal reached
+  it: if the supervisor did not send it, an operator did, and the
+  supervisor starts a replacement at once.
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ class WorkerProcess:
     replaces: WorkerProcess | None = None
     retiring: bool = False  # asked to be replaced
     stop_sent: float | None = None  # monotonic time of the graceful SIGTERM
+    operator_stop: str | None = None  # a stop signal someone else sent it (its name)
     killed: bool = False  # SIGKILL sent
     _buffer: bytes = b""
 
@@ -118,8 +122,17 @@ class SupervisorHooks:
     def worker_env(self, env: dict[str, str], slot: int, generation: int) -> None:
         """Adjust a worker's environment just before it starts (called in the supervisor)."""
 
+    def worker_started(self, pid: int, slot: int) -> None:
+        """A worker process was started in ``slot``."""
+
     def worker_exited(self, pid: int, code: int, restarting: bool) -> None:
         """A worker ended with ``code`` (negative: killed by that signal); ``restarting`` if it crashed."""
+
+    def workers_changed(self, count: int) -> None:
+        """The number of worker slots is now ``count`` (start, SIGTTIN, SIGTTOU, a reload that changed it)."""
+
+    def reloaded(self, ok: bool) -> None:
+        """A reload (SIGHUP, --reload) finished: the new workers serve (``ok``), or the old ones still do."""
 
 
 def spawn_worker(
@@ -194,6 +207,7 @@ def worker_main(spec_text: str, serve: Callable[..., int]) -> int:
     from h2gate.errors import StartupError
     from h2gate.net.binds import Bind, open_socket
     from h2gate.observe.logs import setup_logging
+    from h2gate.ops import signals
 
     spec = json.loads(spec_text)
     _die_with_parent(int(spec["parent"]))
@@ -212,7 +226,8 @@ def worker_main(spec_text: str, serve: Callable[..., int]) -> int:
         def open_listeners() -> list[socket.socket]:
             return [open_socket(Bind("fd", fd=fd), config.backlog) for fd in fds]
 
-        return serve(config, open_listeners, on_ready=ready, request_hook=reporter.count_request)
+        hooks = signals.Hooks(worker=True, on_stop_signal=lambda name: reporter.send(event="stopping", signal=name))
+        return serve(config, open_listeners, on_ready=ready, request_hook=reporter.count_request, signal_hooks=hooks)
     except StartupError as exc:
         # The supervisor prints it once for all workers (they usually fail alike); if it cannot be told, we say it.
         if not _report_failure(int(spec["report"]), str(exc)):

@@ -35,6 +35,7 @@ from OpenSSL import SSL
 from h2gate.config import Config
 from h2gate.errors import ConfigError
 from h2gate.tls import context as tls
+from h2gate.tls import stapling
 
 log = logging.getLogger("h2gate.error")
 
@@ -115,6 +116,27 @@ class CertStore:
     def context(self) -> SSL.Context:
         return self.current.default
 
+    def rotate_ticket_key(self) -> bool:
+        """New contexts for the same files: new session tickets are encrypted under a fresh key.
+
+        OpenSSL gives every context a random ticket key, and pyOpenSSL has no
+        call to change it, so a new key means new contexts. Tickets under the
+        old key still reach us for a while; they get a full handshake.
+        """
+        if not self._reloadable:
+            try:
+                self.current = self._load(self._on_server_name)
+            except ConfigError:
+                return False
+            return True
+        try:
+            self.current = self._load(self._on_server_name)
+        except ConfigError as exc:
+            log.warning("session ticket key not renewed (the certificate files cannot be read again): %s", exc)
+            return False
+        log.debug("session ticket key renewed")
+        return True
+
     def reload(self) -> bool:
         """Re-read every certificate, key and OCSP file; keep the old set if any fails."""
         if not self._reloadable:
@@ -145,12 +167,17 @@ def tls_options(config: Config, keylog_file: str | None) -> tls.TLSOptions:
         ca_certs=config.ca_certs,
         verify_client=config.verify_client,
         keylog_file=keylog_file,
+        groups=tuple(g.strip() for item in config.ssl_groups for g in item.replace(":", ",").split(",") if g.strip()),
+        session_tickets=config.ssl_session_tickets == "on",
     )
 
 
 def load_cert_store(config: Config, keylog_file: str | None = None) -> CertStore:
     """The store for ``--certfile`` and every ``--cert``. Raises ConfigError."""
     assert config.certfile is not None
+    if config.ocsp_response:
+        leaf = x509.load_pem_x509_certificates(tls._read(config.certfile, "certificate file"))[0]
+        stapling.check(leaf)  # refuses the option where no staple would ever go out
     options = tls_options(config, keylog_file)
     sites = [parse_cert_spec(spec) for spec in config.cert]
     certfile = config.certfile

@@ -8,9 +8,13 @@ that "encrypted but no password" and "wrong password" get distinct messages.
 
 The settings follow RFC 9113 §9.2: TLS 1.2 or later, no compression, no
 renegotiation, and for TLS 1.2 only ephemeral ECDHE key exchange with AEAD
-ciphers. TLS 1.3 suites all qualify and are left at OpenSSL's defaults, as are
-the ECDHE groups (X25519, P-256, ... in OpenSSL 3; ``set_tmp_ecdh`` would
-narrow them to a single curve). ``--ciphers`` may narrow the TLS 1.2 list but
+ciphers. TLS 1.3 suites all qualify and are left at OpenSSL's defaults. The
+key-exchange groups are ``--ssl-groups`` (X25519, P-256, P-384 by default, as
+Mozilla's intermediate profile; OpenSSL's own list adds X448 and P-521), set
+through :mod:`h2gate.internals.openssl_groups`. Session resumption: tickets
+(``--ssl-session-tickets``, their key renewed by
+:meth:`h2gate.tls.certstore.CertStore.rotate_ticket_key`) and OpenSSL's
+in-process session cache. ``--ciphers`` may narrow the TLS 1.2 list but
 not widen it past that rule (:func:`check_ciphers`), and client certificates
 (mTLS) are verified by OpenSSL against ``--ca-certs``; a rejection's reason is
 kept for the log line (:func:`client_cert_failure`). What a finished
@@ -38,6 +42,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from OpenSSL import SSL
 
 from h2gate.errors import ConfigError
+from h2gate.internals import openssl_groups
 from h2gate.tls.info import TLSInfo, asgi_tls_extension, tls_info, wsgi_tls_environ
 
 __all__ = [
@@ -57,6 +62,8 @@ __all__ = [
 log = logging.getLogger("h2gate.error")
 
 DEFAULT_ALPN: tuple[bytes, ...] = (b"h2", b"http/1.1")
+#: Mozilla's intermediate profile: X25519 first, then the NIST curves every client has.
+DEFAULT_GROUPS: tuple[str, ...] = ("X25519", "P-256", "P-384")
 
 # TLS 1.2 suites allowed by RFC 9113 §9.2.2 (ephemeral ECDHE, AEAD only); the
 # mandatory ECDHE-RSA-AES128-GCM-SHA256 is among them. With server preference
@@ -101,6 +108,8 @@ class TLSOptions:
     verify_client: str = "none"  # none | optional | required
     keylog_file: str | None = None
     alpn: tuple[bytes, ...] = field(default=DEFAULT_ALPN)
+    groups: tuple[str, ...] = DEFAULT_GROUPS
+    session_tickets: bool = True
 
 
 ServerNameHook = Callable[[SSL.Connection], None]
@@ -219,6 +228,12 @@ def _new_context(
     context.set_min_proto_version(SSL.TLS1_3_VERSION if options.min_version == "1.3" else SSL.TLS1_2_VERSION)
     context.set_options(SSL.OP_NO_COMPRESSION | _OP_NO_RENEGOTIATION | SSL.OP_CIPHER_SERVER_PREFERENCE)
     context.set_cipher_list(check_ciphers(options.ciphers) if options.ciphers else _TLS12_CIPHERS)
+    _set_groups(context, options.groups)
+    # Resumption stays within this process: its session cache, or tickets under its own key.
+    context.set_session_id(b"h2gate")
+    if not options.session_tickets:
+        context.set_options(SSL.OP_NO_TICKET)
+        context.set_session_cache_mode(SSL.SESS_CACHE_OFF)
     # pyOpenSSL turns on partial writes (one record per SSL_write); over a
     # memory BIO, which never fills, one call can encrypt a whole chunk.
     context.clear_mode(_MODE_ENABLE_PARTIAL_WRITE)
@@ -239,6 +254,26 @@ def _new_context(
     if options.keylog_file:
         context.set_keylog_callback(functools.partial(_write_keylog, options.keylog_file))
     return context
+
+
+_groups_warned = False
+
+
+def _set_groups(context: SSL.Context, groups: tuple[str, ...]) -> None:
+    """--ssl-groups; raises ConfigError naming a group OpenSSL does not know."""
+    global _groups_warned
+    try:
+        done = openssl_groups.set_groups(context, list(groups))
+    except ValueError:
+        for group in groups:  # which one: try each alone
+            try:
+                openssl_groups.set_groups(SSL.Context(SSL.TLS_SERVER_METHOD), [group])
+            except ValueError:
+                raise ConfigError(f"--ssl-groups: OpenSSL does not know the group {group!r}") from None
+        raise ConfigError(f"--ssl-groups {','.join(groups)!r} is not accepted by OpenSSL") from None
+    if not done and not _groups_warned:
+        _groups_warned = True
+        log.warning("--ssl-groups cannot be applied (%s): OpenSSL's default groups are used", openssl_groups.probe())
 
 
 def _require_client_certs(context: SSL.Context, options: TLSOptions) -> None:

@@ -33,7 +33,6 @@ MALFORMED: dict[str, Headers] = {
     "upgrade-header": [M, S, A, P, ("upgrade", "websocket")],
     "te-gzip": [M, S, A, P, ("te", "gzip")],
     "host-differs-from-authority": [M, S, A, P, ("host", "example.com")],
-    "no-authority-no-host": [M, S, P],
     "protocol-without-connect": [M, S, A, P, (":protocol", "websocket")],
     "connect-with-path": [(":method", "CONNECT"), A, P],
     "newline-in-value": [M, S, A, P, ("x-a", "1\r\nx-b: 2")],
@@ -48,6 +47,14 @@ def test_malformed_request_is_stream_error(peer: Peer, name: str) -> None:
     peer.send(headers_frame(sid, peer.block(MALFORMED[name])))
     peer.expect_rst(sid, PROTOCOL_ERROR)
     peer.expect_alive()
+
+
+def test_request_without_authority_or_host_is_served(peer: Peer) -> None:
+    # RFC 9113 §8.3.1: a client with no authority to convey sends neither (HAProxy's HTTP/2 health check).
+    sid = peer.new_stream_id()
+    peer.send(headers_frame(sid, peer.block([M, S, P])))
+    headers, _ = peer.expect_response(sid)
+    assert headers[b":status"] == b"200"
 
 
 def test_te_trailers_allowed(peer: Peer) -> None:
