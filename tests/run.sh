@@ -42,4 +42,7 @@ if command -v npm >/dev/null && [ ! -d "$H2GATE_NODE_DIR/node_modules/playwright
         || echo "tests/run.sh: npm install playwright-core failed; the browser test will be skipped" >&2
 fi
 ruff check h2gate tests examples bench
+ruff format --check h2gate tests examples bench
+lint-imports  # the layers of shared/ARCHITECTURE.md, and no import cycles (contracts in pyproject.toml)
+mypy  # strict on h2gate.protocol, h2gate.http, h2gate.internals (pyproject.toml)
 python -m pytest "$@"

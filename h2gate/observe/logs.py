@@ -26,7 +26,7 @@ from h2gate.observe.accesslog import AccessFormat, Entry
 if TYPE_CHECKING:
     from h2gate.config import Config
     from h2gate.net.transport import Transport
-    from h2gate.protocol.exchange import Exchange
+    from h2gate.protocol.stream import Stream
 
 TRACE = 5
 logging.addLevelName(TRACE, "TRACE")
@@ -126,7 +126,7 @@ def setup_logging(level: str, access_log: bool, config: Config | None = None) ->
     access_logger.setLevel(logging.INFO if access_log else logging.CRITICAL + 1)
 
 
-def access_log(transport: Transport, scope: dict[str, Any] | Any, exchange: Exchange, duration: float) -> None:
+def access_log(transport: Transport, scope: dict[str, Any] | Any, exchange: Stream, duration: float) -> None:
     """Count the finished exchange in the metrics and write its access line."""
     metrics.recorder.request_done(exchange.status, duration)
     if not access_logger.isEnabledFor(logging.INFO):

@@ -182,12 +182,12 @@ def run(config: Config, cli_values: Mapping[str, Any] | None = None) -> int:
         from h2gate.ops.supervisor import Supervisor
 
         with pid_file(config.pid):
-            opened = listening_sockets(config)
+            shared = listening_sockets(config)
             try:
                 hooks = metrics.supervisor_hooks(config)  # --metrics-bind: served here, summed over workers
-                return Supervisor(config, dict(cli_values or {}), [s for _, s in opened], hooks=hooks).run()
+                return Supervisor(config, dict(cli_values or {}), [s for _, s in shared], hooks=hooks).run()
             finally:
-                close_sockets(opened)
+                close_sockets(shared)
     with pid_file(config.pid):
         opened: list[tuple[Bind, socket.socket]] = []
 

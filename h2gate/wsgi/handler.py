@@ -22,16 +22,16 @@ from typing import Any
 import trio
 
 from h2gate.config import Config
-from h2gate.errors import ClientDisconnected
+from h2gate.errors import AppMistake, ClientDisconnected
 from h2gate.net.transport import Transport
 from h2gate.observe.logs import access_log
-from h2gate.protocol.exchange import Exchange
 from h2gate.protocol.replies import fail, simple_response
+from h2gate.protocol.stream import Stream
 from h2gate.wsgi.environ import build_environ
 from h2gate.wsgi.filewrapper import FileWrapper
 from h2gate.wsgi.input import InputStream
 from h2gate.wsgi.pool import WorkerPool
-from h2gate.wsgi.response import AppMistake, WSGICall
+from h2gate.wsgi.response import WSGICall
 
 log = logging.getLogger("h2gate.error")
 
@@ -45,7 +45,7 @@ class WSGIHandler:
         self.root_path = config.root_path
         self.server_header = config.server_header
 
-    async def handle(self, exchange: Exchange, transport: Transport) -> None:
+    async def handle(self, exchange: Stream, transport: Transport) -> None:
         started = time.perf_counter()
         environ = build_environ(exchange, transport, self.root_path)
         if environ is None:
@@ -96,6 +96,6 @@ class WSGIHandler:
         """Once the server has stopped: let the idle worker threads go (busy ones end with their app call)."""
         self.pool.close()
 
-    async def _fail(self, exchange: Exchange) -> None:
+    async def _fail(self, exchange: Stream) -> None:
         if not exchange.response_ended:  # a failing close() after a complete response changes nothing
             await fail(exchange, self.server_header)

@@ -1,6 +1,6 @@
 """``wsgi.input``: the request body, pulled from the exchange as the app reads it.
 
-Each refill runs :meth:`Exchange.read` in the trio thread, which is also what
+Each refill runs :meth:`Stream.read` in the trio thread, which is also what
 acknowledges the bytes to h2 (and so sends WINDOW_UPDATE): the client may send
 more only once the app has taken what it sent. At most one refill (bounded by
 the stream window) plus what the app asked for is held here.
@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from h2gate.protocol.exchange import Exchange
+from h2gate.protocol.stream import Stream
 from h2gate.wsgi.bridge import to_trio
 
 
 class InputStream:
-    def __init__(self, exchange: Exchange, at_end: bool = False) -> None:
+    def __init__(self, exchange: Stream, at_end: bool = False) -> None:
         self._exchange = exchange
         self._buf = bytearray()
         self._eof = at_end

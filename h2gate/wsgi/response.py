@@ -20,21 +20,15 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from h2.errors import ErrorCodes
-from h2.exceptions import ProtocolError
-
-from h2gate.errors import ClientDisconnected
-from h2gate.protocol.exchange import Exchange, Headers
+from h2gate.errors import AppMistake, ClientDisconnected, ErrorCode
+from h2gate.http.head import Headers
 from h2gate.protocol.filebody import FileBodyError, FileSpan, stream_file
 from h2gate.protocol.replies import HeaderError, prepare_headers
+from h2gate.protocol.stream import Stream
 from h2gate.wsgi.bridge import to_trio, to_trio_behind
 from h2gate.wsgi.filewrapper import FileWrapper
 
 _STATUS = re.compile(r"([0-9]{3})(?: [^\r\n\0]*)?")
-
-
-class AppMistake(RuntimeError):
-    """The app broke the WSGI spec (PEP 3333); the text names the mistake."""
 
 
 def parse_status(status: Any) -> int:
@@ -67,7 +61,7 @@ def encode_headers(headers: Any) -> list[tuple[bytes, bytes]]:
 class WSGICall:
     """One app call: the callables the app gets, and the loop that sends what it returns."""
 
-    def __init__(self, exchange: Exchange, head: bool, server_header: bool) -> None:
+    def __init__(self, exchange: Stream, head: bool, server_header: bool) -> None:
         self.exchange = exchange
         self.head = head
         self.server_header = server_header
@@ -237,20 +231,14 @@ class WSGICall:
             try:
                 await stream_file(span, write)
             except (FileBodyError, OSError) as exc:
-                self.exchange.reset(ErrorCodes.INTERNAL_ERROR)
+                self.exchange.reset(ErrorCode.INTERNAL_ERROR)
                 raise AppMistake(f"wsgi.file_wrapper: {exc}") from None
 
     async def _emit(self, headers: Headers | None, data: bytes, end: bool) -> None:
         """In the trio thread: put the headers and/or data on the stream, waiting for window."""
         exchange = self.exchange
         if headers is not None:
-            exchange.status = self.status
-            try:
-                await exchange.send_headers(headers, end_stream=end and not data, checked=True)
-            except ProtocolError as exc:
-                # h2 has already moved the stream on: a second HEADERS (the 500) is impossible.
-                exchange.reset(ErrorCodes.INTERNAL_ERROR)
-                raise AppMistake(f"invalid response headers: {exc}") from None
+            await exchange.send_headers(headers, end_stream=end and not data)
             if end and not data:
                 return
         await exchange.send_data(data, end_stream=end)
