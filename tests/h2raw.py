@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 import h2.config
 import h2.connection
 import h2.events
+import h2.settings
 from h2.errors import ErrorCodes
 from hyperframe.frame import Frame
 
@@ -209,6 +210,10 @@ class RawH2:
         self.authority = f"{host}:{port}".encode()
         self.auto_ack = auto_ack
         self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
+        # This client handles GOAWAY as RFC 9113 §6.8 says (GOAWAYs never reach h2, see take_goaways).
+        # Without HEADER_TABLE_SIZE (it keeps the default) its SETTINGS do not look like the Python h2
+        # library's, which h2gate closes more carefully (ConnectionCore._announce_drain).
+        del self.h2.local_settings[h2.settings.SettingCodes.HEADER_TABLE_SIZE]
         self.h2.initiate_connection()
         if settings:
             self.h2.update_settings(settings)

@@ -56,4 +56,7 @@ if command -v npm >/dev/null && [ ${#node_missing[@]} -gt 0 ]; then
         || echo "tests/run.sh: npm install ${node_missing[*]} failed; the browser tests will be skipped" >&2
 fi
 ruff check h2gate tests examples bench docs
+ruff format --check h2gate tests examples bench docs
+lint-imports  # the layers of shared/ARCHITECTURE.md, and no import cycles (contracts in pyproject.toml)
+mypy  # strict on h2gate.protocol, h2gate.http, h2gate.internals (pyproject.toml)
 python -m pytest "$@"

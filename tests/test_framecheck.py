@@ -7,7 +7,7 @@ import struct
 import pytest
 from h2.errors import ErrorCodes
 
-from h2gate.protocol.framecheck import PREFACE, FrameCheck, Piece, StreamError
+from h2gate.protocol.framecheck import PREFACE, FrameCheck, Piece, StreamProblem
 
 
 def frame(ftype: int, flags: int, stream_id: int, payload: bytes = b"") -> bytes:
@@ -22,16 +22,16 @@ PING = frame(0x6, 0, 0, b"p" * 8)
 STEPS = [1, 2, 3, 7, 9, 10, 13, 14, 15, 1000]
 
 
-def run(data: bytes, step: int, *, upgraded: bool = False) -> tuple[bytes, list[StreamError], tuple | None]:
+def run(data: bytes, step: int, *, upgraded: bool = False) -> tuple[bytes, list[StreamProblem], tuple | None]:
     """Feed ``data`` in ``step``-sized reads: (bytes passed on, stream errors, connection problem)."""
     check = FrameCheck(upgraded=upgraded)
-    passed, errors = b"", list[StreamError]()
+    passed, errors = b"", list[StreamProblem]()
     for i in range(0, len(data), step):
         pieces, problem = check.feed(data[i : i + step])
         if problem is not None:
             return passed, errors, problem
         for piece in pieces:
-            if isinstance(piece, StreamError):
+            if isinstance(piece, StreamProblem):
                 errors.append(piece)
             else:
                 passed += bytes(piece)
@@ -114,9 +114,9 @@ def test_stream_error_in_place(step: int) -> None:
         pieces, problem = check.feed(data[i : i + step])
         assert problem is None
         seen += pieces
-    cut = next(i for i, p in enumerate(seen) if isinstance(p, StreamError))
-    assert b"".join(bytes(p) for p in seen[:cut] if not isinstance(p, StreamError)) == PREFACE + SETTINGS + HEADERS_1
-    assert b"".join(bytes(p) for p in seen[cut + 1 :] if not isinstance(p, StreamError)) == DATA_1
+    cut = next(i for i, p in enumerate(seen) if isinstance(p, StreamProblem))
+    assert b"".join(bytes(p) for p in seen[:cut] if not isinstance(p, StreamProblem)) == PREFACE + SETTINGS + HEADERS_1
+    assert b"".join(bytes(p) for p in seen[cut + 1 :] if not isinstance(p, StreamProblem)) == DATA_1
 
 
 @pytest.mark.parametrize("step", STEPS)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import trio
-import trio.testing
+import math
 
-from h2gate.protocol.limits import BodyLengths, BodySizes, RateBudget, ResetBudget, Throttle
-from h2gate.protocol.timeouts import Watchdog
+from h2gate.protocol.limits import BodyLengths, BodySizes, EarnedBudget, RateBudget, ResetBudget, Throttle
+from h2gate.protocol.timeouts import Deadlines
 
 
 def test_reset_budget_counts_one_second_window() -> None:
@@ -69,24 +68,32 @@ def test_throttle_collapses_bursts() -> None:
     assert throttle.note(1.5) == 0
 
 
-def test_watchdog_fires_in_deadline_order_and_honours_changes() -> None:
-    fired: list[tuple[object, float]] = []
+def test_deadlines_come_out_in_order_and_honour_changes() -> None:
+    table = Deadlines()
+    woken: list[float] = []
+    table.moved_earlier.then(lambda: woken.append(table.earliest))
+    table.arm("late", 5.0)
+    table.arm("gone", 1.0)
+    table.arm(7, 3.0)
+    assert table.earliest == 1.0
+    table.disarm("gone")
+    table.arm(7, 4.0)  # pushed back: due at 4, not 3
+    assert table.expired(1.5) == [] and table.earliest == 4.0  # a wake at the stale time finds nothing
+    table.moved_earlier.then(lambda: woken.append(table.earliest))
+    table.arm("early", 2.0)  # earlier than anything left: the driver's sleep is cut short
+    assert table.armed("early") and not table.armed("gone")
+    assert woken == [5.0, 2.0]
+    assert table.expired(4.0) == ["early", 7]
+    assert table.expired(10.0) == ["late"]
+    assert table.earliest == math.inf
 
-    async def main() -> None:
-        dog = Watchdog()
-        start = trio.current_time()
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(dog.run, lambda key: fired.append((key, trio.current_time() - start)))
-            dog.arm("late", start + 5)
-            dog.arm("gone", start + 1)
-            dog.arm(7, start + 3)
-            await trio.sleep(0.5)
-            dog.disarm("gone")
-            dog.arm(7, start + 4)  # pushed back: fires at 4, not 3
-            dog.arm("early", start + 2)  # earlier than anything: wakes the watchdog
-            assert dog.armed("early") and not dog.armed("gone")
-            await trio.sleep(10)
-            nursery.cancel_scope.cancel()
 
-    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
-    assert fired == [("early", 2.0), (7, 4.0), ("late", 5.0)]
+def test_earned_budget_widens_with_the_traffic_it_answers() -> None:
+    budget = EarnedBudget(per_second=10)
+    assert not any(budget.spend(0.0) for _ in range(10))
+    assert budget.spend(0.1)  # the eleventh, with nothing earned
+    budget = EarnedBudget(per_second=10)
+    budget.earn(0.0, 100)  # e.g. 50 DATA frames sent, two WINDOW_UPDATEs each allowed
+    assert not budget.spend(0.2, 105)
+    assert budget.spend(0.3, 10)  # 115 > 10 + 100
+    assert not budget.spend(2.0, 5)  # a second later both the spending and the credit have aged out

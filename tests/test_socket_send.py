@@ -10,7 +10,7 @@ import trio
 import trio.testing
 from OpenSSL import SSL
 
-from h2gate.internals.openssl_direct import direct_drain
+from h2gate.internals.openssl import direct_drain
 from h2gate.net.socket_send import RawSender, SendTimeout, raw_sender, sender, within
 
 

@@ -308,7 +308,7 @@ def test_large_echo_both_ways(ca: trustme.CA, tmp_path: Path, transport: str) ->
 
 @pytest.mark.parametrize("transport", ["memory", "socket"])
 def test_big_single_send_and_small_reads(ca: trustme.CA, tmp_path: Path, transport: str) -> None:
-    """Over a socket, ciphertext goes straight from the BIO to the socket (h2gate.internals.openssl_direct); the kernel
+    """Over a socket, ciphertext goes straight from the BIO to the socket (h2gate.internals.openssl); the kernel
     takes only part of each 256 KiB write from a socketpair, so the rest takes the queued path."""
     payload = random.Random(3).randbytes(5 * 1024 * 1024 + 17)
 

@@ -4,19 +4,19 @@ Made for testing HTTP/2 *clients*, the way the web-platform-tests H2 server
 lets a handler react to each frame and write frames the normal path would
 refuse. Off by default, loopback binds only unless ``unsafe-any-bind``.
 
-Reading: :class:`FrameTap` (one per connection, called by the connection's
-reader after each h2 event) queues an ``h2gate.frames.headers`` /
+Reading: :class:`FrameTap` (one per connection, called by the protocol core
+after each codec event) queues an ``h2gate.frames.headers`` /
 ``h2gate.frames.data`` message per HEADERS and DATA frame of every accepted
 request stream. :class:`FrameAPI` hands them to the app through ``receive()``,
 each before the ``http.request`` that carries its bytes.
 
 Writing: ``h2gate.frames.send_headers``, ``send_continuation``, ``send_data``,
 ``end_stream`` and ``push_promise`` are serialized with hyperframe and go to
-the connection's single writer behind whatever h2 had queued, so the HPACK
-encoder (h2's own, shared) sees blocks in wire order. They bypass h2's state
-machine and flow control: from the first raw write on, h2's idea of the
-stream no longer matches the wire, so the connection is *tainted* and is
-closed with GOAWAY once that stream's app returns.
+the connection's single writer behind whatever the codec had queued, so the
+HPACK encoder (the codec's own, shared) sees blocks in wire order. They bypass
+the codec's state machine and flow control: from the first raw write on, its
+idea of the stream no longer matches the wire, so the connection is *tainted*
+and is closed gracefully once that stream's app returns.
 """
 
 from __future__ import annotations
@@ -28,21 +28,19 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import h2.events
-from h2.errors import ErrorCodes
 from hyperframe.exceptions import HyperframeError
 from hyperframe.frame import ContinuationFrame, DataFrame, Frame, HeadersFrame, PushPromiseFrame
 
-from h2gate.asgi.http_response import AppMistake
 from h2gate.asgi.types import Message, Scope
 from h2gate.config import Config
-from h2gate.errors import ClientDisconnected, StartupError
+from h2gate.errors import AppMistake, StartupError
 from h2gate.net.binds import parse_bind
-from h2gate.protocol.exchange import Exchange
+from h2gate.protocol import codec as ev
+from h2gate.protocol.stream import Stream
 
 if TYPE_CHECKING:
     from h2gate.asgi.http import HTTPCycle
-    from h2gate.protocol.connection import Connection
+    from h2gate.protocol.core import ConnectionCore
 
 log = logging.getLogger("h2gate.error")
 EXTENSION = "h2gate.frames"
@@ -84,9 +82,9 @@ def check_frame_api(config: Config) -> None:
     )
 
 
-def _flags(data: h2.events.DataReceived) -> list[str]:
-    flags = ["END_STREAM"] if data.stream_ended is not None else []
-    if (data.flow_controlled_length or 0) > len(data.data or b""):
+def _flags(data: ev.DataReceived) -> list[str]:
+    flags = ["END_STREAM"] if data.ended else []
+    if data.flow_length > len(data.data):
         flags.append("PADDED")  # padding counts against flow control, the payload does not carry it
     return flags
 
@@ -97,31 +95,31 @@ class FrameTap:
     def __init__(self) -> None:
         self.streams: dict[int, deque[Message]] = {}
 
-    def __call__(self, conn: Connection, event: h2.events.Event) -> None:
-        if isinstance(event, h2.events.DataReceived):
+    def __call__(self, core: ConnectionCore, event: ev.Event) -> None:
+        if isinstance(event, ev.DataReceived):
             notes = self.streams.get(event.stream_id)
             if notes is not None:
-                data = bytes(event.data or b"")
                 flags = _flags(event)
                 end = "END_STREAM" in flags
+                data = bytes(event.data)
                 notes.append({"type": "h2gate.frames.data", "data": data, "end_stream": end, "flags": flags})
-        elif isinstance(event, h2.events.RequestReceived | h2.events.TrailersReceived):
+        elif isinstance(event, ev.RequestReceived | ev.TrailersReceived):
             stream_id = event.stream_id
-            headers = [(bytes(name), bytes(value)) for name, value in event.headers or ()]
-            if isinstance(event, h2.events.RequestReceived):
+            headers = [(bytes(name), bytes(value)) for name, value in event.headers]
+            if isinstance(event, ev.RequestReceived):
                 # Streams whose app has finished leave here, so the map stays as small as the open streams.
-                for gone in [sid for sid in self.streams if sid not in conn.exchanges]:
+                for gone in [sid for sid in self.streams if sid not in core.streams]:
                     del self.streams[gone]
-                if stream_id not in conn.exchanges or (b":method", b"CONNECT") in headers:
+                if stream_id not in core.streams or (b":method", b"CONNECT") in headers:
                     return  # refused or malformed (no app runs), or CONNECT (WebSocket, not an http scope)
                 self.streams[stream_id] = deque()
             notes = self.streams.get(stream_id)
             if notes is not None:
-                end = event.stream_ended is not None
+                end = event.ended if isinstance(event, ev.RequestReceived) else True
                 notes.append({"type": "h2gate.frames.headers", "headers": headers, "end_stream": end})
 
 
-def _header_block(conn: Connection, message: Message, kind: str) -> bytes:
+def _header_block(stream: Stream, message: Message, kind: str) -> bytes:
     """``block`` (raw bytes, sent as they are) or ``headers`` encoded with the connection's own HPACK encoder."""
     block = message.get("block")
     if block is not None:
@@ -140,7 +138,11 @@ def _header_block(conn: Connection, message: Message, kind: str) -> bytes:
         if not isinstance(name, bytes | str) or not isinstance(value, bytes | str):
             raise AppMistake(f"{kind} header {item!r} must be bytes or str")
         pairs.append((name, value))
-    return bytes(conn.h2.encoder.encode(pairs))
+    return stream.encode_block([(_bytes(name), _bytes(value)) for name, value in pairs])
+
+
+def _bytes(text: bytes | str) -> bytes:
+    return text.encode("utf-8") if isinstance(text, str) else text
 
 
 def _status(message: Message) -> int:
@@ -156,12 +158,10 @@ def _status(message: Message) -> int:
 class FrameAPI:
     """receive()/send() for one request with the frame extension: frame messages first, raw writes aside."""
 
-    def __init__(self, exchange: Exchange, scope: Scope, cycle: HTTPCycle) -> None:
+    def __init__(self, exchange: Stream, scope: Scope, cycle: HTTPCycle, tap: FrameTap) -> None:
         self.exchange = exchange
         self.cycle = cycle
-        self.conn = exchange.conn
-        tap = self.conn.frame_tap
-        assert isinstance(tap, FrameTap)
+        self.tap = tap
         # The stream of an h2c Upgrade came as HTTP/1.1, with no frames to report.
         self.notes = tap.streams.setdefault(exchange.stream_id, deque())
         self.body_done = False  # the final http.request was delivered
@@ -194,48 +194,26 @@ class FrameAPI:
             data = b"".join(frame.serialize() for frame in frames)
         except (HyperframeError, ValueError, TypeError) as exc:
             raise AppMistake(f"{kind}: cannot build the frame: {exc}") from None
-        await self._write(stream_id, frames, data)
-        if stream_id == self.exchange.stream_id:
-            self.exchange.bytes_sent += sum(len(f.data) for f in frames if isinstance(f, DataFrame))
-            if kind == "h2gate.frames.send_headers" and not self.exchange.status:
-                self.exchange.status = _status(message)
-            if any("END_STREAM" in frame.flags for frame in frames):
-                self._ended()
-
-    async def _write(self, stream_id: int, frames: list[Frame], data: bytes) -> None:
-        conn = self.conn
-        if conn.closed:
-            raise ClientDisconnected(f"stream {self.exchange.stream_id}: the connection is closed")
         for frame in frames:
             log.debug("frame API: stream %d wrote %r", self.exchange.stream_id, frame)
-        # Whatever h2 queued so far goes first: HPACK blocks must reach the peer in encoding order.
-        conn._raw_out += (conn.h2.data_to_send(), data)
-        conn.queued += len(data)
-        conn.wake_writer()
-        if not self.tainted:
-            self.tainted = True
-            self.exchange.headers_sent = True  # an app failure from now on resets the stream, no 500
+        own = stream_id == self.exchange.stream_id
+        body = sum(len(f.data) for f in frames if isinstance(f, DataFrame)) if own else 0
+        status = _status(message) if own and kind == "h2gate.frames.send_headers" else 0
+        ended = own and any("END_STREAM" in frame.flags for frame in frames)
+        self.tainted = True
+        await self.exchange.write_raw(data, body_bytes=body, status=status, end_stream=ended)
+        if ended:
+            response = self.cycle.response
+            response.body_done = response.complete = True
+        elif not self.cycle.response.started:
             self.cycle.response.started = True  # the raw writer owns the response
-        await conn.wait_flushable()
-
-    def _ended(self) -> None:
-        """END_STREAM went out raw on the app's own stream: the response is over as far as we are concerned."""
-        response, exchange = self.cycle.response, self.exchange
-        response.body_done = response.complete = True
-        exchange.response_ended = True
-        if exchange.request_ended:
-            exchange.done.set()
-        else:
-            exchange.reset(ErrorCodes.NO_ERROR)  # stop the upload, as an early response does
 
     def finish(self) -> None:
         """The app returned: a tainted connection takes no new streams and closes once the others end."""
-        tap = self.conn.frame_tap
-        if isinstance(tap, FrameTap):
-            tap.streams.pop(self.exchange.stream_id, None)  # later frames of this stream have no reader
+        self.tap.streams.pop(self.exchange.stream_id, None)  # later frames of this stream have no reader
         if self.tainted:
             log.debug("frame API: stream %d wrote raw frames; closing the connection", self.exchange.stream_id)
-            self.conn.shutdown()
+            self.exchange.drain_connection()
 
 
 def _end_flag(message: Message, name: str, default: bool) -> list[str]:
@@ -243,13 +221,13 @@ def _end_flag(message: Message, name: str, default: bool) -> list[str]:
 
 
 def _send_headers(api: FrameAPI, message: Message, stream_id: int) -> list[Frame]:
-    block = _header_block(api.conn, message, "h2gate.frames.send_headers")
+    block = _header_block(api.exchange, message, "h2gate.frames.send_headers")
     flags = _end_flag(message, "END_HEADERS", True) + _end_flag(message, "END_STREAM", False)
     return [HeadersFrame(stream_id, block, flags=flags)]
 
 
 def _send_continuation(api: FrameAPI, message: Message, stream_id: int) -> list[Frame]:
-    block = _header_block(api.conn, message, "h2gate.frames.send_continuation")
+    block = _header_block(api.exchange, message, "h2gate.frames.send_continuation")
     return [ContinuationFrame(stream_id, block, flags=_end_flag(message, "END_HEADERS", True))]
 
 
@@ -268,7 +246,7 @@ def _push_promise(api: FrameAPI, message: Message, stream_id: int) -> list[Frame
     promised = message.get("promised_stream_id")
     if not isinstance(promised, int) or isinstance(promised, bool) or not 1 <= promised <= MAX_STREAM_ID:
         raise AppMistake(f"h2gate.frames.push_promise promised_stream_id must be an int 1..2^31-1, not {promised!r}")
-    block = _header_block(api.conn, message, "h2gate.frames.push_promise")
+    block = _header_block(api.exchange, message, "h2gate.frames.push_promise")
     flags = _end_flag(message, "END_HEADERS", True)
     return [PushPromiseFrame(stream_id, promised_stream_id=promised, data=block, flags=flags)]
 

@@ -9,26 +9,25 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes
 
-from h2.errors import ErrorCodes
-
-from h2gate.asgi.frames import FrameAPI
-from h2gate.asgi.http_response import AppMistake, HTTPResponse
+from h2gate.asgi.frames import FrameAPI, FrameTap
+from h2gate.asgi.http_response import HTTPResponse
 from h2gate.asgi.push import PushMistake, push, push_enabled
 from h2gate.asgi.runner import AppRunner, loop_hint
 from h2gate.asgi.types import Message, Scope
-from h2gate.errors import ClientDisconnected
+from h2gate.errors import AppMistake, ClientDisconnected, ErrorCode, StreamStateError
 from h2gate.http.head import RequestHead
 from h2gate.net.transport import Transport
 from h2gate.observe.logs import access_log
-from h2gate.protocol.exchange import Exchange
 from h2gate.protocol.replies import fail, simple_response
+from h2gate.protocol.stream import Stream
 from h2gate.tls.context import asgi_tls_extension
 
 if TYPE_CHECKING:
-    import asyncio
+    pass
 
 log = logging.getLogger("h2gate.error")
 
@@ -93,7 +92,7 @@ _SENDERS = {
 class HTTPCycle:
     """receive()/send() for one request, handed to the app."""
 
-    def __init__(self, exchange: Exchange, scope: Scope, server_header: bool) -> None:
+    def __init__(self, exchange: Stream, scope: Scope, server_header: bool) -> None:
         self.exchange = exchange
         self.response = HTTPResponse(exchange, scope["method"] == "HEAD", server_header)
         self._body_done = False  # the final http.request (more_body False) was delivered
@@ -128,21 +127,21 @@ class HTTPCycle:
             message["trailers"] = list(self.exchange.trailers)
         return message
 
-    def send_local(self, message: Message, room: asyncio.Future[None] | None = None) -> bool | None:
+    def send_local(self, message: Message, on_room: Callable[[], object] | None = None) -> bool | None:
         """Handle at once, wherever the app runs, a message that needs no waiting.
 
         That is ``http.response.start``, and a middle body chunk that can be
         queued without waiting for window or writer. The caller makes sure no
         earlier message is still on its way. None: a body chunk that only
-        waits for the writer to drain; try again once ``room`` is resolved.
+        waits for the writer to drain; try again once ``on_room`` was called.
         """
         if self.start_local(message):
             return True
         if isinstance(message, dict) and message.get("type") == "http.response.body":
-            return self.response.body_nowait(message, room)
+            return self.response.body_nowait(message, on_room)
         return False
 
-    def start_local(self, message: Message, room: asyncio.Future[None] | None = None) -> bool:
+    def start_local(self, message: Message, on_room: Callable[[], object] | None = None) -> bool:
         """Handle ``http.response.start`` at once (it only records the status and headers)."""
         if isinstance(message, dict) and message.get("type") == "http.response.start":
             self.response.start(message)
@@ -179,15 +178,19 @@ class HTTPCycle:
 
 
 async def handle_http(
-    exchange: Exchange,
+    exchange: Stream,
     transport: Transport,
     runner: AppRunner,
     *,
     root_path: str,
     state: dict[str, Any],
     server_header: bool,
+    frame_tap: FrameTap | None = None,
 ) -> None:
-    """Run the app for one request; every fault ends as a 500 or an RST_STREAM."""
+    """Run the app for one request; every fault ends as a 500 or an RST_STREAM.
+
+    ``frame_tap``: the connection's frame recorder under --enable-frame-api.
+    """
     started = time.perf_counter()
     scope = build_scope(exchange.head, transport, root_path, state)
     if scope is None:
@@ -200,8 +203,8 @@ async def handle_http(
     cycle = HTTPCycle(exchange, scope, server_header)
     response = cycle.response
     frames = None
-    if exchange.conn.frame_tap is not None:  # --enable-frame-api
-        frames = FrameAPI(exchange, scope, cycle)
+    if frame_tap is not None:  # --enable-frame-api
+        frames = FrameAPI(exchange, scope, cycle, frame_tap)
     receive, send = (cycle.receive, cycle.send) if frames is None else (frames.receive, frames.send)
     try:
         if runner.bridged:
@@ -220,7 +223,7 @@ async def handle_http(
             await simple_response(exchange, 500, b"Internal Server Error\n", server_header)
         elif not response.complete:
             log.error("%s %s: the app returned before finishing the response body", scope["method"], scope["path"])
-            exchange.reset(ErrorCodes.INTERNAL_ERROR)
+            exchange.reset(ErrorCode.INTERNAL_ERROR)
     except ClientDisconnected:
         log.debug("stream %d: client went away during %s %s", exchange.stream_id, scope["method"], scope["path"])
     except OSError as exc:
@@ -230,6 +233,9 @@ async def handle_http(
         else:  # the app gave up on a client that went away (e.g. raised on http.disconnect)
             what = f"{scope['method']} {scope['path']}"
             log.debug("stream %d: %s ended as its client went away: %r", exchange.stream_id, what, exc)
+    except StreamStateError:
+        log.exception("%s %s: internal error (h2gate's stream bookkeeping)", scope["method"], scope["path"])
+        await fail(exchange, server_header)
     except AppMistake as exc:
         log.error("%s %s: ASGI error in the app: %s", scope["method"], scope["path"], exc)
         await fail(exchange, server_header)

@@ -9,26 +9,22 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import trio
-from h2.errors import ErrorCodes
-from h2.exceptions import ProtocolError
 
 from h2gate.asgi.types import Message
-from h2gate.protocol.exchange import Exchange, Headers
+from h2gate.errors import AppMistake
+from h2gate.http.head import Headers
 from h2gate.protocol.filebody import FileBodyError, FileSpan, file_span, stream_file
 from h2gate.protocol.replies import HeaderError, prepare_headers
+from h2gate.protocol.stream import Stream
 
 if TYPE_CHECKING:
-    import asyncio
+    pass
 
 log = logging.getLogger("h2gate.error")
-
-
-class AppMistake(RuntimeError):
-    """The app sent a message that breaks the ASGI spec; the text names the mistake."""
 
 
 def byte_pairs(items: Iterable[Any], what: str) -> Headers:
@@ -48,7 +44,7 @@ def byte_pairs(items: Iterable[Any], what: str) -> Headers:
 class HTTPResponse:
     """Turns ASGI send() messages into HEADERS/DATA on the exchange."""
 
-    def __init__(self, exchange: Exchange, head: bool, server_header: bool) -> None:
+    def __init__(self, exchange: Stream, head: bool, server_header: bool) -> None:
         self.exchange = exchange
         self.head = head
         self.server_header = server_header
@@ -116,7 +112,6 @@ class HTTPResponse:
             )
         if not exchange.headers_sent:
             self.headers[0] = (b":status", str(self.status).encode())
-            exchange.status = self.status
             if not body and (self.complete or self.head):
                 await self._send_headers(end_stream=True)
                 return
@@ -126,12 +121,12 @@ class HTTPResponse:
         if body or self.complete:
             await exchange.send_data(bytes(body), end_stream=self.complete)
 
-    def body_nowait(self, message: Message, room: asyncio.Future[None] | None = None) -> bool | None:
-        """Queue a middle chunk of a streamed body now if nothing has to wait for it (see Exchange.send_data_nowait).
+    def body_nowait(self, message: Message, on_room: Callable[[], object] | None = None) -> bool | None:
+        """Queue a middle chunk of a streamed body now if nothing has to wait for it (see Stream.send_data_nowait).
 
         Anything else (the first or last chunk, HEAD, a mistake to report, a
         full window or writer) returns False and goes through :meth:`body`;
-        None means: try again once ``room`` is resolved.
+        None means: try again once ``on_room`` was called.
         """
         body = message.get("body", b"")
         if (
@@ -145,7 +140,7 @@ class HTTPResponse:
             or (self.content_length is not None and self.body_bytes + len(body) > self.content_length)
         ):
             return False
-        queued = self.exchange.send_data_nowait(body, room)
+        queued = self.exchange.send_data_nowait(body, on_room)
         if queued:
             self.body_bytes += len(body)
         return queued
@@ -165,7 +160,7 @@ class HTTPResponse:
         if self.head:
             return  # HEAD: the response already ended with its headers
         if self.trailer_block:
-            await self._send_headers(end_stream=True, block=self.trailer_block)
+            await self.exchange.send_trailers(self.trailer_block)
         else:
             await self.exchange.send_data(b"", end_stream=True)
 
@@ -240,12 +235,5 @@ class HTTPResponse:
         except (FileBodyError, OSError) as exc:
             raise AppMistake(f"{what}: {exc}") from None
 
-    async def _send_headers(self, end_stream: bool, block: Headers | None = None) -> None:
-        try:
-            await self.exchange.send_headers(
-                self.headers if block is None else block, end_stream=end_stream, checked=True
-            )
-        except ProtocolError as exc:
-            # h2 has already moved the stream on: a second HEADERS (the 500) is impossible.
-            self.exchange.reset(ErrorCodes.INTERNAL_ERROR)
-            raise AppMistake(f"invalid response headers: {exc}") from None
+    async def _send_headers(self, end_stream: bool) -> None:
+        await self.exchange.send_headers(self.headers, end_stream=end_stream)

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import logging
 
-from h2.exceptions import ProtocolError
-
 from h2gate.asgi.types import Message
-from h2gate.protocol.exchange import Exchange, Headers
+from h2gate.http.head import Headers
+from h2gate.protocol.stream import Stream
 
 log = logging.getLogger("h2gate.error")
 
@@ -24,11 +23,11 @@ class PushMistake(ValueError):
     """An ``http.response.push`` message that breaks the extension's rules."""
 
 
-def push_enabled(exchange: Exchange) -> bool:
-    return not exchange.conn.closed and bool(exchange.conn.h2.remote_settings.enable_push)
+def push_enabled(exchange: Stream) -> bool:
+    return exchange.push_allowed
 
 
-def promised_request(exchange: Exchange, message: Message) -> Headers:
+def promised_request(exchange: Stream, message: Message) -> Headers:
     """The request headers of the promise: GET, the associated request's scheme and authority, the app's path."""
     path = message.get("path")
     if not isinstance(path, str) or not path.startswith("/"):
@@ -36,7 +35,7 @@ def promised_request(exchange: Exchange, message: Message) -> Headers:
     head = exchange.head
     headers: Headers = [
         (b":method", b"GET"),
-        (b":scheme", head.scheme or exchange.conn.transport.scheme.encode()),
+        (b":scheme", head.scheme or exchange.default_scheme.encode()),
         (b":authority", head.authority),
         (b":path", path.encode("utf-8")),
     ]
@@ -51,18 +50,11 @@ def promised_request(exchange: Exchange, message: Message) -> Headers:
     return headers
 
 
-def push(exchange: Exchange, message: Message) -> None:
+def push(exchange: Stream, message: Message) -> None:
     """Send PUSH_PROMISE on the exchange's stream and start serving the promised request."""
     request = promised_request(exchange, message)
     if not push_enabled(exchange):
         log.debug("stream %d: push of %s skipped: the client does not accept pushes", exchange.stream_id, request[3][1])
         return
-    conn = exchange.conn
-    try:
-        promised = conn.h2.get_next_available_stream_id()
-        conn.h2.push_stream(exchange.stream_id, promised, request)
-    except ProtocolError as exc:  # includes a closed stream and too many streams
-        log.debug("stream %d: push of %r skipped: %s", exchange.stream_id, request[3][1], exc)
-        return
-    conn.wake_writer()
-    conn.start_pushed(promised, request)
+    if not exchange.push(request):
+        log.debug("stream %d: push of %r skipped: the client cannot take it now", exchange.stream_id, request[3][1])

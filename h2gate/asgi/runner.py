@@ -35,8 +35,8 @@ from h2gate.errors import ClientDisconnected
 log = logging.getLogger("h2gate.error")
 
 #: Handles a message on the asyncio side without trio: True if done, False if trio must send it,
-#: None to try again once the future (a "room" of the hosted loop) is resolved.
-LocalSend = Callable[[Message, "asyncio.Future[None]"], "bool | None"]
+#: None to try again once the callback it was given (a plain function, "room!") has been called.
+LocalSend = Callable[[Message, Callable[[], object]], "bool | None"]
 #: how long close() lets cancelled asyncio tasks (a lifespan that never returned, background work) finish
 CLOSE_TIMEOUT = 5.0
 
@@ -137,19 +137,21 @@ class HostedLoop(asyncio.SelectorEventLoop):
         self.turns.end_turn = self.stop
         self.kick: Callable[[], None] = _ignore
 
-    def call_soon(self, callback: Callable[..., object], *args: Any, context: Any = None) -> asyncio.Handle:
+    def call_soon(  # type: ignore[override]  # typeshed's TypeVarTuple form; same behaviour
+        self, callback: Callable[..., object], *args: Any, context: Any = None
+    ) -> asyncio.Handle:
         handle = _call_soon(self, callback, *args, context=context)
         self.kick()
         return handle
 
-    def call_at(
+    def call_at(  # type: ignore[override]
         self, when: float, callback: Callable[..., object], *args: Any, context: Any = None
     ) -> asyncio.TimerHandle:
         handle = _call_at(self, when, callback, *args, context=context)
         self.kick()
         return handle
 
-    def add_signal_handler(self, sig: int, callback: Callable[..., object], *args: Any) -> None:
+    def add_signal_handler(self, sig: int, callback: Callable[..., object], *args: Any) -> None:  # type: ignore[override]
         # asyncio would take over the signal wake-up fd that trio relies on for SIGTERM/SIGHUP.
         raise RuntimeError("h2gate handles the process's signals itself; an app cannot add asyncio signal handlers")
 
@@ -240,9 +242,9 @@ class AsyncioRunner(AppRunner):
         """Run the app as an asyncio task; this trio task does the I/O it asks for.
 
         ``first`` is a message the app's first ``receive()`` returns at once;
-        ``local_send(message, room)`` may handle a message on the asyncio side
+        ``local_send(message, on_room)`` may handle a message on the asyncio side
         (returning True) when that needs no I/O, or return None when it only
-        has to wait for the writer to drain: the app waits for ``room`` and
+        has to wait for the writer to drain: the app waits until ``on_room`` is called and
         tries again, without a trip through trio. A message for which
         ``final(message)`` is true ends the response: the app's ``send()``
         returns at once and this task sends it, usually after the app has
@@ -303,8 +305,22 @@ class _Bridge:
     """
 
     __slots__ = (
-        "app", "final", "first", "local_send", "loop", "open", "outbox",
-        "receive", "requests", "room", "scope", "send", "sending", "task", "wake",
+        "app",
+        "final",
+        "first",
+        "local_send",
+        "loop",
+        "on_room",
+        "open",
+        "outbox",
+        "receive",
+        "requests",
+        "room",
+        "scope",
+        "send",
+        "sending",
+        "task",
+        "wake",
     )  # fmt: skip
 
     def __init__(
@@ -325,7 +341,8 @@ class _Bridge:
         self.outbox: deque[tuple[Message, asyncio.Future[None] | None]] = deque()
         self.requests: deque[tuple[asyncio.Future[Any], Callable[..., Awaitable[Any]], tuple[Any, ...]]] = deque()
         self.wake = trio.Event()
-        self.room: asyncio.Future[None] | None = None  # for local_send, until it is waited on
+        self.room: asyncio.Future[None] | None = None  # what app_send waits on after local_send said None
+        self.on_room = self._room_ready  # bound once: local_send is given it for every chunk
 
     # asyncio side -------------------------------------------------------------------
 
@@ -334,6 +351,12 @@ class _Bridge:
         # code that runs when it is called (not awaited) may ask for the running loop.
         self.task = task = self.loop.create_task(_call_app(self.app, self.scope, self.app_receive, self.app_send))
         task.add_done_callback(self._returned)
+
+    def _room_ready(self) -> None:
+        """Called from the trio side once the writer drained: the app may try its chunk again."""
+        room, self.room = self.room, None
+        if room is not None and not room.done():  # the app's task may have been cancelled meanwhile
+            room.set_result(None)
 
     def cancel(self) -> None:
         if self.task is not None:
@@ -353,16 +376,14 @@ class _Bridge:
     async def app_send(self, message: Message) -> None:
         # local_send may queue body bytes itself: only when no earlier message is still on its way.
         while self.local_send is not None and not self.outbox and not self.sending:
-            room = self.room
-            if room is None:  # one future, kept until a wait uses it: not one per message
-                room = self.room = self.loop.create_future()
-            handled = self.local_send(message, room)
+            handled = self.local_send(message, self.on_room)
             if handled:
                 return
             if handled is not None:
                 break
-            self.room = None
-            await room  # only the writer's fill stood in the way: it has drained (or the connection is gone)
+            # Only the writer's fill stood in the way: wait until it has drained (or the connection is gone).
+            room = self.room = self.loop.create_future()
+            await room
         if not self.open:  # a task the app left running after its call ended
             raise ClientDisconnected("the stream is finished")
         if self.final is not None and self.final(message):

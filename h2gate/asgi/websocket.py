@@ -35,7 +35,7 @@ is the HTTP exchange above) and back:
   beyond that the connection is closed with 1009. Compressed input is fed to wsproto in small
   slices so one read cannot inflate into a huge buffer before the check.
 * ``send()`` frames and writes under a lock (``receive()`` writes pongs and
-  close replies too); on HTTP/2 ``Exchange.send_data`` waits for the client's
+  close replies too); on HTTP/2 ``Stream.send_data`` waits for the client's
   window, so a client that stops reading stalls only this WebSocket.
 * Disconnect codes follow the ASGI spec: the client's close code (1005 when
   its close frame had none), 1006 when the transport ended or was reset
@@ -65,19 +65,19 @@ from wsproto.connection import ConnectionState, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Event, Ping, TextMessage
 from wsproto.utilities import LocalProtocolError
 
-from h2gate.asgi.http_response import AppMistake, byte_pairs
+from h2gate.asgi.http_response import byte_pairs
 from h2gate.asgi.runner import AppRunner, loop_hint
 from h2gate.asgi.types import Message, Scope
 from h2gate.asgi.ws_channels import READ_SIZE, Channel, H1Channel, H2Channel
 from h2gate.asgi.ws_scope import connect_protocol, deflate_for, websocket_scope
-from h2gate.errors import ClientDisconnected
+from h2gate.errors import AppMistake, ClientDisconnected
 from h2gate.http.head import Headers, split_head
 from h2gate.net.negotiate import WebSocketUpgrade, _h2_headers
 from h2gate.net.transport import Transport
 from h2gate.observe.logs import access_logger
-from h2gate.protocol.exchange import Exchange
 from h2gate.protocol.replies import simple_response
 from h2gate.protocol.signal import Signal
+from h2gate.protocol.stream import Stream
 
 __all__ = ["WebSocketSession", "connect_protocol", "handle_websocket", "handle_websocket_http1"]
 
@@ -415,7 +415,7 @@ async def _run(
 
 
 async def handle_websocket(
-    exchange: Exchange,
+    exchange: Stream,
     transport: Transport,
     runner: AppRunner,
     *,

@@ -13,16 +13,15 @@ from typing import Protocol
 
 import h11
 import trio
-from h2.errors import ErrorCodes
-from h2.exceptions import StreamClosedError
 from wsproto.utilities import generate_accept_token
 
-from h2gate.asgi.http_response import AppMistake, HTTPResponse
+from h2gate.asgi.http_response import HTTPResponse
 from h2gate.asgi.types import Message
-from h2gate.errors import ClientDisconnected
+from h2gate.errors import AppMistake, ClientDisconnected, ErrorCode
+from h2gate.http.head import Headers
 from h2gate.net.negotiate import WebSocketUpgrade
-from h2gate.protocol.exchange import Exchange, Headers
 from h2gate.protocol.replies import HeaderError, fail, prepare_headers, simple_response
+from h2gate.protocol.stream import Stream
 
 log = logging.getLogger("h2gate.error")
 
@@ -36,7 +35,9 @@ READ_SIZE = 64 * 1024
 
 class Channel(Protocol):
     http_version: str
-    status: int
+
+    @property
+    def status(self) -> int: ...  # the response status sent (0: none yet)
 
     async def read(self) -> bytes: ...  # b"" at the orderly end; ClientDisconnected on a reset / lost transport
     async def write(self, data: bytes) -> None: ...
@@ -53,7 +54,7 @@ class H2Channel:
 
     http_version = "2"
 
-    def __init__(self, exchange: Exchange, server_header: bool) -> None:
+    def __init__(self, exchange: Stream, server_header: bool) -> None:
         self.exchange = exchange
         self.server_header = server_header
         self.denial = HTTPResponse(exchange, head=False, server_header=server_header)
@@ -74,7 +75,6 @@ class H2Channel:
         except HeaderError as exc:
             raise AppMistake(str(exc)) from None
         block[0] = (b":status", b"200")
-        self.exchange.status = 200
         await self.exchange.send_headers(block)
         return b""
 
@@ -88,31 +88,29 @@ class H2Channel:
     async def end(self) -> None:
         """END_STREAM after the closing handshake, then a bounded wait for the client's."""
         exchange = self.exchange
-        if exchange.response_ended or exchange.disconnected or exchange.conn.closed:
+        if exchange.response_ended or exchange.disconnected:
             return
         try:
             if exchange.request_ended:
                 await exchange.send_data(b"", end_stream=True)
                 return
-            # Half-close our side only: Exchange would reset a stream whose
-            # request side is still open (the client's END_STREAM may follow).
-            exchange.conn.h2.end_stream(exchange.stream_id)
-            exchange.response_ended = True
-            exchange.conn.wake_writer()
+            # Half-close our side only: ending the response of a stream whose request side
+            # is still open would reset it (the client's END_STREAM may follow).
+            await exchange.end_response()
             with trio.move_on_after(END_GRACE):
                 while await exchange.read():
                     pass
-        except (ClientDisconnected, StreamClosedError):
+        except ClientDisconnected:
             pass
 
     def abort(self) -> None:
-        self.exchange.reset(ErrorCodes.CANCEL)
+        self.exchange.reset(ErrorCode.CANCEL)
 
     async def fail(self, status: int) -> None:
         if status == 500:
             await fail(self.exchange, self.server_header)
         elif self.exchange.headers_sent:
-            self.exchange.reset(ErrorCodes.INTERNAL_ERROR)
+            self.exchange.reset(ErrorCode.INTERNAL_ERROR)
         else:
             await simple_response(self.exchange, status, b"Forbidden\n", self.server_header)
 
@@ -186,9 +184,10 @@ class H1Channel:
     async def deny_body(self, message: Message) -> bool:
         data = b""
         try:
-            if getattr(self, "_pending", None) is not None:
-                data += self.conn.send(self._pending)
-                self._pending = None
+            pending = getattr(self, "_pending", None)
+            if pending is not None:
+                data += self.conn.send(pending)
+                del self._pending
             body = message.get("body", b"")
             if body:
                 data += self.conn.send(h11.Data(data=bytes(body)))

@@ -9,11 +9,12 @@ from wsproto.handshake import server_extensions_handshake
 
 from h2gate.asgi.http import build_scope
 from h2gate.asgi.types import Scope
+from h2gate.http.head import Headers, RequestHead
 from h2gate.net.transport import Transport
-from h2gate.protocol.exchange import Exchange, Headers, RequestHead
+from h2gate.protocol.stream import Stream
 
 
-def connect_protocol(exchange: Exchange) -> bytes | None:
+def connect_protocol(exchange: Stream) -> bytes | None:
     """The ``:protocol`` of an RFC 8441 extended CONNECT (lowercased), or None for any other request."""
     head = exchange.head
     return head.protocol.lower() if head.method == b"CONNECT" and head.protocol is not None else None

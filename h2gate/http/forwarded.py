@@ -56,7 +56,9 @@ def _unquote(value: str) -> str:
 
 def _split_quoted(text: str, sep: str) -> list[str]:
     """Split on ``sep`` outside double quotes (RFC 7230 quoted-string)."""
-    parts, current, quoted, escaped = [], [], False, False
+    parts: list[str] = []
+    current: list[str] = []
+    quoted = escaped = False
     for ch in text:
         if escaped:
             escaped = False

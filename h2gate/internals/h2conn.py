@@ -1,10 +1,11 @@
-"""h2 as h2gate configures it: our SETTINGS, two checks moved out of h2, PRIORITY_UPDATE frames, lean DATA.
+"""h2 with its private methods overridden: the rules h2gate changes, and framing without h2's frame objects.
 
-h2 is used as it comes except for two places where it turns a stream error
-into a connection error (too many streams, content-length mismatch); the
-subclasses below hand those to :class:`h2gate.protocol.connection.Connection`, which
-answers them with RST_STREAM as RFC 9113 asks. And one the other way round:
-DATA on a stream both sides ended is a connection error, not h2's RST_STREAM.
+Only :class:`h2gate.protocol.h2codec.H2Codec` uses this. h2 is used as it
+comes except where it turns a stream error into a connection error (too many
+streams, content-length mismatch): the core answers those with RST_STREAM as
+RFC 9113 asks. And one the other way round: DATA on a stream both sides ended
+is a connection error, not h2's RST_STREAM. Every private name relied on here
+has a probe in :mod:`h2gate.internals.probes`.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ import h2.stream
 from h2.connection import ConnectionInputs
 from h2.stream import StreamInputs
 
-from h2gate.config import Config
 from h2gate.internals.hpack_reuse import BlockDecoder, BlockEncoder
+from h2gate.internals.probes import H2_LEAN, HPACK_TABLES, PROBES
 
 PRIORITY_UPDATE = 0x10  # frame type (RFC 9218 §7.1)
 SETTINGS_NO_RFC7540_PRIORITIES = 0x9  # RFC 9218 §2.1
@@ -30,41 +31,24 @@ SETTINGS_NO_RFC7540_PRIORITIES = 0x9  # RFC 9218 §2.1
 _FRAME_HEAD = struct.Struct(">HBBBL")
 _DATA, _HEADERS, _CONTINUATION = 0x0, 0x1, 0x9  # frame types (RFC 9113 §6)
 _END_STREAM, _END_HEADERS = 0x1, 0x4  # flags
-_PROBE = h2.connection.H2Connection()
-#: The h2 internals the lean DATA and HEADERS paths rely on (h2 4.x); without them h2's own path is used.
-_LEAN_DATA = (
-    isinstance(getattr(_PROBE, "_data_to_send", None), bytearray)
-    and "outbound_flow_control_window" in h2.stream.H2Stream.__init__.__code__.co_names
-    and "headers_sent" in h2.stream.H2StreamStateMachine.__init__.__code__.co_names
-)
-#: hpack's table internals that :mod:`h2gate.internals.hpack_reuse` watches (hpack 4.x).
-_LEAN_HPACK = (
-    hasattr(_PROBE.encoder.header_table, "dynamic_entries")
-    and hasattr(_PROBE.encoder.header_table, "resized")
-    and hasattr(_PROBE.decoder, "max_allowed_table_size")
-)
-del _PROBE
-
-#: Streams h2 lets open beyond our advertised MAX_CONCURRENT_STREAMS (at least; see LocalSettings).
-STREAM_HEADROOM = 100
+_LEAN_DATA = PROBES[H2_LEAN]
+_LEAN_HPACK = PROBES[HPACK_TABLES]
 
 
 class LocalSettings(h2.settings.Settings):
-    """Our SETTINGS, as advertised; but h2 enforces MAX_CONCURRENT_STREAMS with headroom.
+    """Our SETTINGS, as advertised; but h2 itself never refuses a stream for MAX_CONCURRENT_STREAMS.
 
     h2 raises TooManyStreamsError before it decodes the HEADERS, which leaves
-    HPACK out of sync, so all that is left then is a connection error. With the
-    headroom h2 decodes a request over the advertised limit, and
-    :meth:`h2gate.protocol.connection.Connection._on_request` refuses it with RST_STREAM REFUSED_STREAM
-    (RFC 9113 §5.1.2), which a client may retry. The SETTINGS frame carries the
-    configured value: h2 serializes ``items()``, not this property. Beyond the
-    headroom (a burst of streams in one read) h2's connection error remains.
+    HPACK out of sync, so all that is left then is a connection error. RFC
+    9113 §5.1.2 makes a stream over the limit a stream error: h2 decodes every
+    request and the core refuses the excess with RST_STREAM REFUSED_STREAM,
+    charged to the reset budget. The SETTINGS frame still carries the
+    configured value: h2 serializes ``items()``, not this property.
     """
 
-    @property  # type: ignore[override]
+    @property
     def max_concurrent_streams(self) -> int:
-        advertised = self.get(h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS, 2**32 + 1)
-        return advertised + max(advertised, STREAM_HEADROOM)
+        return 2**32
 
     @max_concurrent_streams.setter
     def max_concurrent_streams(self, value: int) -> None:
@@ -278,42 +262,3 @@ class ServerH2Connection(h2.connection.H2Connection):
 
 def _not_tracked(*args: Any) -> None:
     """Stands in for h2's H2Stream content-length checks: see Connection._on_data and h2gate.http.validate."""
-
-
-def new_h2_connection() -> ServerH2Connection:
-    # Header validation is ours (h2gate.http.validate): h2 would make a malformed request a
-    # connection error, RFC 9113 §8.1.1 makes it a stream error.
-    conn = ServerH2Connection(
-        h2.config.H2Configuration(client_side=False, header_encoding=None, validate_inbound_headers=False)
-    )
-    return conn
-
-
-def initiate(
-    h2c: h2.connection.H2Connection, cfg: Config, *, extended_connect: bool, upgrade_settings: bytes | None
-) -> None:
-    """Queue our preface: SETTINGS from the config, then open the connection window beyond 65,535."""
-    h2c.local_settings = LocalSettings(
-        client=False,
-        initial_values={
-            h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: cfg.max_concurrent_streams,
-            h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: cfg.initial_window_size,
-            h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: cfg.max_header_list_size,
-            h2.settings.SettingCodes.MAX_FRAME_SIZE: cfg.max_frame_size,
-            h2.settings.SettingCodes.ENABLE_PUSH: 0,
-            h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL: int(extended_connect),
-            SETTINGS_NO_RFC7540_PRIORITIES: 1,  # RFC 9218 §2.1: we schedule by h2gate.protocol.priority
-        },
-    )
-    h2c.max_inbound_frame_size = cfg.max_frame_size
-    h2c.decoder.max_header_list_size = cfg.max_header_list_size
-    if upgrade_settings is None:
-        h2c.initiate_connection()
-    else:
-        # Applies the client's HTTP2-Settings and opens stream 1 half-closed (remote).
-        h2c.initiate_upgrade_connection(upgrade_settings)
-        if isinstance(h2c, ServerH2Connection):
-            h2c.upgraded = True
-    extra = cfg.connection_window_size - h2c.inbound_flow_control_window
-    if extra > 0:
-        h2c.increment_flow_control_window(extra)

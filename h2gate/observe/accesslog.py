@@ -20,7 +20,7 @@ from h2gate.config.values import format_tokens
 
 if TYPE_CHECKING:
     from h2gate.net.transport import Transport
-    from h2gate.protocol.exchange import Exchange
+    from h2gate.protocol.stream import Stream
 
 #: Today's line: ``127.0.0.1:50312 - "GET /x HTTP/2" 200 5 0.001s stream=1``.
 DEFAULT_FORMAT = '%(peer)s - "%(r)s" %(status)s %(B)s %(L)ss stream=%(stream)s'
@@ -31,7 +31,7 @@ class Entry:
 
     __slots__ = ("duration", "exchange", "scope", "transport")
 
-    def __init__(self, transport: Transport, scope: Any, exchange: Exchange, duration: float) -> None:
+    def __init__(self, transport: Transport, scope: Any, exchange: Stream, duration: float) -> None:
         self.transport = transport
         self.scope = scope
         self.exchange = exchange
@@ -70,10 +70,13 @@ class Entry:
 
     @property
     def outcome(self) -> str:
-        """The status, with " reset" when the stream was reset before the response ended."""
+        """The status, with " reset" when the stream was reset before the response ended.
+
+        " cut" instead when the server's shutdown cut it at --graceful-timeout.
+        """
         exchange = self.exchange
         if exchange.reset_code is not None and not exchange.response_ended:
-            return f"{self.status} reset"
+            return f"{self.status} {'cut' if exchange.cut else 'reset'}"
         return self.status
 
     def request_header(self, name: bytes) -> str:
@@ -100,6 +103,7 @@ class Entry:
             "protocol": "HTTP/2",
             "status": exchange.status or None,
             "reset": exchange.reset_code is not None and not exchange.response_ended,
+            "cut": exchange.cut,
             "bytes_sent": exchange.bytes_sent,
             "duration_s": round(self.duration, 6),
             "stream": exchange.stream_id,

@@ -28,7 +28,7 @@ from h2gate.observe.accesslog import AccessFormat, Entry
 if TYPE_CHECKING:
     from h2gate.config import Config
     from h2gate.net.transport import Transport
-    from h2gate.protocol.exchange import Exchange
+    from h2gate.protocol.stream import Stream
 
 TRACE = 5
 logging.addLevelName(TRACE, "TRACE")
@@ -160,7 +160,7 @@ def reopen_log_files() -> int:
     return count
 
 
-def access_log(transport: Transport, scope: dict[str, Any] | Any, exchange: Exchange, duration: float) -> None:
+def access_log(transport: Transport, scope: dict[str, Any] | Any, exchange: Stream, duration: float) -> None:
     """Count the finished exchange in the metrics and write its access line."""
     metrics.recorder.request_done(exchange.status, duration)
     if not access_logger.isEnabledFor(logging.INFO):

@@ -25,7 +25,7 @@ the counts to one log line once the burst is over (see
 :meth:`h2gate.ops.server.Server._report_admission`).
 
 Pure bookkeeping, no I/O: the caller cancels or shuts down what it is told to.
-From the protocol connection it uses only ``len(conn.exchanges)`` (its open
+From the protocol connection it uses only ``conn.open_streams`` (its open
 streams) and, through the caller, ``conn.shutdown()``.
 """
 
@@ -64,7 +64,7 @@ class Entry:
         self.phase = Phase.OTHER
 
     def idle(self) -> bool:
-        return self.phase is Phase.HTTP2 and not self.conn.exchanges
+        return self.phase is Phase.HTTP2 and not self.conn.open_streams
 
 
 @dataclass

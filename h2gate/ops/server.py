@@ -36,14 +36,16 @@ from h2gate.observe import metrics
 from h2gate.ops import signals
 from h2gate.ops.admission import Admission, Entry, Phase
 from h2gate.ops.resources import default_max_connections, open_file_limit
-from h2gate.protocol.connection import Connection
-from h2gate.protocol.exchange import Exchange
+from h2gate.protocol.driver import Connection
 from h2gate.protocol.replies import simple_response
+from h2gate.protocol.stream import Stream
 from h2gate.tls.certstore import CertStore
 from h2gate.tls.stream import TLSStream
 from h2gate.wsgi import WSGIHandler
 
 log = logging.getLogger("h2gate.error")
+#: Seconds connections get after graceful_timeout to reset what they cut and flush it, before everything is cancelled.
+CUT_MARGIN = 2.0
 
 
 def _address(sock: trio.socket.SocketType, peer: bool) -> Address:
@@ -134,7 +136,9 @@ class Server:
                 )
                 for conn in list(self.connections):
                     conn.shutdown()
-                conns.cancel_scope.deadline = trio.current_time() + self.config.graceful_timeout
+                # Each connection cuts its own streams at graceful_timeout (RST_STREAM, the access
+                # log says so) and closes; this deadline only catches what is still stuck after that.
+                conns.cancel_scope.deadline = trio.current_time() + self.config.graceful_timeout + CUT_MARGIN
             if conns.cancel_scope.cancelled_caught:
                 log.warning("graceful timeout reached: remaining requests were cancelled")
             await self.lifespan.shutdown(self.config.graceful_timeout)
@@ -233,9 +237,11 @@ class Server:
                 if isinstance(upgrade, WebSocketUpgrade):
                     await self._serve_websocket_http1(transport, upgrade)
                     return
-                conn = Connection(transport, self.config, self._handle_exchange, upgrade)
-                conn.extended_connect = self.wsgi is None
-                conn.frame_tap = FrameTap() if self.config.frame_api != "off" and self.wsgi is None else None
+                tap = FrameTap() if self.config.frame_api != "off" and self.wsgi is None else None
+                conn = Connection(
+                    transport, self.config, self._handle_exchange, upgrade, extended_connect=self.wsgi is None,
+                    frame_tap=tap,
+                )  # fmt: skip
                 self.connections.add(conn)
                 entry.serving(conn)
                 if self._stopping:
@@ -321,7 +327,7 @@ class Server:
             "stopping": self._shutdown,
         }
 
-    async def _handle_exchange(self, conn: Connection, exchange: Exchange) -> None:
+    async def _handle_exchange(self, conn: Connection, exchange: Stream) -> None:
         if self.request_hook is not None:
             self.request_hook()
         transport = conn.transport
@@ -346,4 +352,5 @@ class Server:
             root_path=self.config.root_path,
             state=self.lifespan.state,
             server_header=self.config.server_header,
+            frame_tap=conn.frame_tap if isinstance(conn.frame_tap, FrameTap) else None,
         )

@@ -102,8 +102,8 @@ def reloading() -> bool:
     return notify("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}", "STATUS=reloading")
 
 
-def stopping() -> bool:
-    return notify("STOPPING=1", "STATUS=stopping")
+def stopping() -> None:
+    notify("STOPPING=1", "STATUS=stopping")
 
 
 def child_environment(environ: MutableMapping[str, str]) -> dict[str, str]:

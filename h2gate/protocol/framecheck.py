@@ -8,10 +8,12 @@ Connection errors (the caller sends GOAWAY; nothing of that read reaches h2):
 
 * the client preface must be followed by a SETTINGS frame (§3.4); h2 takes any frame;
 * a SETTINGS frame with ACK and a payload is FRAME_SIZE_ERROR (§6.5); h2 says PROTOCOL_ERROR;
-* RST_STREAM on an idle stream is PROTOCOL_ERROR (§6.4); h2 ignores it once any stream was opened.
+* RST_STREAM on an idle stream is PROTOCOL_ERROR (§6.4); h2 ignores it once any stream was opened;
+* a frame longer than our SETTINGS_MAX_FRAME_SIZE is FRAME_SIZE_ERROR (§4.2), refused when its 9-byte
+  header arrives: h2 would first buffer the whole declared length (up to 16 MiB).
 
 Stream errors, which h2 (or hyperframe, while parsing) would make connection
-errors. The frame is *dropped* from the bytes h2 sees and a :class:`StreamError`
+errors. The frame is *dropped* from the bytes h2 sees and a :class:`StreamProblem`
 takes its place in the output, so the caller resets just that stream:
 
 * PRIORITY on a stream with a length other than 5: FRAME_SIZE_ERROR (§6.3);
@@ -21,7 +23,7 @@ takes its place in the output, so the caller resets just that stream:
 A HEADERS frame depending on its own stream (§5.3.1) cannot be dropped: its
 header block must be decoded to keep HPACK in sync. Its dependency field is
 rewritten to 0 (a copy of the first few bytes of that frame only) and a
-:class:`StreamError` with ``headers=True`` is output *before* it, so the caller
+:class:`StreamProblem` with ``headers=True`` is output *before* it, so the caller
 can refuse the request (or trailers) once h2 has decoded it.
 
 Everything is decided by the 9-byte frame header plus at most 6 payload bytes.
@@ -43,45 +45,51 @@ Floods, seen from the same frame headers (the connection enforces the limits):
   :attr:`FrameCheck.in_header_block` lets the connection time it;
 * empty DATA frames without END_STREAM and empty HEADERS/CONTINUATION
   fragments without END_HEADERS add to :attr:`FrameCheck.empty_frames`,
-  which the connection charges to a per-second budget (CVE-2019-9518).
+  which the connection charges to a per-second budget (CVE-2019-9518);
+* PRIORITY and PRIORITY_UPDATE frames add to :attr:`FrameCheck.priority_frames`
+  and WINDOW_UPDATEs to :attr:`FrameCheck.window_updates`, charged the same
+  way: each costs the codec work, and a flood of them would hold the loop
+  for seconds before anything else ran. Counted here, before the codec sees
+  the read, the whole flood is refused for the cost of reading its headers.
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
-from h2.errors import ErrorCodes
+from h2gate.errors import ErrorCode
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 _HEADER = 9
 _DATA, _HEADERS, _PRIORITY, _RST_STREAM, _SETTINGS, _WINDOW_UPDATE, _CONTINUATION = 0x0, 0x1, 0x2, 0x3, 0x4, 0x8, 0x9
+_PRIORITY_UPDATE = 0x10
 _ACK = _END_STREAM = 0x1
 _END_HEADERS = 0x4
 _PADDED, _PRIORITY_FLAG = 0x8, 0x20
 
-Problem = tuple[ErrorCodes, str]
+Problem = tuple[ErrorCode, str]
 #: CONTINUATION frames one header block may have: h2's own cap (its CONTINUATION_BACKLOG), which it
 #: answers with PROTOCOL_ERROR; checked here first so a flood gets ENHANCE_YOUR_CALM however it is paced.
 MAX_CONTINUATIONS = 64
 
 
-class StreamError(NamedTuple):
+class StreamProblem(NamedTuple):
     """A stream error found ahead of h2: the caller resets ``stream_id`` with ``code``."""
 
     stream_id: int
-    code: ErrorCodes
+    code: ErrorCode
     reason: str
     #: A HEADERS frame, passed on (rewritten) right after this: refuse the stream once h2 decoded it.
     headers: bool = False
 
 
-Piece = bytes | bytearray | memoryview | StreamError
+Piece = bytes | bytearray | memoryview | StreamProblem
 
 
 class FrameCheck:
     """Feed it every byte the client sends, in order; it returns what h2 should see."""
 
-    def __init__(self, *, upgraded: bool = False, max_header_block: int = 2**31) -> None:
+    def __init__(self, *, upgraded: bool = False, max_header_block: int = 2**31, max_frame_size: int = 16_384) -> None:
         self._preface = b""  # the preface read so far, while it is incomplete
         self._held = bytearray()  # the start of a frame split across reads, not yet passed on
         self._skip = 0  # payload bytes of the current frame still to pass over
@@ -93,8 +101,11 @@ class FrameCheck:
         self.max_header_block = max_header_block
         self._block: int | None = None  # wire bytes of the header block in progress
         self._continuations = 0  # CONTINUATION frames of that block
-        #: Empty frames seen so far (see the module docstring); the connection resets it.
+        self.max_frame_size = max_frame_size
+        #: Frames counted for the flood budgets since the connection last took the counts (see the docstring).
         self.empty_frames = 0
+        self.priority_frames = 0
+        self.window_updates = 0
 
     @property
     def in_header_block(self) -> bool:
@@ -194,10 +205,12 @@ class FrameCheck:
         stream_id = int.from_bytes(head[5:9], "big") & 0x7FFFFFFF
         self._skip = length - (len(head) - _HEADER)
         self._drop = False
+        if length > self.max_frame_size:
+            return ErrorCode.FRAME_SIZE_ERROR, f"a frame of {length} bytes, over SETTINGS_MAX_FRAME_SIZE"
         if self._first:
             self._first = False
             if ftype != _SETTINGS:
-                return ErrorCodes.PROTOCOL_ERROR, "the client preface was not followed by SETTINGS"
+                return ErrorCode.PROTOCOL_ERROR, "the client preface was not followed by SETTINGS"
         if ftype in (_DATA, _HEADERS, _CONTINUATION):
             problem = self._count(length, ftype, flags)
             if problem is not None:
@@ -208,22 +221,26 @@ class FrameCheck:
             if len(head) > _HEADER:
                 at = len(head) - 4
                 if int.from_bytes(head[at:], "big") & 0x7FFFFFFF == stream_id:
-                    out.append(StreamError(stream_id, ErrorCodes.PROTOCOL_ERROR, "HEADERS depends on itself", True))
+                    out.append(StreamProblem(stream_id, ErrorCode.PROTOCOL_ERROR, "HEADERS depends on itself", True))
                     out.append(head[:at] + b"\0\0\0\0")  # depend on stream 0 instead; h2 decodes the block
                     return None
         elif ftype == _SETTINGS and flags & _ACK and length:
-            return ErrorCodes.FRAME_SIZE_ERROR, "SETTINGS ACK with a payload"
+            return ErrorCode.FRAME_SIZE_ERROR, "SETTINGS ACK with a payload"
         elif ftype == _RST_STREAM and stream_id and (stream_id % 2 == 0 or stream_id > self.highest):
             # Even ids would be server pushes, which are disabled: those streams are always idle.
-            return ErrorCodes.PROTOCOL_ERROR, f"RST_STREAM on idle stream {stream_id}"
+            return ErrorCode.PROTOCOL_ERROR, f"RST_STREAM on idle stream {stream_id}"
+        elif ftype == _WINDOW_UPDATE:
+            self.window_updates += 1
+            if stream_id and length == 4 and not int.from_bytes(head[_HEADER:], "big") & 0x7FFFFFFF:
+                self._stream_error(out, stream_id, ErrorCode.PROTOCOL_ERROR, "WINDOW_UPDATE of 0")
+        elif ftype == _PRIORITY_UPDATE:
+            self.priority_frames += 1
         elif ftype == _PRIORITY and stream_id:
+            self.priority_frames += 1
             if length != 5:
-                self._stream_error(out, stream_id, ErrorCodes.FRAME_SIZE_ERROR, f"PRIORITY of length {length}")
+                self._stream_error(out, stream_id, ErrorCode.FRAME_SIZE_ERROR, f"PRIORITY of length {length}")
             elif int.from_bytes(head[_HEADER:], "big") & 0x7FFFFFFF == stream_id:
-                self._stream_error(out, stream_id, ErrorCodes.PROTOCOL_ERROR, "PRIORITY depends on itself")
-        elif ftype == _WINDOW_UPDATE and stream_id and length == 4:
-            if not int.from_bytes(head[_HEADER:], "big") & 0x7FFFFFFF:
-                self._stream_error(out, stream_id, ErrorCodes.PROTOCOL_ERROR, "WINDOW_UPDATE of 0")
+                self._stream_error(out, stream_id, ErrorCode.PROTOCOL_ERROR, "PRIORITY depends on itself")
         return None
 
     def _count(self, length: int, ftype: int, flags: int) -> Problem | None:
@@ -241,15 +258,15 @@ class FrameCheck:
         else:
             self._continuations += 1
             if self._continuations > MAX_CONTINUATIONS:
-                return ErrorCodes.ENHANCE_YOUR_CALM, f"more than {MAX_CONTINUATIONS} CONTINUATION frames (flood)"
+                return ErrorCode.ENHANCE_YOUR_CALM, f"more than {MAX_CONTINUATIONS} CONTINUATION frames (flood)"
         self._block += _HEADER + length
         if self._block > self.max_header_block:
-            return ErrorCodes.ENHANCE_YOUR_CALM, f"header block over {self.max_header_block} bytes (CONTINUATION flood)"
+            return ErrorCode.ENHANCE_YOUR_CALM, f"header block over {self.max_header_block} bytes (CONTINUATION flood)"
         if flags & _END_HEADERS:
             self._block = None
         return None
 
-    def _stream_error(self, out: list[Piece], stream_id: int, code: ErrorCodes, reason: str) -> None:
+    def _stream_error(self, out: list[Piece], stream_id: int, code: ErrorCode, reason: str) -> None:
         """Drop the frame: ``out`` gets the error in its place."""
-        out.append(StreamError(stream_id, code, reason))
+        out.append(StreamProblem(stream_id, code, reason))
         self._drop = True

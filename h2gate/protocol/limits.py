@@ -34,6 +34,30 @@ class RateBudget:
         return self._total > self.per_second
 
 
+class EarnedBudget(RateBudget):
+    """A per-second budget that the connection's own traffic widens: each :meth:`earn` allows that many more.
+
+    WINDOW_UPDATEs answer the DATA we send: a client reading a fast download
+    sends one or two per DATA frame, a flood sends them for nothing.
+    """
+
+    def __init__(self, per_second: int) -> None:
+        super().__init__(per_second)
+        self._earned: deque[tuple[float, int]] = deque()
+        self._credit = 0
+
+    def earn(self, now: float, count: int) -> None:
+        self._earned.append((now, count))
+        self._credit += count
+
+    def spend(self, now: float, count: int = 1) -> bool:
+        earned = self._earned
+        while earned and earned[0][0] < now - 1.0:
+            self._credit -= earned.popleft()[1]
+        over = super().spend(now, count)
+        return over and self._total > self.per_second + self._credit
+
+
 class ResetBudget(RateBudget):
     """Stream resets in the last second: the client's own and those its mistakes made us send.
 

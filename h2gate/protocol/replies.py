@@ -6,12 +6,11 @@ import logging
 import re
 from collections.abc import Iterable
 
-from h2.errors import ErrorCodes
-
-from h2gate.errors import ClientDisconnected
+from h2gate.errors import ClientDisconnected, ErrorCode
+from h2gate.http.head import Headers
 from h2gate.http.validate import BAD_VALUE_BYTE
 from h2gate.observe.logs import http_date
-from h2gate.protocol.exchange import Exchange, Headers
+from h2gate.protocol.stream import Stream
 
 log = logging.getLogger("h2gate.error")
 
@@ -80,7 +79,7 @@ def prepare_headers(
     return out, content_length
 
 
-async def simple_response(exchange: Exchange, status: int, body: bytes, server_header: bool) -> None:
+async def simple_response(exchange: Stream, status: int, body: bytes, server_header: bool) -> None:
     """A complete plain-text response from the server itself (500, 501)."""
     headers: Headers = [
         (b":status", str(status).encode()),
@@ -90,7 +89,6 @@ async def simple_response(exchange: Exchange, status: int, body: bytes, server_h
     if server_header:
         headers.append((b"server", b"h2gate"))
     headers.append((b"date", http_date()))
-    exchange.status = status
     try:
         await exchange.send_headers(headers)
         await exchange.send_data(body, end_stream=True)
@@ -98,9 +96,9 @@ async def simple_response(exchange: Exchange, status: int, body: bytes, server_h
         pass
 
 
-async def fail(exchange: Exchange, server_header: bool) -> None:
+async def fail(exchange: Stream, server_header: bool) -> None:
     """The app failed: a 500 if nothing was sent yet, else RST_STREAM INTERNAL_ERROR."""
     if exchange.headers_sent or exchange.disconnected:
-        exchange.reset(ErrorCodes.INTERNAL_ERROR)
+        exchange.reset(ErrorCode.INTERNAL_ERROR)
     else:
         await simple_response(exchange, 500, b"Internal Server Error\n", server_header)

@@ -43,6 +43,7 @@ from OpenSSL import SSL
 
 from h2gate.errors import ConfigError
 from h2gate.internals import openssl_groups
+from h2gate.internals.openssl import verify_error_text
 from h2gate.tls.info import TLSInfo, asgi_tls_extension, tls_info, wsgi_tls_environ
 
 __all__ = [
@@ -211,7 +212,7 @@ def self_signed_context(
     key = serialization.load_pem_private_key(data, None)
     context = _new_context(alpn, options, None)
     context.use_certificate(cert)
-    context.use_privatekey(key)
+    context.use_privatekey(key)  # type: ignore[arg-type]  # ours: an EC key
     context.check_privatekey()
     return context, cert.fingerprint(hashes.SHA256()).hex(":").upper()
 
@@ -313,9 +314,7 @@ def _verify_client(conn: SSL.Connection, cert: Any, errno: int, depth: int, ok: 
 
 def _verify_reason(errno: int) -> str:
     try:
-        from OpenSSL._util import ffi, lib  # private, but the only way to OpenSSL's text
-
-        return ffi.string(lib.X509_verify_cert_error_string(errno)).decode()
+        return verify_error_text(errno)
     except Exception:
         return f"verify error {errno}"
 

@@ -46,7 +46,7 @@ from typing import NoReturn
 import trio
 from OpenSSL import SSL
 
-from h2gate.internals.openssl_direct import direct_drain
+from h2gate.internals.openssl import direct_drain
 from h2gate.net.socket_send import SendTimeout, raw_sender, within
 from h2gate.tls.context import TLSInfo, client_cert_failure, tls_info
 
@@ -241,7 +241,7 @@ class TLSStream(trio.abc.Stream):
                     await self._fail(exc)
                 emptied = False
                 if self._direct is not None and not self._outgoing and not self._send_lock.locked():
-                    # Nothing queued ahead of these records: straight to the socket (h2gate.internals.openssl_direct).
+                    # Nothing queued ahead of these records: straight to the socket (h2gate.internals.openssl).
                     try:
                         rest, emptied = self._direct.send_now()
                     except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:

@@ -7,7 +7,7 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from h2gate.net.transport import Transport
-from h2gate.protocol.exchange import Exchange
+from h2gate.protocol.stream import Stream
 from h2gate.tls.info import wsgi_tls_environ
 
 #: Names whose values are joined with "; " rather than ", " when repeated (RFC 9113 §8.2.3).
@@ -26,7 +26,7 @@ def split_authority(authority: str) -> tuple[str, str | None]:
     return authority, None
 
 
-def build_environ(exchange: Exchange, transport: Transport, root_path: str) -> dict[str, Any] | None:
+def build_environ(exchange: Stream, transport: Transport, root_path: str) -> dict[str, Any] | None:
     """The environ (without ``wsgi.input``/``wsgi.file_wrapper``), or None for a request without :path (CONNECT)."""
     head = exchange.head
     method, scheme, authority, raw = head.method, head.scheme, head.authority, head.target
@@ -59,13 +59,13 @@ def build_environ(exchange: Exchange, transport: Transport, root_path: str) -> d
         # place when they arrive, which is always before wsgi.input reads its end.
         "h2gate.request_trailers": exchange.trailers,
     }
-    host = authority.decode("latin-1")
+    host: str = authority.decode("latin-1")
     if not host and b"host" in fields:
         host = fields[b"host"][0].decode("latin-1")
     if host:
         environ["HTTP_HOST"] = host
-        name, port = split_authority(host)
-        environ["SERVER_NAME"] = name
+        server_name, port = split_authority(host)
+        environ["SERVER_NAME"] = server_name
         environ["SERVER_PORT"] = port or _DEFAULT_PORTS.get(url_scheme, "")
     else:
         local = transport.local

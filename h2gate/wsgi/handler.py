@@ -20,19 +20,18 @@ import time
 from typing import Any
 
 import trio
-from h2.errors import ErrorCodes
 
 from h2gate.config import Config
-from h2gate.errors import ClientDisconnected
+from h2gate.errors import AppMistake, ClientDisconnected, ErrorCode
 from h2gate.net.transport import Transport
 from h2gate.observe.logs import access_log
-from h2gate.protocol.exchange import Exchange
 from h2gate.protocol.replies import fail, simple_response
+from h2gate.protocol.stream import Stream
 from h2gate.wsgi.environ import build_environ
 from h2gate.wsgi.filewrapper import FileWrapper
 from h2gate.wsgi.input import InputStream, is_rpc_stream
 from h2gate.wsgi.pool import WorkerPool
-from h2gate.wsgi.response import AppMistake, TrailerMistake, WSGICall
+from h2gate.wsgi.response import TrailerMistake, WSGICall
 
 log = logging.getLogger("h2gate.error")
 
@@ -46,7 +45,7 @@ class WSGIHandler:
         self.root_path = config.root_path
         self.server_header = config.server_header
 
-    async def handle(self, exchange: Exchange, transport: Transport) -> None:
+    async def handle(self, exchange: Stream, transport: Transport) -> None:
         started = time.perf_counter()
         environ = build_environ(exchange, transport, self.root_path)
         if environ is None:
@@ -91,7 +90,7 @@ class WSGIHandler:
             log.debug("stream %d: client went away during %s", exchange.stream_id, where)
         except TrailerMistake as exc:
             log.error("%s: WSGI error in the app: %s (stream reset)", where, exc)
-            exchange.reset(ErrorCodes.INTERNAL_ERROR)
+            exchange.reset(ErrorCode.INTERNAL_ERROR)
         except AppMistake as exc:
             log.error("%s: WSGI error in the app: %s", where, exc)
             await self._fail(exchange)
@@ -109,6 +108,6 @@ class WSGIHandler:
         """Once the server has stopped: let the idle worker threads go (busy ones end with their app call)."""
         self.pool.close()
 
-    async def _fail(self, exchange: Exchange) -> None:
+    async def _fail(self, exchange: Stream) -> None:
         if not exchange.response_ended:  # a failing close() after a complete response changes nothing
             await fail(exchange, self.server_header)

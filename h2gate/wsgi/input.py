@@ -1,6 +1,6 @@
 """``wsgi.input``: the request body, pulled from the exchange as the app reads it.
 
-Each refill runs :meth:`Exchange.read` in the trio thread, which is also what
+Each refill runs :meth:`Stream.read` in the trio thread, which is also what
 acknowledges the bytes to h2 (and so sends WINDOW_UPDATE): the client may send
 more only once the app has taken what it sent. At most one refill (bounded by
 the stream window) plus what the app asked for is held here.
@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from h2gate.protocol.exchange import Exchange
+from h2gate.protocol.stream import Stream
 from h2gate.wsgi.bridge import to_trio
 
 #: Content types of full-duplex RPC streams, whose reads return what has arrived (see the module docstring).
@@ -33,7 +33,7 @@ def is_rpc_stream(environ: dict[str, Any]) -> bool:
 
 
 class InputStream:
-    def __init__(self, exchange: Exchange, at_end: bool = False, *, partial: bool = False) -> None:
+    def __init__(self, exchange: Stream, at_end: bool = False, *, partial: bool = False) -> None:
         self._exchange = exchange
         self._buf = bytearray()
         self._eof = at_end

@@ -21,21 +21,15 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from h2.errors import ErrorCodes
-from h2.exceptions import ProtocolError
-
-from h2gate.errors import ClientDisconnected
-from h2gate.protocol.exchange import Exchange, Headers
+from h2gate.errors import AppMistake, ClientDisconnected, ErrorCode
+from h2gate.http.head import Headers
 from h2gate.protocol.filebody import FileBodyError, FileSpan, stream_file
 from h2gate.protocol.replies import HeaderError, prepare_headers
+from h2gate.protocol.stream import Stream
 from h2gate.wsgi.bridge import to_trio, to_trio_behind
 from h2gate.wsgi.filewrapper import FileWrapper
 
 _STATUS = re.compile(r"([0-9]{3})(?: [^\r\n\0]*)?")
-
-
-class AppMistake(RuntimeError):
-    """The app broke the WSGI spec (PEP 3333); the text names the mistake."""
 
 
 class TrailerMistake(AppMistake):
@@ -72,7 +66,7 @@ def encode_headers(headers: Any, what: str = "start_response() headers") -> list
 class WSGICall:
     """One app call: the callables the app gets, and the loop that sends what it returns."""
 
-    def __init__(self, exchange: Exchange, head: bool, server_header: bool) -> None:
+    def __init__(self, exchange: Stream, head: bool, server_header: bool) -> None:
         self.exchange = exchange
         self.head = head
         self.server_header = server_header
@@ -144,7 +138,7 @@ class WSGICall:
         self.trailers += block
 
     async def _reset(self) -> None:
-        self.exchange.reset(ErrorCodes.INTERNAL_ERROR)
+        self.exchange.reset(ErrorCode.INTERNAL_ERROR)
 
     # -- the body loop ---------------------------------------------------------------------
 
@@ -246,11 +240,7 @@ class WSGICall:
             # content-length (nginx's grpc_pass does) would drop them, so the length goes.
             headers[:] = [field for field in headers if field[0] != b"content-length"]
         await self._emit(headers, data, False)
-        try:
-            await self.exchange.send_headers(self.trailers, end_stream=True, checked=True)
-        except ProtocolError as exc:
-            self.exchange.reset(ErrorCodes.INTERNAL_ERROR)
-            raise AppMistake(f"invalid response trailers: {exc}") from None
+        await self.exchange.send_trailers(self.trailers)
 
     def _commit_headers(self, total: int | None) -> Headers:
         """The final response headers, with ``content-length`` when the body's size is known."""
@@ -298,20 +288,14 @@ class WSGICall:
             try:
                 await stream_file(span, write)
             except (FileBodyError, OSError) as exc:
-                self.exchange.reset(ErrorCodes.INTERNAL_ERROR)
+                self.exchange.reset(ErrorCode.INTERNAL_ERROR)
                 raise AppMistake(f"wsgi.file_wrapper: {exc}") from None
 
     async def _emit(self, headers: Headers | None, data: bytes, end: bool) -> None:
         """In the trio thread: put the headers and/or data on the stream, waiting for window."""
         exchange = self.exchange
         if headers is not None:
-            exchange.status = self.status
-            try:
-                await exchange.send_headers(headers, end_stream=end and not data, checked=True)
-            except ProtocolError as exc:
-                # h2 has already moved the stream on: a second HEADERS (the 500) is impossible.
-                exchange.reset(ErrorCodes.INTERNAL_ERROR)
-                raise AppMistake(f"invalid response headers: {exc}") from None
+            await exchange.send_headers(headers, end_stream=end and not data)
             if end and not data:
                 return
         await exchange.send_data(data, end_stream=end)

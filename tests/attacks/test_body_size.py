@@ -72,7 +72,7 @@ def test_body_outgrowing_the_limit_is_reset(target: Callable[..., Target], inter
     t.bystander_served()
     peer.send(data_frame(sid, b"x" * 600))
     peer.expect_rst(sid, CANCEL)
-    t.log(rf"request body from 127\.0\.0\.1:\d+ on stream {sid} grew past --max-body-size {LIMIT} \(RST_STREAM")
+    t.log(rf"stream {sid} from 127\.0\.0\.1:\d+: request body grew past --max-body-size {LIMIT} \(RST_STREAM")
     peer.expect_alive()
     t.memory_bounded()
 

@@ -62,7 +62,10 @@ def test_excess_streams_are_refused(target: Callable[..., Target]) -> None:
     extra = [peer.request() for _ in range(3)]
     for sid in extra:
         peer.expect_rst(sid, REFUSED_STREAM)
-    t.log(r"stream \d+ from 127\.0\.0\.1:\d+ over MAX_CONCURRENT_STREAMS \(RST_STREAM REFUSED_STREAM\)")
+    t.log(
+        r"stream \d+ from 127\.0\.0\.1:\d+: refused, over SETTINGS_MAX_CONCURRENT_STREAMS \d+ "
+        r"\(RST_STREAM REFUSED_STREAM\)"
+    )
     t.bystander_served()
     headers, body = peer.expect_response(sleepers[0])
     assert (headers[b":status"], body) == (b"200", b"slept")

@@ -46,7 +46,7 @@ def test_made_you_reset_counts_against_the_same_budget(target: Callable[..., Tar
     peer.expect_alive()
     peer.send(*(headers_frame(peer.new_stream_id(), peer.block(request_headers(extra=bad))) for _ in range(BUDGET)))
     peer.expect_goaway(ENHANCE_YOUR_CALM)
-    t.log(r"malformed request from 127\.0\.0\.1:\d+ on stream \d+")
+    t.log(r"stream \d+ from 127\.0\.0\.1:\d+: malformed request")
     t.log(r"too many stream resets per second \(rapid reset\) \(GOAWAY ENHANCE_YOUR_CALM\)")
     t.memory_bounded()
     t.bystander_served()

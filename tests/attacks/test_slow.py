@@ -63,7 +63,7 @@ def test_request_body_idle_timeout(target: Callable[..., Target]) -> None:
     peer.send(data_frame(sid, b"0123456789"))
     t.bystander_served()
     peer.expect_rst(sid, CANCEL)
-    t.log(rf"request body from 127\.0\.0\.1:\d+ on stream {sid} idle for 0\.5s \(RST_STREAM CANCEL\)")
+    t.log(rf"stream {sid} from 127\.0\.0\.1:\d+: request body idle for 0\.5s \(RST_STREAM CANCEL\)")
     t.log(r"flow-app: idle-body got http.disconnect after 10 bytes")
     peer.expect_alive()  # a stream error only
 
@@ -79,7 +79,7 @@ def test_empty_data_frames_do_not_keep_a_body_alive(target: Callable[..., Target
         if resets:
             break
     assert [(r.stream_id, r.error_code) for r in resets] == [(sid, CANCEL)]
-    t.log(rf"request body from 127\.0\.0\.1:\d+ on stream {sid} idle for 0\.5s")
+    t.log(rf"stream {sid} from 127\.0\.0\.1:\d+: request body idle for 0\.5s")
 
 
 def test_slow_but_steady_body_is_not_cut(target: Callable[..., Target]) -> None:
@@ -109,7 +109,9 @@ def test_zero_window_stall(target: Callable[..., Target]) -> None:
             break
     assert [(r.stream_id, r.error_code) for r in resets] == [(sid, CANCEL)]
     assert time.monotonic() - started < 2
-    t.log(rf"client 127\.0\.0\.1:\d+ gave stream {sid} no flow-control window for 0\.5s \(RST_STREAM CANCEL\)")
+    t.log(
+        rf"stream {sid} from 127\.0\.0\.1:\d+: the client gave no flow-control window for 0\.5s \(RST_STREAM CANCEL\)"
+    )
     t.log(r"flow-app: zero-window send failed")
     assert not [f for f in peer.frames if isinstance(f, DataFrame) and f.data]
     peer.expect_alive()

@@ -302,9 +302,17 @@ class Peer:
                 return frame
 
     def expect_goaway(self, code: int, timeout: float = 5.0) -> GoAwayFrame:
-        """Wait for a GOAWAY with ``code``, then for the server to close the connection."""
+        """Wait for the final GOAWAY, with ``code``, then for the server to close the connection.
+
+        A graceful close announces itself first with GOAWAY(2^31-1, NO_ERROR) and a PING
+        (RFC 9113 §6.8); that one is skipped: the final one names the last stream served.
+        """
+
+        def final(f: Frame) -> bool:
+            return isinstance(f, GoAwayFrame) and (f.last_stream_id != 2**31 - 1 or f.error_code != NO_ERROR)
+
         try:
-            frame = self.wait_for(lambda f: isinstance(f, GoAwayFrame), timeout)
+            frame = self.wait_for(final, timeout)
         except PeerClosed:
             raise AssertionError(f"closed without GOAWAY; frames: {describe(self.frames)}") from None
         assert frame.error_code == code, f"GOAWAY {frame.error_code} != {code}: {frame.additional_data!r}"

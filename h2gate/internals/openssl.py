@@ -1,4 +1,6 @@
-"""Ciphertext from OpenSSL's memory BIO straight to the socket, through one scratch buffer per thread.
+"""pyOpenSSL's internals, used in two places: moving TLS records without a copy, and OpenSSL's own error text.
+
+Ciphertext from OpenSSL's memory BIO straight to the socket, through one scratch buffer per thread:
 
 pyOpenSSL's ``Connection.bio_read`` allocates a fresh buffer on every call and
 then copies it into a new ``bytes``. After a 256 KiB ``SSL_write`` that is a
@@ -29,7 +31,7 @@ try:
 except ImportError:  # pragma: no cover - a pyOpenSSL without these internals
     _ffi = _lib = None
 
-__all__ = ["SCRATCH", "DirectDrain", "direct_drain"]
+__all__ = ["SCRATCH", "DirectDrain", "direct_drain", "verify_error_text"]
 
 #: Scratch size: the ciphertext of one 256 KiB SSL_write (TLSStream's chunk) with room to spare.
 SCRATCH = 320 * 1024
@@ -43,7 +45,7 @@ def _scratch() -> tuple[bytearray, Any]:
     if pair is None:
         buffer = bytearray(SCRATCH)
         pair = _local.pair = (buffer, _ffi.from_buffer(buffer, require_writable=True))
-    return pair  # type: ignore[no-any-return]
+    return pair
 
 
 class DirectDrain:
@@ -79,3 +81,10 @@ def direct_drain(conn: SSL.Connection, sender: RawSender | None) -> DirectDrain 
     if sender is None or bio is None or _lib is None or not hasattr(_lib, "BIO_read"):
         return None
     return DirectDrain(bio, sender)
+
+
+def verify_error_text(errno: int) -> str:
+    """OpenSSL's words for a certificate verification error (``X509_verify_cert_error_string``)."""
+    if _lib is None or not hasattr(_lib, "X509_verify_cert_error_string"):
+        return f"verify error {errno}"
+    return str(_ffi.string(_lib.X509_verify_cert_error_string(errno)).decode())

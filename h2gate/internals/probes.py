@@ -1,0 +1,107 @@
+"""Every private name of a dependency h2gate relies on, checked once at import.
+
+Theory of operation. h2gate reaches past the public API of h2, hpack,
+pyOpenSSL and asyncio in a few places, for speed (framing DATA and HEADERS
+without h2's frame objects, reusing HPACK work, moving TLS bytes without a
+copy, turning an asyncio loop one step at a time) or to change a rule h2
+hard-codes (RFC 9113 stream errors h2 makes connection errors). Each such
+place lives in this package and asks :data:`PROBES` whether the names it
+needs are there; when one is not, that place falls back to the public API
+(h2's own path, a copy, h2's own check) and h2gate keeps working, slower or
+stricter. ``tests/internals/test_probes.py`` fails naming the internal that
+changed, so an upgrade that silently turns a fallback on is seen at once.
+"""
+
+from __future__ import annotations
+
+import asyncio.base_events
+from collections.abc import Callable
+
+import h2.connection
+import h2.stream
+import hpack
+
+
+def _h2_lean_data() -> bool:
+    probe = h2.connection.H2Connection()
+    return (
+        isinstance(getattr(probe, "_data_to_send", None), bytearray)
+        and "outbound_flow_control_window" in h2.stream.H2Stream.__init__.__code__.co_names
+        and "headers_sent" in h2.stream.H2StreamStateMachine.__init__.__code__.co_names
+    )
+
+
+def _hpack_tables() -> bool:
+    encoder, decoder = hpack.Encoder(), hpack.Decoder()
+    return (
+        hasattr(encoder.header_table, "dynamic_entries")
+        and hasattr(encoder.header_table, "resized")
+        and hasattr(decoder, "max_allowed_table_size")
+    )
+
+
+def _h2_method(name: str) -> Callable[[], bool]:
+    return lambda: callable(getattr(h2.connection.H2Connection, name, None))
+
+
+def _h2_stream_methods() -> bool:
+    return all(
+        callable(getattr(h2.stream.H2Stream, name, None))
+        for name in ("_track_content_length", "_initialize_content_length")
+    )
+
+
+def _openssl_util() -> bool:
+    try:
+        from OpenSSL._util import ffi, lib  # noqa: F401
+    except ImportError:
+        return False
+    return all(hasattr(lib, name) for name in ("BIO_read", "X509_verify_cert_error_string"))
+
+
+def _openssl_from_ssl_bio() -> bool:
+    from OpenSSL import SSL
+
+    return "_from_ssl" in SSL.Connection.bio_read.__code__.co_names
+
+
+def _asyncio_run_once_selects() -> bool:
+    run_once = getattr(asyncio.base_events.BaseEventLoop, "_run_once", None)
+    return run_once is not None and "select" in run_once.__code__.co_names
+
+
+H2_LEAN = "h2.lean_framing"
+H2_UNKNOWN_FRAME = "h2.receive_unknown_frame"
+H2_DATA_ON_CLOSED = "h2.handle_data_on_closed_stream"
+H2_NEW_STREAM = "h2.begin_new_stream"
+H2_CONTENT_LENGTH = "h2.stream_content_length"
+H2_GOAWAY = "h2.receive_goaway_frame"
+HPACK_TABLES = "hpack.tables"
+OPENSSL_UTIL = "pyopenssl.util"
+OPENSSL_READ_BIO = "pyopenssl.from_ssl"
+ASYNCIO_RUN_ONCE = "asyncio.run_once_selects"
+
+#: Each internal: what it is (in words, for the test that names it) and how to tell it is still there.
+CHECKS: dict[str, tuple[str, Callable[[], bool]]] = {
+    H2_LEAN: ("h2: H2Connection._data_to_send, H2Stream window and headers_sent", _h2_lean_data),
+    H2_UNKNOWN_FRAME: ("h2: H2Connection._receive_unknown_frame", _h2_method("_receive_unknown_frame")),
+    H2_DATA_ON_CLOSED: ("h2: H2Connection._handle_data_on_closed_stream", _h2_method("_handle_data_on_closed_stream")),
+    H2_NEW_STREAM: ("h2: H2Connection._begin_new_stream", _h2_method("_begin_new_stream")),
+    H2_CONTENT_LENGTH: ("h2: H2Stream._track_content_length, _initialize_content_length", _h2_stream_methods),
+    H2_GOAWAY: ("h2: H2Connection._receive_goaway_frame", _h2_method("_receive_goaway_frame")),
+    HPACK_TABLES: ("hpack: HeaderTable.dynamic_entries/resized, Decoder.max_allowed_table_size", _hpack_tables),
+    OPENSSL_UTIL: ("pyOpenSSL: OpenSSL._util ffi and lib (BIO_read, X509_verify_cert_error_string)", _openssl_util),
+    OPENSSL_READ_BIO: ("pyOpenSSL: Connection._from_ssl, the BIO bio_read drains", _openssl_from_ssl_bio),
+    ASYNCIO_RUN_ONCE: ("asyncio: BaseEventLoop._run_once calls selector.select", _asyncio_run_once_selects),
+}
+
+
+def _run(check: Callable[[], bool]) -> bool:
+    try:
+        return bool(check())
+    except Exception:
+        return False
+
+
+#: The verdict of every check, taken once at import.
+PROBES: dict[str, bool] = {name: _run(check) for name, (_, check) in CHECKS.items()}

@@ -1,0 +1,638 @@
+"""The protocol core of one connection: bytes in, decisions and bytes out, no I/O.
+
+Theory of operation. :class:`ConnectionCore` owns everything about one HTTP/2
+connection that is not a socket or a task: the codec (behind
+:mod:`h2gate.protocol.codec`), the stream table, the connection's phase
+(:mod:`h2gate.protocol.lifecycle`), the attack budgets
+(:mod:`h2gate.protocol.guards`) and the deadlines
+(:mod:`h2gate.protocol.timeouts`). It is driven by three calls, none of
+which waits:
+
+* :meth:`receive` with the bytes the client sent;
+* :meth:`on_timer` when :attr:`deadlines` says one is due;
+* :meth:`drain` / :meth:`shutdown` / :meth:`lost` when the server or the
+  transport says so;
+
+and it answers through its state: :meth:`data_to_send` holds the bytes to
+write, ``spawn(stream)`` was called for every request to run, and
+:attr:`ended` is set once the connection is CLOSED. Every RST_STREAM we send
+goes through :meth:`reset_stream` and every GOAWAY through the phase changes
+here, each with one log line that says what the client did in words; the
+driver (:mod:`h2gate.protocol.driver`) only moves bytes and runs tasks.
+
+Stream objects (:mod:`h2gate.protocol.stream`) are the core's other half: the
+app's side of each exchange, calling back into the core to send.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from typing import Any
+
+import trio
+
+from h2gate.config import Config
+from h2gate.errors import ConnectionProtocolError, ErrorCode, code_name
+from h2gate.http.head import Headers
+from h2gate.http.validate import request_problem, trailer_problem
+from h2gate.observe import metrics
+from h2gate.protocol import codec as ev
+from h2gate.protocol.codec import Codec, LocalSettings, StreamGone
+from h2gate.protocol.framecheck import FrameCheck, StreamProblem
+from h2gate.protocol.guards import HEADER_BLOCK_MARGIN, Guards
+from h2gate.protocol.h2codec import H2Codec
+from h2gate.protocol.lifecycle import Lifecycle, Phase, Trigger
+from h2gate.protocol.priority import SendTurns
+from h2gate.protocol.signal import Signal
+from h2gate.protocol.stream import Stream
+from h2gate.protocol.stream_state import State
+from h2gate.protocol.timeouts import Deadlines
+
+log = logging.getLogger("h2gate.error")
+
+MAX_STREAM_ID = 2**31 - 1
+#: Seconds the client gets to answer our drain PING before the final GOAWAY goes out regardless.
+DRAIN_PING_TIMEOUT = 1.0
+#: The setting identifiers, in wire order, of a client on the Python h2 library: h2's own list, and
+#: httpcore's (httpx), which drops ENABLE_CONNECT_PROTOCOL. No browser or proxy sends either.
+PYTHON_H2_SETTINGS = ((0x1, 0x2, 0x4, 0x5, 0x8, 0x3, 0x6), (0x1, 0x2, 0x4, 0x5, 0x3, 0x6))
+#: Deadline keys besides stream ids (which time request bodies).
+HANDSHAKE, IDLE, HEADER_BLOCK, DRAIN, CUT = "handshake", "idle", "header block", "drain", "cut"
+
+
+class ConnectionCore:
+    """One connection's protocol state and decisions (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        peer: str,
+        scheme: str,
+        spawn: Callable[[Stream], None],
+        wake: Callable[[], None],
+        clock: Callable[[], float] = trio.current_time,
+        codec: Codec | None = None,
+        extended_connect: bool = True,
+        upgraded: bool = False,
+    ) -> None:
+        self.config = config
+        self.peer = peer  # who the client is, for log lines
+        self.scheme = scheme  # the transport's: "https" or "http"
+        self._spawn = spawn
+        self.wake = wake  # the writer has something to send
+        self.clock = clock
+        self.codec: Codec = codec if codec is not None else H2Codec()
+        self.extended_connect = extended_connect
+        self.lifecycle = Lifecycle()
+        self.streams: dict[int, Stream] = {}
+        self.turns = SendTurns()  # RFC 9218 send order of this connection's streams
+        self.deadlines = Deadlines()
+        self.guards = Guards(config)
+        self.frames = FrameCheck(
+            upgraded=upgraded,
+            max_header_block=config.max_header_list_size + HEADER_BLOCK_MARGIN,
+            max_frame_size=config.max_frame_size,
+        )
+        self.send_timeout = config.send_timeout
+        self.queued = 0  # DATA bytes queued since the writer last took the output
+        self.drained = Signal()  # the writer took the output and wrote it (or the connection is gone)
+        self.streams_changed = Signal()
+        self.ended = trio.Event()  # the phase is CLOSED
+        self.linger = False  # read and discard after the last bytes, so the client sees our GOAWAY
+        self.requests = 0
+        self._last_stream_id = MAX_STREAM_ID  # after the final GOAWAY: the last stream served
+        self._drain_ping = os.urandom(8)
+        self._final_goaway_sent = False
+        self._highest_seen = 1 if upgraded else 0  # the highest stream id a request of ours came on
+        self._settings_seen = False  # the client's first SETTINGS arrived (the handshake is done)
+        self._strict_goaway = False  # the client cannot take any frame after a GOAWAY (see _announce_drain)
+        self._receiving = False
+        self.frame_tap: Callable[[ConnectionCore, ev.Event], None] | None = None  # --enable-frame-api
+
+    # -- state others read ------------------------------------------------------------------------------
+
+    @property
+    def phase(self) -> Phase:
+        return self.lifecycle.phase
+
+    @property
+    def closed(self) -> bool:
+        """No more frames will be produced: nothing more an app sends reaches the client."""
+        return self.lifecycle.phase is Phase.CLOSED
+
+    @property
+    def push_allowed(self) -> bool:
+        return not self.closed and self.codec.peer_allows_push
+
+    @property
+    def open_streams(self) -> int:
+        """Streams whose app still runs (the server's connection limit counts a connection without any as idle)."""
+        return len(self.streams)
+
+    def start(self, upgrade: tuple[Headers, bytes] | None = None, upgrade_settings: bytes | None = None) -> None:
+        """Queue our preface; ``upgrade``: the h2c Upgrade request (headers, body), served as stream 1."""
+        config = self.config
+        self.codec.initiate(
+            LocalSettings(
+                max_concurrent_streams=config.max_concurrent_streams,
+                initial_window_size=config.initial_window_size,
+                connection_window_size=config.connection_window_size,
+                max_header_list_size=config.max_header_list_size,
+                max_frame_size=config.max_frame_size,
+                enable_connect_protocol=self.extended_connect,
+            ),
+            upgrade_settings,
+        )
+        self.deadlines.arm(HANDSHAKE, self.clock() + config.handshake_timeout)
+        if upgrade is not None:
+            # Its body arrived before the switch, outside HTTP/2 flow control: nothing to acknowledge.
+            headers, body = upgrade
+            stream = Stream(self, 1, headers, request_ended=False)
+            if body:
+                stream._on_data(body, 0)
+            stream._on_end()
+            self._admit(stream)
+        self.wake()
+
+    # -- receiving ------------------------------------------------------------------------------------------
+
+    def receive(self, data: bytes | bytearray) -> None:
+        """Take the client's bytes; after CLOSED they are read and dropped (the driver lingers)."""
+        if self.lifecycle.phase is Phase.CLOSED:
+            return
+        pieces, problem = self.frames.feed(data)
+        if problem is not None:
+            self.fail(problem[0], problem[1])
+            return
+        flood = self.guards.frames_read(self.frames, self.clock())
+        if flood is not None:
+            self.fail(ErrorCode.ENHANCE_YOUR_CALM, flood)
+            return
+        self._time_header_block()
+        self._receiving = True  # a strict client's drain waits for the requests of this read
+        try:
+            self._dispatch(pieces)
+        finally:
+            self._receiving = False
+        if self.lifecycle.phase is Phase.DRAINING:
+            self._strict_final_when_idle()
+        self.wake()
+
+    def _dispatch(self, pieces: list[bytes | bytearray | memoryview | StreamProblem]) -> None:
+        for piece in pieces:
+            if isinstance(piece, StreamProblem):
+                self._stream_problem(piece)
+                continue
+            try:
+                events = self.codec.receive(piece)
+            except ConnectionProtocolError as exc:
+                self.fail(exc.code, exc.reason, kind="protocol error")
+                return
+            for event in events:
+                _DISPATCH[type(event)](self, event)
+                if self.frame_tap is not None:
+                    self.frame_tap(self, event)
+                if self.lifecycle.phase is Phase.CLOSED:
+                    return
+
+    def _time_header_block(self) -> None:
+        if not self.frames.in_header_block:
+            self.deadlines.disarm(HEADER_BLOCK)
+        elif not self.deadlines.armed(HEADER_BLOCK):
+            self.deadlines.arm(HEADER_BLOCK, self.clock() + self.config.header_timeout)
+
+    def _stream_problem(self, problem: StreamProblem) -> None:
+        """A stream error FrameCheck found (and dropped the frame of)."""
+        if problem.headers:  # the codec still decodes the (rewritten) HEADERS: refuse it then
+            self.guards.header_depends_on_itself(problem.stream_id)
+            return
+        self.reset_stream(problem.stream_id, problem.code, f"stream error: {problem.reason}", charge=True)
+
+    def _on_request(self, event: ev.RequestReceived) -> None:
+        stream_id = event.stream_id
+        if stream_id > self._highest_seen:
+            self._highest_seen = stream_id
+        if not self.lifecycle.accepting and stream_id > self._last_stream_id:
+            # Sent before our final GOAWAY arrived; the client retries it (RFC 9113 §6.8).
+            # Ignored as nghttp2 does: a reset read along with the GOAWAY fails it in httpx.
+            log.debug("stream %d from %s after the final GOAWAY: ignored", stream_id, self.peer)
+            return
+        if stream_id in self.guards.bad_headers:
+            self.guards.bad_headers.discard(stream_id)
+            self._malformed(stream_id, "HEADERS depends on its own stream (RFC 9113 §5.3.1)")
+            return
+        limit = self.config.max_concurrent_streams
+        if len(self.streams) >= limit and self._open_in_codec() >= limit:
+            why = f"refused, over SETTINGS_MAX_CONCURRENT_STREAMS {limit}"
+            self.reset_stream(stream_id, ErrorCode.REFUSED_STREAM, why, charge=True)
+            return
+        problem = request_problem(event.headers, ended=event.ended)
+        if problem is not None:
+            self._malformed(stream_id, problem)
+            return
+        stream = Stream(self, stream_id, event.headers, request_ended=event.ended)
+        if not event.ended:
+            declared = self.guards.body_lengths.expect(stream_id, event.headers)
+            if self.guards.body_sizes.too_large(declared):
+                self.guards.body_sizes.refuse(stream_id)
+                stream.too_large = True
+                log.info(
+                    "request body of %s bytes from %s on stream %d is over --max-body-size %d (413)",
+                    declared,
+                    self.peer,
+                    stream_id,
+                    self.guards.body_sizes.limit,
+                )
+            elif self.config.body_timeout and stream.head.method != b"CONNECT":
+                self.deadlines.arm(stream_id, stream.last_activity + self.config.body_timeout)
+        self._admit(stream)
+
+    def _open_in_codec(self) -> int:
+        """Client streams we accepted that are still open in the codec (pushed ones count against the client)."""
+        is_open = self.codec.is_open
+        return sum(1 for sid in self.streams if sid % 2 and is_open(sid))
+
+    def _admit(self, stream: Stream) -> None:
+        self.streams[stream.stream_id] = stream
+        self.requests += 1
+        self.deadlines.disarm(IDLE)
+        metrics.recorder.stream_opened()
+        self._spawn(stream)
+
+    def _on_data(self, event: ev.DataReceived) -> None:
+        stream_id, size = event.stream_id, len(event.data)
+        guards = self.guards
+        problem = guards.body_lengths.data(stream_id, size)
+        if problem is not None:
+            self.codec.acknowledge(stream_id, event.flow_length)
+            self._malformed(stream_id, problem)
+            return
+        if guards.body_sizes.add(stream_id, size):
+            self.codec.acknowledge(stream_id, event.flow_length)
+            why = f"request body grew past --max-body-size {guards.body_sizes.limit}"
+            self.reset_stream(stream_id, ErrorCode.CANCEL, why)
+            return
+        stream = self.streams.get(stream_id)
+        if stream is None or stream.reset_code is not None:
+            self.codec.acknowledge(stream_id, event.flow_length)  # nobody will read these bytes
+            return
+        stream._on_data(event.data, event.flow_length)
+
+    def _on_stream_ended(self, event: ev.StreamEnded) -> None:
+        problem = self.guards.body_lengths.end(event.stream_id)
+        if problem is not None:
+            self._malformed(event.stream_id, problem)
+            return
+        stream = self.streams.get(event.stream_id)
+        if stream is not None and stream.state.request is not State.ENDED:
+            stream._on_end()
+
+    def _on_trailers(self, event: ev.TrailersReceived) -> None:
+        if event.stream_id in self.guards.bad_headers:
+            self.guards.bad_headers.discard(event.stream_id)
+            self._malformed(event.stream_id, "HEADERS depends on its own stream (RFC 9113 §5.3.1)")
+            return
+        problem = trailer_problem(event.headers)
+        if problem is not None:
+            self._malformed(event.stream_id, problem)
+            return
+        stream = self.streams.get(event.stream_id)
+        if stream is not None:
+            stream._on_trailers(event.headers)
+
+    def _on_reset(self, event: ev.StreamReset) -> None:
+        metrics.recorder.stream_reset("client", event.code)
+        self.guards.forget(event.stream_id)
+        stream = self.streams.get(event.stream_id)
+        if stream is not None and stream.reset_code is None:
+            log.debug("client reset stream %d (%s)", event.stream_id, code_name(event.code))
+            stream._on_reset(event.code)
+            stream.cancel_app_soon()
+        self._charge_reset()
+
+    def _on_codec_stream_error(self, event: ev.StreamProtocolError) -> None:
+        # The codec has answered it with RST_STREAM already.
+        name = code_name(event.code)
+        log.info("stream %d from %s: stream error: %s (RST_STREAM %s)", event.stream_id, self.peer, event.reason, name)
+        metrics.recorder.stream_reset("server", event.code)
+        stream = self.streams.get(event.stream_id)
+        if stream is not None and stream.reset_code is None:
+            stream._on_reset(event.code)
+            stream.cancel_app_soon()
+        self._charge_reset()
+
+    def _on_window(self, event: ev.WindowUpdated) -> None:
+        if event.stream_id:
+            stream = self.streams.get(event.stream_id)
+            if stream is not None:
+                stream._on_window()
+        else:
+            for stream in self.streams.values():
+                stream._on_window()
+
+    def _on_settings(self, event: ev.SettingsReceived) -> None:
+        if self.guards.control_reply():
+            self.fail(ErrorCode.ENHANCE_YOUR_CALM, "flood of control frames while not reading our replies")
+            return
+        if not self._settings_seen:  # the client's first SETTINGS: the handshake is done
+            self._settings_seen = True
+            self._strict_goaway = event.ids in PYTHON_H2_SETTINGS
+            self.deadlines.disarm(HANDSHAKE)
+            if self.lifecycle.fire(Trigger.SETTINGS):
+                self._arm_idle()
+            else:
+                self._announce_drain()  # a drain asked for during the handshake can start now
+        if event.initial_window_changed:
+            for stream in self.streams.values():
+                stream._on_window()
+
+    def _on_ping(self, event: ev.PingReceived) -> None:
+        if self.guards.control_reply():
+            self.fail(ErrorCode.ENHANCE_YOUR_CALM, "flood of control frames while not reading our replies")
+
+    def _on_ping_ack(self, event: ev.PingAcked) -> None:
+        if event.data == self._drain_ping:
+            self._final_goaway()
+
+    def _on_goaway(self, event: ev.GoAwayReceived) -> None:
+        if event.code:
+            log.info("client %s sent GOAWAY %s: closing", self.peer, code_name(event.code))
+            self._close(Trigger.FAIL, linger=False)  # the client is done: no GOAWAY of ours goes after its own
+            return
+        if self.lifecycle.fire(Trigger.PEER_GOAWAY):
+            self.deadlines.disarm(DRAIN)
+            self._maybe_idle()
+
+    def _on_priority_update(self, event: ev.PriorityUpdated) -> None:
+        self.turns.update(event.stream_id, event.value)  # a malformed value is ignored (RFC 9218 §7)
+
+    # -- the one reset path -------------------------------------------------------------------------------------
+
+    def reset_stream(self, stream_id: int, code: int, why: str | None, *, charge: bool = False) -> None:
+        """RST_STREAM ``code`` on ``stream_id``: the only way we reset a stream. Never raises.
+
+        ``why`` is the log line's reason in words (None: no line, the caller's
+        own doing such as an app fault or an early response); ``charge``: the
+        client provoked it, so it counts against the reset budget (MadeYouReset).
+        """
+        stream = self.streams.get(stream_id)
+        if stream is None or stream.reset_code is None:
+            if why is not None:
+                log.info("stream %d from %s: %s (RST_STREAM %s)", stream_id, self.peer, why, code_name(code))
+            if not self.closed:
+                self.codec.reset(stream_id, code)
+                metrics.recorder.stream_reset("server", code)
+                self.wake()
+            self.guards.forget(stream_id)
+            if stream is not None:
+                stream._on_reset(code)
+                stream.cancel_app_soon()
+        if charge:
+            self._charge_reset()
+
+    def _malformed(self, stream_id: int, problem: str) -> None:
+        """A malformed request or trailer section: RST_STREAM PROTOCOL_ERROR (RFC 9113 §8.1.1)."""
+        self.reset_stream(stream_id, ErrorCode.PROTOCOL_ERROR, f"malformed request: {problem}", charge=True)
+
+    def _charge_reset(self) -> None:
+        if self.guards.reset(self.clock()):
+            self.fail(ErrorCode.ENHANCE_YOUR_CALM, "too many stream resets per second (rapid reset)")
+
+    # -- closing: every GOAWAY ----------------------------------------------------------------------------------
+
+    def fail(self, code: int, reason: str, *, kind: str = "closing connection") -> None:
+        """A connection error: GOAWAY ``code`` and one log line, then CLOSED. Idempotent.
+
+        A flood (ENHANCE_YOUR_CALM) is a WARNING, any other mistake of the client's an INFO line.
+        """
+        if self.closed:
+            return
+        level = logging.WARNING if code == ErrorCode.ENHANCE_YOUR_CALM else logging.INFO
+        log.log(level, "%s from %s: %s (GOAWAY %s)", kind, self.peer, reason, code_name(code))
+        self._goaway(self._highest_seen, code, reason.encode()[:256])
+        self._close(Trigger.FAIL, linger=True)
+
+    def drain(self) -> None:
+        """Begin a graceful close (RFC 9113 §6.8); see :meth:`_announce_drain` for how it goes on."""
+        if not self.lifecycle.fire(Trigger.DRAIN):
+            return
+        self.deadlines.disarm(IDLE)
+        if not self._settings_seen:
+            # Nothing is known of the client yet: give its preface a moment, then close.
+            self.deadlines.arm(DRAIN, self.clock() + DRAIN_PING_TIMEOUT)
+            return
+        self._announce_drain()
+
+    def _announce_drain(self) -> None:
+        """Tell the client the connection is closing, in the way that loses none of its requests.
+
+        Most clients follow RFC 9113 §6.8: a PING and GOAWAY(2^31-1) stop new
+        streams without losing those already sent, the final GOAWAY follows
+        the PING's ACK (or DRAIN_PING_TIMEOUT), naming the last stream served.
+        Clients built on the Python h2 library (httpx among them) treat every
+        frame after a GOAWAY as a protocol error and fail the requests in
+        flight (encode/httpcore#730), but retry one above the final GOAWAY's
+        last stream id: they get one GOAWAY, the final one, at the first
+        moment with no stream open, so a request crossing it is retried.
+        """
+        if self._strict_goaway:
+            self._strict_final_when_idle()
+            return
+        # The PING goes first: the client answers it after reading both, so its ACK still
+        # means the GOAWAY was seen, and no client sees a PING after a GOAWAY.
+        self.codec.ping(self._drain_ping)
+        self._goaway(MAX_STREAM_ID, ErrorCode.NO_ERROR)
+        self.deadlines.arm(DRAIN, self.clock() + DRAIN_PING_TIMEOUT)
+        self.wake()
+
+    def _strict_final_when_idle(self) -> None:
+        """A draining strict client gets its one GOAWAY once no stream is open (and no read is half done)."""
+        if self._strict_goaway and not self.streams and not self._receiving:
+            if self.lifecycle.phase is Phase.DRAINING:
+                self._final_goaway()
+
+    def shutdown(self, grace: float) -> None:
+        """Server shutdown: drain, and cut whatever still runs after ``grace`` seconds (RST_STREAM CANCEL)."""
+        self.drain()
+        if not self.closed:
+            self.deadlines.arm(CUT, self.clock() + grace)
+
+    def lost(self) -> None:
+        """The transport broke or the client closed it: nothing more reaches the client."""
+        self._close(Trigger.LOST, linger=False)
+        self.drained.fire()  # senders waiting for room learn it is gone
+
+    def _final_goaway(self) -> None:
+        if not self.lifecycle.fire(Trigger.DRAINED):
+            return
+        self.deadlines.disarm(DRAIN)
+        self._last_stream_id = self._highest_seen
+        self._goaway(self._last_stream_id, ErrorCode.NO_ERROR)
+        self._maybe_idle()
+
+    def _goaway(self, last_stream_id: int, code: int, debug: bytes = b"") -> None:
+        """Queue a GOAWAY; after the final one (any but a drain's first) nothing more goes out."""
+        if self._final_goaway_sent:
+            return
+        self._final_goaway_sent = last_stream_id != MAX_STREAM_ID or code != ErrorCode.NO_ERROR
+        self.codec.goaway(last_stream_id, code, debug)
+        metrics.recorder.goaway_sent(code)
+        self.wake()
+
+    def _maybe_idle(self) -> None:
+        if not self.streams and self.lifecycle.fire(Trigger.IDLE):
+            self._enter_closed(linger=True)
+
+    def _close(self, trigger: Trigger, *, linger: bool) -> None:
+        if self.lifecycle.fire(trigger):
+            self._enter_closed(linger=linger)
+
+    def _enter_closed(self, *, linger: bool) -> None:
+        """CLOSED: every stream still open learns its connection is gone; the driver flushes and closes."""
+        self.linger = linger
+        self.deadlines.clear()  # nothing more is timed
+        for stream in list(self.streams.values()):
+            if stream.reset_code is None:
+                stream._on_lost()
+        self.ended.set()
+        self.wake()
+
+    # -- streams and output -------------------------------------------------------------------------------------
+
+    def stream_finished(self, stream: Stream) -> None:
+        """The stream's task ended (the driver calls this exactly once per spawned stream)."""
+        if not stream.state.done and stream.reset_code is None:
+            self.reset_stream(stream.stream_id, ErrorCode.CANCEL, None)
+        del self.streams[stream.stream_id]
+        self.guards.forget(stream.stream_id)
+        self.deadlines.disarm(stream.stream_id)
+        self.turns.scheduler.forget(stream.stream_id)
+        metrics.recorder.stream_closed()
+        self.streams_changed.fire()
+        phase = self.lifecycle.phase
+        if phase is Phase.OPEN:
+            self._arm_idle()
+        elif phase is Phase.DRAINING and self._strict_goaway:
+            self._strict_final_when_idle()
+        else:
+            self._maybe_idle()
+
+    def _arm_idle(self) -> None:
+        if not self.streams and self.config.keep_alive_timeout:
+            self.deadlines.arm(IDLE, self.clock() + self.config.keep_alive_timeout)
+
+    def push(self, stream: Stream, headers: Headers) -> bool:
+        """Promise ``headers`` on ``stream`` and serve the promised request; False if it cannot be pushed now."""
+        if self.closed or not self.codec.peer_allows_push:
+            return False
+        try:
+            promised = self.codec.push(stream.stream_id, headers)
+        except StreamGone as exc:
+            log.debug("stream %d: push skipped: %s", stream.stream_id, exc.__cause__ or "the stream is closed")
+            return False
+        self._admit(Stream(self, promised, headers, request_ended=True))
+        self.wake()
+        return True
+
+    def acknowledge(self, stream_id: int, size: int) -> None:
+        """The app consumed ``size`` body bytes of ``stream_id``: the client may send that much more."""
+        if not self.closed:
+            self.codec.acknowledge(stream_id, size)
+            self.wake()
+
+    def queued_data(self, size: int) -> None:
+        """A stream queued ``size`` DATA bytes: count them against the writer's high-water mark."""
+        self.queued += size
+        self.guards.data_sent(self.clock(), size // 16_384 + 1)
+
+    def write_raw(self, data: bytes) -> None:
+        """The frame API's raw bytes, after everything queued before them."""
+        self.codec.write_raw(data)
+        self.queued += len(data)
+        self.wake()
+
+    def data_to_send(self) -> bytes:
+        """Everything queued for the client, in order (the driver's writer calls this)."""
+        self.queued = 0
+        self.guards.flushed()
+        return self.codec.data_to_send()
+
+    # -- time -----------------------------------------------------------------------------------------------------
+
+    def on_timer(self) -> None:
+        """Act on every deadline that has passed (the driver calls this when :attr:`deadlines` says so)."""
+        for key in self.deadlines.expired(self.clock()):
+            if self.closed:
+                return
+            handler = _TIMERS.get(key) if isinstance(key, str) else None
+            if handler is not None:
+                handler(self)
+            elif isinstance(key, int):
+                self._body_deadline(key)
+
+    def _handshake_timeout(self) -> None:
+        log.info("no HTTP/2 preface from %s within %gs", self.peer, self.config.handshake_timeout)
+        self._goaway(0, ErrorCode.NO_ERROR)
+        self._close(Trigger.FAIL, linger=True)
+
+    def _idle_timeout(self) -> None:
+        if not self.streams and self.lifecycle.phase is Phase.OPEN:
+            log.debug("closing idle connection from %s", self.peer)
+            self.drain()
+
+    def _header_block_timeout(self) -> None:
+        self.fail(ErrorCode.ENHANCE_YOUR_CALM, f"header block not finished within {self.config.header_timeout:g}s")
+
+    def _cut(self) -> None:
+        """Shutdown's grace period is over: reset what still runs, cancel its app, then close."""
+        cut = 0
+        for stream in list(self.streams.values()):
+            if not stream.state.done and stream.reset_code is None:
+                stream.cut = True
+                cut += 1
+                self.reset_stream(stream.stream_id, ErrorCode.CANCEL, None)
+            stream.scope.cancel()
+        if cut:
+            log.info("graceful timeout: %d stream(s) from %s cut (RST_STREAM CANCEL)", cut, self.peer)
+        self._close(Trigger.FAIL, linger=True)
+
+    def _body_deadline(self, stream_id: int) -> None:
+        """A request body went quiet: reset it after ``body_timeout``, unless the client could not send."""
+        stream = self.streams.get(stream_id)
+        if stream is None or stream.state.request is not State.OPEN or stream.reset_code is not None:
+            return
+        now = self.clock()
+        timeout = self.config.body_timeout
+        blocked = stream.buffered or self.codec.inbound_window <= 0  # the client may have no window
+        due = now + timeout if blocked else stream.last_activity + timeout
+        if due > now:
+            self.deadlines.arm(stream_id, due)
+            return
+        self.reset_stream(stream_id, ErrorCode.CANCEL, f"request body idle for {timeout:g}s")
+
+
+_DISPATCH: dict[type, Callable[[ConnectionCore, Any], None]] = {
+    ev.RequestReceived: ConnectionCore._on_request,
+    ev.DataReceived: ConnectionCore._on_data,
+    ev.StreamEnded: ConnectionCore._on_stream_ended,
+    ev.TrailersReceived: ConnectionCore._on_trailers,
+    ev.StreamReset: ConnectionCore._on_reset,
+    ev.StreamProtocolError: ConnectionCore._on_codec_stream_error,
+    ev.WindowUpdated: ConnectionCore._on_window,
+    ev.SettingsReceived: ConnectionCore._on_settings,
+    ev.PingReceived: ConnectionCore._on_ping,
+    ev.PingAcked: ConnectionCore._on_ping_ack,
+    ev.GoAwayReceived: ConnectionCore._on_goaway,
+    ev.PriorityUpdated: ConnectionCore._on_priority_update,
+}
+
+_TIMERS: dict[str, Callable[[ConnectionCore], None]] = {
+    HANDSHAKE: ConnectionCore._handshake_timeout,
+    IDLE: ConnectionCore._idle_timeout,
+    HEADER_BLOCK: ConnectionCore._header_block_timeout,
+    DRAIN: ConnectionCore._final_goaway,
+    CUT: ConnectionCore._cut,
+}
