@@ -534,12 +534,14 @@ class Config:
         "PRIORITY and PRIORITY_UPDATE frames tolerated per second per connection before GOAWAY ENHANCE_YOUR_CALM "
         "(priority flood). Browsers send a handful per page.",
         minimum=10,
+        section="Limits and timeouts",
     )
     max_window_updates_per_second: int = option(
         1000,
         "WINDOW_UPDATE frames tolerated per second per connection, on top of two for every DATA frame we sent "
         "in that second, before GOAWAY ENHANCE_YOUR_CALM (window-update flood).",
         minimum=10,
+        section="Limits and timeouts",
     )
     header_timeout: float = option(
         10.0,

@@ -75,8 +75,10 @@ class Entry:
         " cut" instead when the server's shutdown cut it at --graceful-timeout.
         """
         exchange = self.exchange
+        if exchange.cut:
+            return f"{self.status} cut"
         if exchange.reset_code is not None and not exchange.response_ended:
-            return f"{self.status} {'cut' if exchange.cut else 'reset'}"
+            return f"{self.status} reset"
         return self.status
 
     def request_header(self, name: bytes) -> str:

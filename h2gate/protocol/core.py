@@ -591,9 +591,8 @@ class ConnectionCore:
         cut = 0
         for stream in list(self.streams.values()):
             if not stream.state.done and stream.reset_code is None:
-                stream.cut = True
                 cut += 1
-                self.reset_stream(stream.stream_id, ErrorCode.CANCEL, None)
+                stream._cut()
             stream.scope.cancel()
         if cut:
             log.info("graceful timeout: %d stream(s) from %s cut (RST_STREAM CANCEL)", cut, self.peer)

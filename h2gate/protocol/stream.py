@@ -157,6 +157,37 @@ class Stream:
     def _on_window(self) -> None:
         self._writable.fire()
 
+    def _cut(self) -> None:
+        """Shutdown's grace period ran out: end the exchange now, as its protocol expects.
+
+        A gRPC call gets the status gRPC has for this, UNAVAILABLE (retry elsewhere), in
+        trailers or a trailers-only response; anything else gets RST_STREAM CANCEL. The
+        app's next read or send sees a disconnect either way.
+        """
+        self.cut = True
+        core, sid = self._core, self.stream_id
+        content_type = next((v for n, v in self.head.fields if n == b"content-type"), b"")
+        if content_type == b"application/grpc" or content_type.startswith(b"application/grpc+"):
+            status = [(b"grpc-status", b"14"), (b"grpc-message", b"server shutting down")]
+            try:
+                if self.state.response is State.IDLE:
+                    head = [(b":status", b"200"), (b"content-type", b"application/grpc"), *status]
+                    core.codec.send_headers(sid, head, True)
+                    self.state.apply(Move.SEND_HEADERS_END)
+                    self.status = 200
+                elif self.state.response is State.HEADERS:
+                    core.codec.send_trailers(sid, status)
+                    self.state.apply(Move.SEND_TRAILERS)
+            except StreamGone:
+                pass
+            else:
+                self._response_finished()  # stops the upload if the client is still sending
+                if self.reset_code is None:
+                    self._on_reset(ErrorCode.CANCEL)  # to the app: the client is gone
+                core.wake()
+                return
+        core.reset_stream(sid, ErrorCode.CANCEL, None)
+
     def cancel_app_soon(self) -> None:
         """The stream was cut before the response completed: cancel the app after RESET_GRACE."""
         if not self.response_ended:

@@ -325,3 +325,18 @@ def test_a_python_h2_client_draining_in_its_handshake_still_gets_its_first_reque
     h.respond(1)
     h.finish(1)
     assert [g.last_stream_id for g in h.goaways()] == [1]
+
+
+def test_a_grpc_call_cut_by_shutdown_ends_unavailable() -> None:
+    """gRPC has a status for "the server is going away": UNAVAILABLE, which clients may retry elsewhere."""
+    h = Harness()
+    h.handshake()
+    h.request(1, "/pkg.Svc/Bidi", method="POST", end_stream=False, extra=[("content-type", "application/grpc")])
+    h.request(3, "/plain", method="POST", end_stream=False)
+    h.core.shutdown(2)
+    h.tick(2.1)
+    (block,) = h.responses(1)
+    assert (b"grpc-status", b"14") in block and (b":status", b"200") in block
+    assert [r.error_code for r in h.rsts(1)] == [ErrorCode.NO_ERROR]  # the upload is stopped after the status
+    assert [r.error_code for r in h.rsts(3)] == [ErrorCode.CANCEL]
+    assert h.stream(1).cut and h.stream(1).disconnected and h.stream(3).cut
