@@ -81,7 +81,7 @@ def test_graceful_timeout_cancels_slow_request(serve, loop: str) -> None:
     # silent close) and the access log says the stream was cut, not served.
     assert not stream.ended and stream.status != 200 and stream.reset == 8
     assert client.goaways and client.goaways[0].error_code == 0
-    server.wait_for_log(r"graceful timeout: 1 stream\(s\) from 127\.0\.0\.1:\d+ cut \(RST_STREAM CANCEL\)")
+    server.wait_for_log(r"graceful timeout: 1 stream\(s\) from 127\.0\.0\.1:\d+ cut")
     server.wait_for_log(rf'"GET /sleep\?key={key}&seconds=30 HTTP/2" - cut ')
     server.wait_for_log(rf"flow-app: {key} cancelled \((Cancelled|CancelledError)\)")
     assert f"flow-app: {key} woke up" not in server.output

@@ -530,5 +530,5 @@ def test_shutdown_frees_a_thread_blocked_on_flow_control(serve: Any) -> None:
         started = time.monotonic()
         assert server.stop() == 0
         assert time.monotonic() - started < WAIT
-    assert re.search(r"graceful timeout: 1 stream\(s\) from \S+ cut \(RST_STREAM CANCEL\)", server.output)
+    assert re.search(r"graceful timeout: 1 stream\(s\) from \S+ cut", server.output)
     assert "the thread is left to finish" in server.output

@@ -31,6 +31,6 @@ def test_stuck_wsgi_thread_does_not_block_shutdown(serve) -> None:
     assert server.stop() == 0
     assert time.monotonic() - started < 10
     assert "the thread is left to finish" in server.output
-    assert re.search(r"graceful timeout: 1 stream\(s\) from \S+ cut \(RST_STREAM CANCEL\)", server.output)
+    assert re.search(r"graceful timeout: 1 stream\(s\) from \S+ cut", server.output)
     thread.join(10)
     assert outcome and isinstance(outcome[0], httpx.HTTPError), outcome

@@ -27,7 +27,6 @@ app's side of each exchange, calling back into the core to send.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -39,11 +38,12 @@ from h2gate.http.head import Headers
 from h2gate.http.validate import request_problem, trailer_problem
 from h2gate.observe import metrics
 from h2gate.protocol import codec as ev
+from h2gate.protocol.closing import DRAIN, Closing
 from h2gate.protocol.codec import Codec, LocalSettings, StreamGone
 from h2gate.protocol.framecheck import FrameCheck, StreamProblem
 from h2gate.protocol.guards import HEADER_BLOCK_MARGIN, Guards
 from h2gate.protocol.h2codec import H2Codec
-from h2gate.protocol.lifecycle import Lifecycle, Phase, Trigger
+from h2gate.protocol.lifecycle import Phase, Trigger
 from h2gate.protocol.priority import SendTurns
 from h2gate.protocol.signal import Signal
 from h2gate.protocol.stream import Stream
@@ -52,14 +52,8 @@ from h2gate.protocol.timeouts import Deadlines
 
 log = logging.getLogger("h2gate.error")
 
-MAX_STREAM_ID = 2**31 - 1
-#: Seconds the client gets to answer our drain PING before the final GOAWAY goes out regardless.
-DRAIN_PING_TIMEOUT = 1.0
-#: The setting identifiers, in wire order, of a client on the Python h2 library: h2's own list, and
-#: httpcore's (httpx), which drops ENABLE_CONNECT_PROTOCOL. No browser or proxy sends either.
-PYTHON_H2_SETTINGS = ((0x1, 0x2, 0x4, 0x5, 0x8, 0x3, 0x6), (0x1, 0x2, 0x4, 0x5, 0x3, 0x6))
-#: Deadline keys besides stream ids (which time request bodies).
-HANDSHAKE, IDLE, HEADER_BLOCK, DRAIN, CUT = "handshake", "idle", "header block", "drain", "cut"
+#: Deadline keys besides stream ids (which time request bodies) and the drain PING's (h2gate.protocol.closing).
+HANDSHAKE, IDLE, HEADER_BLOCK, CUT = "handshake", "idle", "header block", "cut"
 
 
 class ConnectionCore:
@@ -86,7 +80,6 @@ class ConnectionCore:
         self.clock = clock
         self.codec: Codec = codec if codec is not None else H2Codec()
         self.extended_connect = extended_connect
-        self.lifecycle = Lifecycle()
         self.streams: dict[int, Stream] = {}
         self.turns = SendTurns()  # RFC 9218 send order of this connection's streams
         self.deadlines = Deadlines()
@@ -100,28 +93,37 @@ class ConnectionCore:
         self.queued = 0  # DATA bytes queued since the writer last took the output
         self.drained = Signal()  # the writer took the output and wrote it (or the connection is gone)
         self.streams_changed = Signal()
-        self.ended = trio.Event()  # the phase is CLOSED
-        self.linger = False  # read and discard after the last bytes, so the client sees our GOAWAY
         self.requests = 0
-        self._last_stream_id = MAX_STREAM_ID  # after the final GOAWAY: the last stream served
-        self._drain_ping = os.urandom(8)
-        self._final_goaway_sent = False
-        self._highest_seen = 1 if upgraded else 0  # the highest stream id a request of ours came on
-        self._settings_seen = False  # the client's first SETTINGS arrived (the handshake is done)
-        self._strict_goaway = False  # the client cannot take any frame after a GOAWAY (see _announce_drain)
-        self._receiving = False
+        self._receiving = False  # a read is being dispatched (a drain waits for its requests)
+        self.closing = Closing(
+            self.codec, self.deadlines, peer=peer, wake=wake, clock=clock, is_idle=self._idle,
+            on_closed=self._lose_streams, upgraded=upgraded,
+        )  # fmt: skip
         self.frame_tap: Callable[[ConnectionCore, ev.Event], None] | None = None  # --enable-frame-api
 
     # -- state others read ------------------------------------------------------------------------------
 
     @property
     def phase(self) -> Phase:
-        return self.lifecycle.phase
+        return self.closing.phase
 
     @property
     def closed(self) -> bool:
         """No more frames will be produced: nothing more an app sends reaches the client."""
-        return self.lifecycle.phase is Phase.CLOSED
+        return self.closing.phase is Phase.CLOSED
+
+    @property
+    def ended(self) -> trio.Event:
+        """Set once the connection is CLOSED."""
+        return self.closing.ended
+
+    @property
+    def linger(self) -> bool:
+        """The close was ours: read and discard a moment longer, so the client reads our GOAWAY."""
+        return self.closing.linger
+
+    def _idle(self) -> bool:
+        return not self.streams and not self._receiving
 
     @property
     def push_allowed(self) -> bool:
@@ -161,7 +163,7 @@ class ConnectionCore:
 
     def receive(self, data: bytes | bytearray) -> None:
         """Take the client's bytes; after CLOSED they are read and dropped (the driver lingers)."""
-        if self.lifecycle.phase is Phase.CLOSED:
+        if self.closed:
             return
         pieces, problem = self.frames.feed(data)
         if problem is not None:
@@ -177,8 +179,7 @@ class ConnectionCore:
             self._dispatch(pieces)
         finally:
             self._receiving = False
-        if self.lifecycle.phase is Phase.DRAINING:
-            self._strict_final_when_idle()
+        self.closing.idle()
         self.wake()
 
     def _dispatch(self, pieces: list[bytes | bytearray | memoryview | StreamProblem]) -> None:
@@ -195,7 +196,7 @@ class ConnectionCore:
                 _DISPATCH[type(event)](self, event)
                 if self.frame_tap is not None:
                     self.frame_tap(self, event)
-                if self.lifecycle.phase is Phase.CLOSED:
+                if self.closed:
                     return
 
     def _time_header_block(self) -> None:
@@ -213,9 +214,10 @@ class ConnectionCore:
 
     def _on_request(self, event: ev.RequestReceived) -> None:
         stream_id = event.stream_id
-        if stream_id > self._highest_seen:
-            self._highest_seen = stream_id
-        if not self.lifecycle.accepting and stream_id > self._last_stream_id:
+        closing = self.closing
+        if stream_id > closing.highest:
+            closing.highest = stream_id
+        if not closing.lifecycle.accepting and stream_id > closing.last_stream_id:
             # Sent before our final GOAWAY arrived; the client retries it (RFC 9113 §6.8).
             # Ignored as nghttp2 does: a reset read along with the GOAWAY fails it in httpx.
             log.debug("stream %d from %s after the final GOAWAY: ignored", stream_id, self.peer)
@@ -337,14 +339,10 @@ class ConnectionCore:
         if self.guards.control_reply():
             self.fail(ErrorCode.ENHANCE_YOUR_CALM, "flood of control frames while not reading our replies")
             return
-        if not self._settings_seen:  # the client's first SETTINGS: the handshake is done
-            self._settings_seen = True
-            self._strict_goaway = event.ids in PYTHON_H2_SETTINGS
+        if not self.closing.settings_seen:  # the client's first SETTINGS: the handshake is done
             self.deadlines.disarm(HANDSHAKE)
-            if self.lifecycle.fire(Trigger.SETTINGS):
+            if self.closing.handshake_done(event.ids):
                 self._arm_idle()
-            else:
-                self._announce_drain()  # a drain asked for during the handshake can start now
         if event.initial_window_changed:
             for stream in self.streams.values():
                 stream._on_window()
@@ -354,17 +352,10 @@ class ConnectionCore:
             self.fail(ErrorCode.ENHANCE_YOUR_CALM, "flood of control frames while not reading our replies")
 
     def _on_ping_ack(self, event: ev.PingAcked) -> None:
-        if event.data == self._drain_ping:
-            self._final_goaway()
+        self.closing.ping_acked(event.data)
 
     def _on_goaway(self, event: ev.GoAwayReceived) -> None:
-        if event.code:
-            log.info("client %s sent GOAWAY %s: closing", self.peer, code_name(event.code))
-            self._close(Trigger.FAIL, linger=False)  # the client is done: no GOAWAY of ours goes after its own
-            return
-        if self.lifecycle.fire(Trigger.PEER_GOAWAY):
-            self.deadlines.disarm(DRAIN)
-            self._maybe_idle()
+        self.closing.peer_goaway(event.code)
 
     def _on_priority_update(self, event: ev.PriorityUpdated) -> None:
         self.turns.update(event.stream_id, event.value)  # a malformed value is ignored (RFC 9218 §7)
@@ -401,104 +392,34 @@ class ConnectionCore:
         if self.guards.reset(self.clock()):
             self.fail(ErrorCode.ENHANCE_YOUR_CALM, "too many stream resets per second (rapid reset)")
 
-    # -- closing: every GOAWAY ----------------------------------------------------------------------------------
+    # -- closing (h2gate.protocol.closing has every GOAWAY) -------------------------------------------------------
 
     def fail(self, code: int, reason: str, *, kind: str = "closing connection") -> None:
-        """A connection error: GOAWAY ``code`` and one log line, then CLOSED. Idempotent.
-
-        A flood (ENHANCE_YOUR_CALM) is a WARNING, any other mistake of the client's an INFO line.
-        """
-        if self.closed:
-            return
-        level = logging.WARNING if code == ErrorCode.ENHANCE_YOUR_CALM else logging.INFO
-        log.log(level, "%s from %s: %s (GOAWAY %s)", kind, self.peer, reason, code_name(code))
-        self._goaway(self._highest_seen, code, reason.encode()[:256])
-        self._close(Trigger.FAIL, linger=True)
+        """A connection error: GOAWAY ``code`` and one log line, then CLOSED. Idempotent."""
+        self.closing.fail(code, reason, kind=kind)
 
     def drain(self) -> None:
-        """Begin a graceful close (RFC 9113 §6.8); see :meth:`_announce_drain` for how it goes on."""
-        if not self.lifecycle.fire(Trigger.DRAIN):
-            return
+        """Begin a graceful close (RFC 9113 §6.8): new streams stop, the ones in flight finish."""
         self.deadlines.disarm(IDLE)
-        if not self._settings_seen:
-            # Nothing is known of the client yet: give its preface a moment, then close.
-            self.deadlines.arm(DRAIN, self.clock() + DRAIN_PING_TIMEOUT)
-            return
-        self._announce_drain()
-
-    def _announce_drain(self) -> None:
-        """Tell the client the connection is closing, in the way that loses none of its requests.
-
-        Most clients follow RFC 9113 §6.8: a PING and GOAWAY(2^31-1) stop new
-        streams without losing those already sent, the final GOAWAY follows
-        the PING's ACK (or DRAIN_PING_TIMEOUT), naming the last stream served.
-        Clients built on the Python h2 library (httpx among them) treat every
-        frame after a GOAWAY as a protocol error and fail the requests in
-        flight (encode/httpcore#730), but retry one above the final GOAWAY's
-        last stream id: they get one GOAWAY, the final one, at the first
-        moment with no stream open, so a request crossing it is retried.
-        """
-        if self._strict_goaway:
-            self._strict_final_when_idle()
-            return
-        # The PING goes first: the client answers it after reading both, so its ACK still
-        # means the GOAWAY was seen, and no client sees a PING after a GOAWAY.
-        self.codec.ping(self._drain_ping)
-        self._goaway(MAX_STREAM_ID, ErrorCode.NO_ERROR)
-        self.deadlines.arm(DRAIN, self.clock() + DRAIN_PING_TIMEOUT)
+        self.closing.drain()
         self.wake()
 
-    def _strict_final_when_idle(self) -> None:
-        """A draining strict client gets its one GOAWAY once no stream is open (and no read is half done)."""
-        if self._strict_goaway and not self.streams and not self._receiving:
-            if self.lifecycle.phase is Phase.DRAINING:
-                self._final_goaway()
-
     def shutdown(self, grace: float) -> None:
-        """Server shutdown: drain, and cut whatever still runs after ``grace`` seconds (RST_STREAM CANCEL)."""
+        """Server shutdown: drain, and cut whatever still runs after ``grace`` seconds."""
         self.drain()
         if not self.closed:
             self.deadlines.arm(CUT, self.clock() + grace)
 
     def lost(self) -> None:
         """The transport broke or the client closed it: nothing more reaches the client."""
-        self._close(Trigger.LOST, linger=False)
+        self.closing.close(Trigger.LOST, linger=False)
         self.drained.fire()  # senders waiting for room learn it is gone
 
-    def _final_goaway(self) -> None:
-        if not self.lifecycle.fire(Trigger.DRAINED):
-            return
-        self.deadlines.disarm(DRAIN)
-        self._last_stream_id = self._highest_seen
-        self._goaway(self._last_stream_id, ErrorCode.NO_ERROR)
-        self._maybe_idle()
-
-    def _goaway(self, last_stream_id: int, code: int, debug: bytes = b"") -> None:
-        """Queue a GOAWAY; after the final one (any but a drain's first) nothing more goes out."""
-        if self._final_goaway_sent:
-            return
-        self._final_goaway_sent = last_stream_id != MAX_STREAM_ID or code != ErrorCode.NO_ERROR
-        self.codec.goaway(last_stream_id, code, debug)
-        metrics.recorder.goaway_sent(code)
-        self.wake()
-
-    def _maybe_idle(self) -> None:
-        if not self.streams and self.lifecycle.fire(Trigger.IDLE):
-            self._enter_closed(linger=True)
-
-    def _close(self, trigger: Trigger, *, linger: bool) -> None:
-        if self.lifecycle.fire(trigger):
-            self._enter_closed(linger=linger)
-
-    def _enter_closed(self, *, linger: bool) -> None:
-        """CLOSED: every stream still open learns its connection is gone; the driver flushes and closes."""
-        self.linger = linger
-        self.deadlines.clear()  # nothing more is timed
+    def _lose_streams(self) -> None:
+        """The connection is CLOSED: every stream still open learns it is gone, as if the client reset it."""
         for stream in list(self.streams.values()):
             if stream.reset_code is None:
                 stream._on_lost()
-        self.ended.set()
-        self.wake()
 
     # -- streams and output -------------------------------------------------------------------------------------
 
@@ -512,13 +433,10 @@ class ConnectionCore:
         self.turns.scheduler.forget(stream.stream_id)
         metrics.recorder.stream_closed()
         self.streams_changed.fire()
-        phase = self.lifecycle.phase
-        if phase is Phase.OPEN:
+        if self.closing.phase is Phase.OPEN:
             self._arm_idle()
-        elif phase is Phase.DRAINING and self._strict_goaway:
-            self._strict_final_when_idle()
         else:
-            self._maybe_idle()
+            self.closing.idle()
 
     def _arm_idle(self) -> None:
         if not self.streams and self.config.keep_alive_timeout:
@@ -575,11 +493,11 @@ class ConnectionCore:
 
     def _handshake_timeout(self) -> None:
         log.info("no HTTP/2 preface from %s within %gs", self.peer, self.config.handshake_timeout)
-        self._goaway(0, ErrorCode.NO_ERROR)
-        self._close(Trigger.FAIL, linger=True)
+        self.closing.goaway(0, ErrorCode.NO_ERROR)
+        self.closing.close(Trigger.FAIL, linger=True)
 
     def _idle_timeout(self) -> None:
-        if not self.streams and self.lifecycle.phase is Phase.OPEN:
+        if not self.streams and self.closing.phase is Phase.OPEN:
             log.debug("closing idle connection from %s", self.peer)
             self.drain()
 
@@ -595,8 +513,8 @@ class ConnectionCore:
                 stream._cut()
             stream.scope.cancel()
         if cut:
-            log.info("graceful timeout: %d stream(s) from %s cut (RST_STREAM CANCEL)", cut, self.peer)
-        self._close(Trigger.FAIL, linger=True)
+            log.info("graceful timeout: %d stream(s) from %s cut", cut, self.peer)
+        self.closing.close(Trigger.FAIL, linger=True)
 
     def _body_deadline(self, stream_id: int) -> None:
         """A request body went quiet: reset it after ``body_timeout``, unless the client could not send."""
@@ -632,6 +550,6 @@ _TIMERS: dict[str, Callable[[ConnectionCore], None]] = {
     HANDSHAKE: ConnectionCore._handshake_timeout,
     IDLE: ConnectionCore._idle_timeout,
     HEADER_BLOCK: ConnectionCore._header_block_timeout,
-    DRAIN: ConnectionCore._final_goaway,
+    DRAIN: lambda core: core.closing.final(),
     CUT: ConnectionCore._cut,
 }

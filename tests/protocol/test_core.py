@@ -9,7 +9,7 @@ import pytest
 from hyperframe.frame import DataFrame, GoAwayFrame, PingFrame, SettingsFrame, WindowUpdateFrame
 
 from h2gate.errors import ErrorCode
-from h2gate.protocol.core import DRAIN_PING_TIMEOUT, MAX_STREAM_ID
+from h2gate.protocol.closing import DRAIN_PING_TIMEOUT, MAX_STREAM_ID
 from h2gate.protocol.lifecycle import Phase
 from tests.conformance.frames import PREFACE, headers_frame, raw_frame, rst_frame, window_update
 from tests.protocol.harness import Harness, goaway_bytes
