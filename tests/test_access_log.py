@@ -26,6 +26,7 @@ class FakeExchange:
     status = 404
     bytes_sent = 0
     reset_code = None
+    cut = False
     response_ended = True
     head = RequestHead(
         method=b"GET", scheme=b"http", authority=b"example.test", target=b"/a?b=1", fields=[(b"user-agent", b"ua/1")]
