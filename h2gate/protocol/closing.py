@@ -118,8 +118,10 @@ class Closing:
         if not self.lifecycle.fire(Trigger.DRAIN):
             return
         if not self.settings_seen:
-            # Nothing is known of the client yet: give its preface a moment, then close.
-            self._deadlines.arm(DRAIN, self._clock() + DRAIN_PING_TIMEOUT)
+            # Nothing is known of the client yet: the drain goes on once its SETTINGS say what it is
+            # (handshake_done). A GOAWAY naming stream 0 now would fail an httpx request already on
+            # the wire (httpcore retries only above a last stream id that is not 0); the handshake
+            # timeout, or shutdown's cut, ends a client that never sends its preface.
             return
         self._announce()
 

@@ -340,3 +340,22 @@ def test_a_grpc_call_cut_by_shutdown_ends_unavailable() -> None:
     assert [r.error_code for r in h.rsts(1)] == [ErrorCode.NO_ERROR]  # the upload is stopped after the status
     assert [r.error_code for r in h.rsts(3)] == [ErrorCode.CANCEL]
     assert h.stream(1).cut and h.stream(1).disconnected and h.stream(3).cut
+
+
+def test_a_drain_waits_for_a_slow_clients_settings_before_any_goaway() -> None:
+    """GOAWAY(0) would fail an httpx request on the wire: httpcore retries only above a last id that is not 0."""
+    h = Harness(handshake_timeout=10)
+    h.core.shutdown(30)
+    h.tick(5)
+    assert not h.goaways()
+    h.feed(PREFACE, python_h2_settings(), h.request_bytes(1))
+    h.respond(1)
+    h.finish(1)
+    assert [g.last_stream_id for g in h.goaways()] == [1]
+
+
+def test_a_client_that_never_sends_its_preface_is_closed_at_the_handshake_timeout() -> None:
+    h = Harness(handshake_timeout=3)
+    h.core.shutdown(30)
+    h.tick(3.1)
+    assert h.core.phase is Phase.CLOSED and [g.last_stream_id for g in h.goaways()] == [0]
