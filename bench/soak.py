@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make ``bench`` and ``tests`` importable
+if __package__ in (None, ""):  # run as a script: make ``bench`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.servers import HOST, ROOT, ServerProcess, ServerSpec, free_port, interrupt_on_sigterm, make_cert, wait_ready

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 import h2.settings
 import httpx
 
+from bench.h2client import H2Client, Stream
 from bench.servers import HOST, run_h2load
-from tests.h2raw import RawH2, Stream
 
 #: Seconds past a server timeout by which a misbehaving client must have been reaped.
 SLACK = 8.0
@@ -77,7 +77,7 @@ class Ctx:
         return f"https://{HOST}:{self.port}"
 
 
-def _wait(client: RawH2, ctx: Ctx, ready: Callable[[], bool], bound: float) -> str:
+def _wait(client: H2Client, ctx: Ctx, ready: Callable[[], bool], bound: float) -> str:
     """Pump ``client`` until ``ready()``: "ok", "closed", "stopped" (the soak ended) or "timeout"."""
     deadline = time.monotonic() + bound
     while not ready():
@@ -124,7 +124,7 @@ def httpx_session(ctx: Ctx) -> Outcomes:
 def resetter(ctx: Ctx) -> Outcomes:
     """Reset downloads mid-response (and one before any answer), then prove the connection still serves."""
     out: Counter[str] = Counter()
-    with RawH2(ctx.port, ca_pem=ctx.ca_pem) as client:
+    with H2Client(ctx.port, ca_pem=ctx.ca_pem) as client:
         for _ in range(4):
             sid = client.request("GET", ctx.routes.download.format(size=4 << 20), keep_data=False)
             stream = client.streams[sid]
@@ -147,7 +147,7 @@ def resetter(ctx: Ctx) -> Outcomes:
 def zero_window(ctx: Ctx) -> Outcomes:
     """Ask for a download with a receive window of 0 and never open it: --send-timeout must reset the stream."""
     settings = {h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0}
-    with RawH2(ctx.port, ca_pem=ctx.ca_pem, settings=settings) as client:
+    with H2Client(ctx.port, ca_pem=ctx.ca_pem, settings=settings) as client:
         sid = client.request("GET", ctx.routes.download.format(size=1 << 20))
         stream: Stream = client.streams[sid]
         state = _wait(client, ctx, lambda: stream.done, ctx.send_timeout + SLACK)
@@ -159,7 +159,7 @@ def zero_window(ctx: Ctx) -> Outcomes:
 def stop_reading(ctx: Ctx) -> Outcomes:
     """Open huge windows, ask for 64 MiB and stop reading the socket: --send-timeout must close the connection."""
     settings = {h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 2**31 - 1}
-    client = RawH2(ctx.port, ca_pem=ctx.ca_pem, settings=settings)
+    client = H2Client(ctx.port, ca_pem=ctx.ca_pem, settings=settings)
     try:
         client.h2.increment_flow_control_window(2**30)
         client.request("GET", ctx.routes.download.format(size=64 << 20), keep_data=False)
@@ -187,7 +187,7 @@ def _drain_to_eof(sock: socket.socket, bound: float) -> str:
 
 def body_stall(ctx: Ctx) -> Outcomes:
     """Start an upload and stop sending: --body-timeout must reset the stream."""
-    with RawH2(ctx.port, ca_pem=ctx.ca_pem) as client:
+    with H2Client(ctx.port, ca_pem=ctx.ca_pem) as client:
         sid = client.request("POST", ctx.routes.upload, end_stream=False)
         client.send_data(sid, b"x" * 1000)
         stream = client.streams[sid]
@@ -215,7 +215,7 @@ def churn(ctx: Ctx) -> Outcomes:
             ):
                 out["TLS handshake, closed before the preface"] += 1
         else:
-            with RawH2(ctx.port, ca_pem=ctx.ca_pem) as client:
+            with H2Client(ctx.port, ca_pem=ctx.ca_pem) as client:
                 r = client.get(ctx.routes.small, timeout=15)
                 out["one request, GOAWAY" if r.body == ctx.routes.small_body else "one request: wrong answer"] += 1
         ctx.stop.wait(0.05)

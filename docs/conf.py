@@ -2,7 +2,7 @@
 
 The pages are plain Markdown (MyST), so anyone can write one without knowing reStructuredText;
 ``reference/options.md`` and ``coming-from.md`` are generated from the options table
-(``python -m h2gate.options_doc --write``). tests/test_docs_site.py builds the site with
+(``python -m h2gate.options_doc --write``). tests/docs/test_docs_site.py builds the site with
 warnings as errors and runs its code examples.
 """
 

@@ -7,19 +7,19 @@ cd "$(dirname "$0")/.."
 need=()
 command -v curl >/dev/null || need+=(curl)
 command -v h2load >/dev/null || need+=(nghttp2-client)
-# tests/test_docs_site.py builds the documentation, whose layer diagram is drawn by graphviz.
+# tests/docs/test_docs_site.py builds the documentation, whose layer diagram is drawn by graphviz.
 command -v dot >/dev/null || need+=(graphviz)
-# tests/test_websocket_browser.py (headless Chromium driven by node's playwright-core)
+# tests/asgi/test_websocket_browser.py (headless Chromium driven by node's playwright-core)
 # is skipped without them, so they are installed only when we can.
 optional=()
 [ -x /usr/bin/chromium ] || optional+=(chromium fonts-dejavu-core)
 command -v npm >/dev/null || optional+=(nodejs npm)
-# tests/test_container.py (podman builds and runs the Dockerfile; root only) needs these.
+# tests/container/test_container.py (podman builds and runs the Dockerfile; root only) needs these.
 command -v podman >/dev/null || optional+=(podman)
 command -v runc >/dev/null || optional+=(runc)
 command -v debootstrap >/dev/null || optional+=(debootstrap)
-# tests/test_conf_examples.py and tests/test_proxies.py run conf/nginx.conf and conf/haproxy.cfg
-# in front of real h2gate processes; tests/test_admission.py sets open-file limits with prlimit.
+# tests/config/test_conf_examples.py and tests/ops/test_proxies.py run conf/nginx.conf and conf/haproxy.cfg
+# in front of real h2gate processes; tests/ops/test_admission.py sets open-file limits with prlimit.
 command -v nginx >/dev/null || optional+=(nginx)
 command -v haproxy >/dev/null || optional+=(haproxy)
 command -v prlimit >/dev/null || optional+=(util-linux)

@@ -6,7 +6,7 @@ Three kinds of process get signals: the *supervisor* (``-w N``, ``--supervise``)
 its *workers*, and a *single* process (``-w 1``, the default). :data:`TABLE`
 says what every signal whose default action would stop or kill a process
 means to each of them; docs/operations.md shows the same table, and
-tests/test_signals.py checks that the two agree and that each handled signal
+tests/ops/test_signals.py checks that the two agree and that each handled signal
 does what its row says, on real processes.
 
 The supervisor reads signals from its wake-up socket (h2gate/ops/supervisor.py).

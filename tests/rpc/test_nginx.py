@@ -16,10 +16,10 @@ from typing import Any
 import grpc
 import pytest
 
+from tests.config.test_conf_examples import free_port, localized_nginx_conf
 from tests.conftest import Certs
 from tests.rpc.conftest import Target, check_clean_exit, start_server
 from tests.rpc.test_matrix import Outbox, wait_seen
-from tests.test_conf_examples import free_port, localized_nginx_conf
 
 
 @pytest.fixture(scope="module", params=["asgi-trio", "wsgi"])

@@ -1,0 +1,1 @@
+"""Tests of h2gate.asgi: scope, receive()/send(), lifespan, extensions, push, WebSockets, the asyncio host."""

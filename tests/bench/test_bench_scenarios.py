@@ -1,0 +1,84 @@
+"""Smoke runs of the bench scenario scripts with tiny counts: they start, measure and print figures.
+
+Only the harness is checked (servers start, every request is answered, each
+figure line is printed); the figures themselves are never compared.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.skipif(shutil.which("h2load") is None, reason="h2load (nghttp2-client) not installed")
+
+
+def run_script(*args: str, timeout: float = 90) -> str:
+    done = subprocess.run(
+        [sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def test_scenarios_script_prints_each_figure() -> None:
+    out = run_script(
+        "bench/scenarios.py", "--quick", "--servers", "h2gate-trio", "--downloads", "4", "--rounds", "2",
+        "--connections", "10", "--requests", "200", "--duration", "30",
+    )  # fmt: skip
+    lines = out.splitlines()
+    assert "failed" not in out
+    download = next(line for line in lines if line.strip().startswith("h2gate-trio") and "MB/s" in line)
+    runs = download.partition("(runs: ")[2].rstrip(")").split(", ")
+    assert len(runs) == 2 and all(float(run) > 0 for run in runs), download
+    connections = next(line for line in lines if "req/s" in line and "p99" in line)
+    assert "failures 0" in connections and "(200 logged)" in connections
+    assert sum("failures 0" in line and line.strip().startswith("h2gate -w") for line in lines) == 2
+    if shutil.which("nghttpd"):
+        assert any(line.strip().startswith("nghttpd") and "MB/s" in line for line in lines)
+        assert "% of nghttpd" in out
+
+
+def test_idle_memory_script_holds_the_connections() -> None:
+    out = run_script("bench/idle_memory.py", "--connections", "5", "--servers", "h2gate-trio", "--settle", "0.2")
+    assert "KiB per idle TLS connection" in out and "5 open, 0 failed" in out
+
+
+def test_fairness_script_runs_all_modes() -> None:
+    out = run_script("bench/fairness.py", "--mb", "10", "--small", "10", "--servers", "h2gate-trio", "--limit", "30")
+    for mode in ("alone", "download", "priority"):
+        line = next(line for line in out.splitlines() if line.split()[:2] == ["h2gate-trio", mode])
+        assert "small p50" in line and "failed" not in line
+
+
+def test_cpu_script_prints_a_median_per_server() -> None:
+    out = run_script(
+        "bench/cpu.py", "--servers", "h2gate-trio,h2gate-asyncio", "--rounds", "2",
+        "--requests", "300", "--warmup", "50", "--duration", "30",
+    )  # fmt: skip
+    lines = out.splitlines()
+    assert sum(line.strip().startswith("round ") and line.endswith(" us") for line in lines) == 4
+    medians = [line.split() for line in lines[lines.index("median:") + 1 :]]
+    assert [m[0] for m in medians] == ["h2gate-trio", "h2gate-asyncio"]
+    assert all(float(m[1]) > 0 and m[2:5] == ["us", "per", "request"] for m in medians)
+
+
+def test_run_script_takes_turns_and_prints_the_median_run() -> None:
+    out = run_script(
+        "bench/run.py", "--quick", "--servers", "h2gate-trio,h2gate-wsgi", "--requests", "300",
+        "--downloads", "2", "--rounds", "2", "--floor-iterations", "200",
+    )  # fmt: skip
+    assert out.count("== round ") == 2 and "median of 2 bench rounds" in out
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith("h2gate-")}
+    per_round = out.partition("req/s per round")[2].splitlines()
+    for name in ("h2gate-trio", "h2gate-wsgi"):
+        row = rows[name]
+        assert row[-1] == "0", row  # failures
+        figures = next(line for line in per_round if line.split()[:1] == [name]).split(maxsplit=1)[1]
+        runs = [float(f.replace(",", "")) for f in figures.split(", ")]
+        assert len(runs) == 2 and all(run > 0 for run in runs)
+        assert float(row[2].replace(",", "")) == min(runs)  # the lower middle of two

@@ -1,0 +1,1 @@
+"""Tests of the command line: ``h2gate`` (h2gate.cli) and ``python -m h2gate.healthcheck``."""

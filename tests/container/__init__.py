@@ -1,0 +1,1 @@
+"""The Dockerfile, built and run with podman (run.sh does the work)."""

@@ -1,0 +1,1 @@
+"""Tests of h2gate.testing, the pytest plugin users serve their apps with."""
