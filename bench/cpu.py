@@ -22,7 +22,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make ``bench`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.run import SPECS
+from bench.peers import SPECS
 from bench.scenarios import available, in_workdir, running
 from bench.servers import HOST, run_h2load
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import select
 import socket
 import ssl
@@ -45,9 +46,11 @@ def long_keep_alive(spec: ServerSpec) -> ServerSpec:
             config = cert.parent / "hypercorn.toml"  # written by base(): add to it
             with config.open("a") as fh:
                 fh.write(f"keep_alive_timeout = {IDLE_KEEP_ALIVE}\n")
+        elif spec.name.startswith(("h2corn", "uvicorn")):
+            args += ["--timeout-keep-alive", str(IDLE_KEEP_ALIVE)]
         return args
 
-    return ServerSpec(spec.name, argv, spec.module)
+    return dataclasses.replace(spec, argv=argv)
 
 
 def open_idle(port: int, timeout: float) -> ssl.SSLSocket:
