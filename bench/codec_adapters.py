@@ -193,6 +193,30 @@ def _ngh2_events(conn: Any, data: bytes) -> list[str]:
     return _described(run)
 
 
+def _seam_new() -> Any:
+    from bench.ngh2_codec import Ngh2Codec
+
+    codec = Ngh2Codec()
+    codec.initiate({0x3: STREAMS, 0x4: STREAM_WINDOW, 0x6: HEADER_LIST, 0x8: 1}, connection_window=1 << 20)
+    codec.data_to_send()
+    return codec
+
+
+def _seam_serve(codec: Any, data: bytes) -> bytes:
+    from bench.ngh2_codec import RequestReceived
+
+    for event in codec.receive(data):
+        if type(event) is RequestReceived:
+            sid = event.stream_id
+            codec.send_headers(sid, RESPONSE_WITH_STATUS, False)
+            codec.send_data(sid, HELLO, True)
+    return codec.data_to_send()
+
+
+def _seam_events(codec: Any, data: bytes) -> list[str]:
+    return _described(lambda: [type(e).__name__ for e in codec.receive(data)])
+
+
 # --------------------------------------------------------------------------- zttp (Zig)
 
 
@@ -299,6 +323,14 @@ ADAPTERS: dict[str, Adapter] = {
         ),
         Adapter("jh2", "jh2", "h2 fork with a Rust HPACK (jawah)", *_JH2),
         Adapter("ngh2", "ngh2", "libnghttp2 through Cython (MIT)", _ngh2_new, _ngh2_serve, _ngh2_events),
+        Adapter(
+            "ngh2-seam",
+            "ngh2",
+            "ngh2 behind the prototype codec interface (bench/ngh2_codec.py)",
+            _seam_new,
+            _seam_serve,
+            _seam_events,
+        ),
         Adapter("zttp", "zttp", "Zig HTTP/1.1, 2, 3 codec (Uvicorn's)", _zttp_new, _zttp_serve, _zttp_events),
         Adapter("rh2", "rh2", "Rust h2 crate through PyO3", _rh2_new, _rh2_serve, _rh2_events),
     )
