@@ -170,6 +170,10 @@ class AccessFormat:
                 self.parts.append(ATOMS[token[0]])
             else:
                 self.parts.append(_header_atom(*token))
+        # Compiled once: the literal text becomes a %-template (its own % doubled), the atoms a tuple of
+        # getters, so a line is one list of atom values and one % (no per-part isinstance or join).
+        self._template = "".join(p.replace("%", "%%") if isinstance(p, str) else "%s" for p in self.parts)
+        self._getters = tuple(p for p in self.parts if not isinstance(p, str))
 
     def line(self, entry: Entry) -> str:
-        return "".join(part if isinstance(part, str) else part(entry) for part in self.parts)
+        return self._template % tuple([get(entry) for get in self._getters])

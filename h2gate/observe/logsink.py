@@ -1,0 +1,252 @@
+"""Log lines written in batches by a thread, so logging never waits for a disk or a pipe on the event loop.
+
+Theory of operation. Each destination (stderr, stdout, or one file path) has
+one :class:`LineSink`, shared by every handler that writes there, so the
+access log and the error log keep their relative order when they share a
+stream. :meth:`LineSink.put` appends a finished line to a list under a lock
+and, when the list was empty, wakes the sink's writer thread; the thread
+waits :data:`LINGER` seconds so that a burst becomes one write, then takes
+the whole list and writes it with one call. The event loop never performs
+I/O for a line, except in two cases where waiting is the right answer:
+
+* a record at WARNING or above is flushed at once (:class:`SinkHandler`), so
+  the lines that explain a crash are on disk before anything else happens;
+* when :data:`MAX_PENDING` lines wait (the destination is stuck), the next
+  ``put`` waits until the writer has taken them: memory stays bounded and no
+  line is dropped, as a server writing synchronously would behave.
+
+Order: one lock (``_write_lock``) is held while a batch is taken *and*
+written, by the writer thread and by :meth:`flush` alike, so batches reach
+the destination in the order their lines were put.
+
+Files follow logrotate (as :class:`logging.handlers.WatchedFileHandler` did):
+before each batch the path is checked and reopened if the file was moved or
+deleted. :meth:`LineSink.reopen` (SIGUSR1, ``h2gate.observe.logs.reopen``)
+queues a marker: the lines put before it go to the old file, the ones after
+to the reopened one. At exit (normal return, SIGTERM's graceful stop,
+``sys.exit``) an ``atexit`` hook and ``logging.shutdown`` flush every sink; a
+process killed by SIGKILL loses at most the last :data:`LINGER` seconds.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import sys
+import threading
+import time
+from typing import TextIO
+
+#: Seconds the writer waits after the first line of a batch for more to join it.
+LINGER = 0.02
+#: Lines waiting before ``put`` waits for the writer (bounded memory when the destination is stuck).
+MAX_PENDING = 20_000
+
+
+class _Reopen:
+    """The place in the stream of lines where the file is to be reopened."""
+
+
+_REOPEN = _Reopen()
+
+
+class LineSink:
+    """One destination's line queue and writer thread. ``stream`` for stderr/stdout, ``path`` for a file."""
+
+    def __init__(self, *, stream: TextIO | None = None, path: str | None = None) -> None:
+        if (stream is None) == (path is None):
+            raise ValueError("a LineSink writes to a stream or a path")
+        self.stream = stream
+        self.path = path
+        self._fd = -1
+        self._ident: tuple[int, int] | None = None
+        if path is not None:
+            self._open()  # raises OSError now, at startup, rather than in the thread
+        self._lock = threading.Lock()  # guards _pending
+        self._write_lock = threading.Lock()  # held while a batch is taken and written: keeps the order
+        self._wake = threading.Event()
+        self._room = threading.Condition(self._lock)
+        self._pending: list[str | _Reopen] = []
+        self._thread: threading.Thread | None = None
+        self._failed: str | None = None  # the last write error, reported once
+
+    # -- the event loop's side ---------------------------------------------------------------------
+
+    def put(self, line: str) -> None:
+        """Queue ``line`` (no newline); written within :data:`LINGER` seconds by the writer thread."""
+        with self._lock:
+            pending = self._pending
+            while len(pending) >= MAX_PENDING:
+                self._wake.set()
+                self._room.wait(1.0)
+                pending = self._pending
+            pending.append(line)
+            first = len(pending) == 1
+            thread = self._new_thread() if self._thread is None else None
+        if thread is not None:
+            thread.start()
+        if first:
+            self._wake.set()
+
+    def reopen(self) -> None:
+        """Reopen the file after the lines queued so far (SIGUSR1 after logrotate); a no-op for streams."""
+        if self.path is None:
+            return
+        with self._lock:
+            self._pending.append(_REOPEN)
+            thread = self._new_thread() if self._thread is None else None
+        if thread is not None:
+            thread.start()
+        self._wake.set()
+
+    def flush(self) -> None:
+        """Write every queued line now, in the calling thread (shutdown, or a WARNING record)."""
+        with self._write_lock:
+            self._write_batch(self._take())
+
+    # -- the writer ---------------------------------------------------------------------------------
+
+    def _new_thread(self) -> threading.Thread:
+        """The writer thread, made (not started) under ``_lock`` so that only one is ever made."""
+        name = f"h2gate-log-{os.path.basename(self.path) if self.path else 'stream'}"
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        return self._thread
+
+    def _run(self) -> None:
+        wake = self._wake
+        while True:
+            wake.wait()
+            wake.clear()
+            time.sleep(LINGER)  # let a burst gather into one write
+            with self._write_lock:
+                self._write_batch(self._take())
+
+    def _take(self) -> list[str | _Reopen]:
+        with self._lock:
+            batch, self._pending = self._pending, []
+            self._room.notify_all()
+        return batch
+
+    def _write_batch(self, batch: list[str | _Reopen]) -> None:
+        start = 0
+        for i, item in enumerate(batch):
+            if item is _REOPEN:
+                self._write_lines(batch[start:i])  # type: ignore[arg-type]
+                self._reopen_now()
+                start = i + 1
+        self._write_lines(batch[start:])  # type: ignore[arg-type]
+
+    def _write_lines(self, lines: list[str]) -> None:
+        if not lines:
+            return
+        text = "\n".join(lines) + "\n"
+        try:
+            if self.stream is not None:
+                self.stream.write(text)
+                self.stream.flush()
+            else:
+                self._check_rotated()
+                data = memoryview(text.encode("utf-8", "backslashreplace"))
+                while data:
+                    data = data[os.write(self._fd, data) :]
+            self._failed = None
+        except (OSError, ValueError) as exc:  # ValueError: a closed stream
+            self._report(f"{len(lines)} log line(s) could not be written to {self._name()}: {exc}")
+
+    def _report(self, message: str) -> None:
+        """Say once per kind of failure, on the real stderr, that lines were lost."""
+        if self._failed != message.split(":", 1)[-1]:
+            self._failed = message.split(":", 1)[-1]
+            try:
+                print(f"h2gate: {message}", file=sys.__stderr__, flush=True)
+            except (OSError, ValueError, AttributeError):
+                pass
+
+    def _name(self) -> str:
+        return self.path or str(getattr(self.stream, "name", "stream"))
+
+    # -- files -------------------------------------------------------------------------------------
+
+    def _open(self) -> None:
+        assert self.path is not None
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        st = os.fstat(fd)
+        old, self._fd, self._ident = self._fd, fd, (st.st_dev, st.st_ino)
+        if old >= 0:
+            os.close(old)
+
+    def _check_rotated(self) -> None:
+        """Reopen when the path no longer names the file we hold (moved or deleted by logrotate)."""
+        try:
+            st = os.stat(self.path)  # type: ignore[arg-type]
+            if (st.st_dev, st.st_ino) == self._ident:
+                return
+        except FileNotFoundError:
+            pass
+        self._open()
+
+    def _reopen_now(self) -> None:
+        try:
+            self._open()
+        except OSError as exc:
+            self._report(f"could not reopen {self.path}: {exc}")
+
+    def close(self) -> None:
+        self.flush()
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+class SinkHandler(logging.Handler):
+    """A logging handler that formats a record once and hands the line to a :class:`LineSink`."""
+
+    def __init__(self, sink: LineSink) -> None:
+        super().__init__()
+        self.sink = sink
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+        except Exception:
+            self.handleError(record)
+            return
+        self.sink.put(line)
+        if record.levelno >= logging.WARNING:
+            self.sink.flush()
+
+    def flush(self) -> None:
+        self.sink.flush()
+
+
+_sinks: dict[str, LineSink] = {}
+_sinks_lock = threading.Lock()
+
+
+def sink_for(target: str, stream: TextIO) -> LineSink:
+    """The one sink of ``target`` ("-": ``stream``; else a file path). Raises OSError for a file it cannot open."""
+    key = f"-{id(stream)}" if target == "-" else os.path.abspath(target)
+    with _sinks_lock:
+        sink = _sinks.get(key)
+        if sink is None:
+            sink = LineSink(stream=stream) if target == "-" else LineSink(path=key)
+            _sinks[key] = sink
+        return sink
+
+
+def flush_all() -> None:
+    """Write every queued line of every sink (the exit paths)."""
+    for sink in list(_sinks.values()):
+        sink.flush()
+
+
+def reopen_all() -> int:
+    """Reopen every log file after the lines queued so far (SIGUSR1); returns how many files."""
+    files = [sink for sink in list(_sinks.values()) if sink.path is not None]
+    for sink in files:
+        sink.reopen()
+    return len(files)
+
+
+atexit.register(flush_all)

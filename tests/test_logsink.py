@@ -1,0 +1,182 @@
+"""Batched log lines (h2gate.observe.logsink): order, flush at exit and on SIGTERM, reopen, rotation, bounds, errors.
+
+Units drive a LineSink directly; the end-to-end tests run the real server
+with an access log file and stop it by SIGTERM. No timing is asserted: waits
+are bounded polls for lines that must appear.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from h2gate.observe import logsink
+from h2gate.observe.logsink import LineSink, SinkHandler
+
+from .conftest import h2c_client
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def wait_for(predicate: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met in time")
+        time.sleep(0.01)
+
+
+def test_lines_from_several_handlers_keep_their_order() -> None:
+    out = io.StringIO()
+    sink = LineSink(stream=out)
+    access, error = SinkHandler(sink), SinkHandler(sink)
+    for i in range(2000):
+        sink.put(f"access {i}")
+        if i % 500 == 0:  # a WARNING is flushed at once, after the lines queued before it
+            error.emit(logging.LogRecord("h2gate.error", logging.WARNING, __file__, 1, "warn %d", (i,), None))
+    access.flush()
+    lines = out.getvalue().splitlines()
+    expected = []
+    for i in range(2000):
+        expected.append(f"access {i}")
+        if i % 500 == 0:
+            expected.append(f"warn {i}")
+    assert lines == expected
+
+
+def test_writer_thread_writes_without_a_flush() -> None:
+    out = io.StringIO()
+    sink = LineSink(stream=out)
+    sink.put("one")
+    sink.put("two")
+    wait_for(lambda: out.getvalue() == "one\ntwo\n")
+
+
+def test_reopen_after_rename_sends_later_lines_to_the_new_file(tmp_path: Path) -> None:
+    path = tmp_path / "access.log"
+    sink = LineSink(path=str(path))
+    sink.put("before")
+    sink.flush()
+    path.rename(tmp_path / "access.log.1")  # logrotate's move...
+    sink.put("between")  # (the move is noticed by itself too: this one may land in either file)
+    sink.reopen()  # ...then SIGUSR1
+    sink.put("after")
+    wait_for(lambda: path.exists() and path.read_text().endswith("after\n"))
+    old, new = (tmp_path / "access.log.1").read_text(), path.read_text()
+    assert old.startswith("before\n") and (old + new).splitlines() == ["before", "between", "after"]
+
+
+def test_a_moved_file_is_noticed_without_a_signal(tmp_path: Path) -> None:
+    path = tmp_path / "error.log"
+    sink = LineSink(path=str(path))
+    sink.put("first")
+    sink.flush()
+    path.rename(tmp_path / "error.log.1")
+    sink.put("second")
+    sink.flush()
+    assert path.read_text() == "second\n" and (tmp_path / "error.log.1").read_text() == "first\n"
+
+
+class StuckStream(io.StringIO):
+    """A destination that blocks until released (a full pipe, a hung disk)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    def write(self, text: str) -> int:
+        self.release.wait(10)
+        return super().write(text)
+
+
+def test_pending_lines_are_bounded_when_the_destination_is_stuck(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(logsink, "MAX_PENDING", 10)
+    out = StuckStream()
+    sink = LineSink(stream=out)
+    done = threading.Event()
+
+    def producer() -> None:
+        for i in range(100):
+            sink.put(str(i))
+        done.set()
+
+    threading.Thread(target=producer, daemon=True).start()
+    wait_for(lambda: len(sink._pending) >= 10)
+    assert not done.wait(0.2) and len(sink._pending) <= 10  # put waits: memory stays bounded
+    out.release.set()
+    assert done.wait(10)
+    sink.flush()
+    assert out.getvalue().splitlines() == [str(i) for i in range(100)]  # and nothing was dropped
+
+
+def test_a_write_error_is_reported_once_and_not_raised(monkeypatch: pytest.MonkeyPatch) -> None:
+    reported = io.StringIO()
+    monkeypatch.setattr(sys, "__stderr__", reported)
+    out = io.StringIO()
+    sink = LineSink(stream=out)
+    out.close()
+    for _ in range(3):
+        sink.put("lost")
+        sink.flush()
+    assert reported.getvalue().count("could not be written") == 1
+
+
+def test_lines_are_flushed_at_exit(tmp_path: Path) -> None:
+    """A process that puts lines and returns at once still writes all of them (atexit)."""
+    path = tmp_path / "out.log"
+    code = (
+        "from h2gate.observe.logsink import sink_for\n"
+        "import sys\n"
+        f"sink = sink_for({str(path)!r}, sys.stdout)\n"
+        "for i in range(5000): sink.put(f'line {i}')\n"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=60)
+    assert path.read_text().splitlines() == [f"line {i}" for i in range(5000)]
+
+
+def test_access_lines_survive_sigterm_in_order(serve: Any, tmp_path: Path) -> None:
+    access = tmp_path / "access.log"
+    server = serve("apps.observe:app", "--access-logfile", str(access))
+    with h2c_client() as client:
+        for i in range(200):
+            client.get(f"{server.url}/n{i}")
+    assert server.stop(signal_number()) == 0  # SIGTERM right after the last answer
+    lines = access.read_text().splitlines()
+    paths = [re.search(r'"GET /n(\d+) HTTP/2"', line) for line in lines]
+    assert [int(m.group(1)) for m in paths if m] == list(range(200)), lines[-3:]
+
+
+def signal_number() -> int:
+    import signal
+
+    return signal.SIGTERM
+
+
+def test_reopen_hook_is_what_sigusr1_handling_calls(tmp_path: Path) -> None:
+    """observe.logs.reopen() reopens our files (ops wires SIGUSR1 to it)."""
+    from h2gate.config import Config
+    from h2gate.observe import logs
+
+    path = tmp_path / "access.log"
+    config = Config(access_logfile=str(path), error_logfile=str(tmp_path / "error.log"))
+    logs.setup_logging("info", True, config)
+    try:
+        logs.access_logger.info("one")
+        logs.flush()
+        os.rename(path, tmp_path / "access.log.1")
+        logs.reopen()
+        logs.access_logger.info("two")
+        logs.flush()
+        assert "one" in (tmp_path / "access.log.1").read_text() and "two" in path.read_text()
+    finally:
+        logs.setup_logging("info", True)  # back to stderr for the rest of the session
