@@ -219,7 +219,10 @@ class Ngh2Codec:
     # -- output ------------------------------------------------------------------------------------
 
     def _drain(self) -> None:
-        chunk = self._conn.data_to_send()
+        try:
+            chunk = self._conn.data_to_send()
+        except ngh2.ConnectionStateError:
+            return  # after a connection error ngh2 hands out nothing more: the core writes the GOAWAY
         if chunk:
             self._out.append(chunk)
 
