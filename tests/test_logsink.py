@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +120,22 @@ def test_pending_lines_are_bounded_when_the_destination_is_stuck(monkeypatch: py
     assert out.getvalue().splitlines() == [str(i) for i in range(100)]  # and nothing was dropped
 
 
+def test_a_forked_child_gets_its_own_writer(tmp_path: Path) -> None:
+    path = tmp_path / "fork.log"
+    sink = logsink.sink_for(str(path), sys.stdout)
+    sink.put("parent before")
+    with warnings.catch_warnings():  # 3.12+ warns about fork() with threads running: that is the point here
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # the child: fresh locks and thread; the parent's queued line is the parent's to write
+        sink.put("child")
+        sink.flush()
+        os._exit(0)
+    os.waitpid(pid, 0)
+    sink.flush()
+    assert sorted(path.read_text().splitlines()) == ["child", "parent before"]
+
+
 def test_a_write_error_is_reported_once_and_not_raised(monkeypatch: pytest.MonkeyPatch) -> None:
     reported = io.StringIO()
     monkeypatch.setattr(sys, "__stderr__", reported)
@@ -169,6 +186,9 @@ def test_reopen_hook_is_what_sigusr1_handling_calls(tmp_path: Path) -> None:
 
     path = tmp_path / "access.log"
     config = Config(access_logfile=str(path), error_logfile=str(tmp_path / "error.log"))
+    ours, access = logging.getLogger("h2gate"), logs.access_logger
+    saved = (ours.handlers[:], ours.level, ours.propagate, access.handlers[:], access.propagate, access.level)
+    saved_sink, saved_disabled = logs._access_sink, access.disabled
     logs.setup_logging("info", True, config)
     try:
         logs.access_logger.info("one")
@@ -178,5 +198,6 @@ def test_reopen_hook_is_what_sigusr1_handling_calls(tmp_path: Path) -> None:
         logs.access_logger.info("two")
         logs.flush()
         assert "one" in (tmp_path / "access.log.1").read_text() and "two" in path.read_text()
-    finally:
-        logs.setup_logging("info", True)  # back to stderr for the rest of the session
+    finally:  # the test process's logging as it was
+        ours.handlers[:], ours.level, ours.propagate, access.handlers[:], access.propagate, access.level = saved
+        logs._access_sink, access.disabled = saved_sink, saved_disabled

@@ -63,13 +63,17 @@ class LineSink:
         self._ident: tuple[int, int] | None = None
         if path is not None:
             self._open()  # raises OSError now, at startup, rather than in the thread
+        self._failed: str | None = None  # the last write error, reported once
+        self._fresh_state()
+
+    def _fresh_state(self) -> None:
+        """Locks, queue and thread as new: at creation, and in a forked child (whose copies may be held)."""
         self._lock = threading.Lock()  # guards _pending
         self._write_lock = threading.Lock()  # held while a batch is taken and written: keeps the order
         self._wake = threading.Event()
         self._room = threading.Condition(self._lock)
-        self._pending: list[str | _Reopen] = []
+        self._pending: list[str | _Reopen] = []  # a child drops its parent's: the parent writes them
         self._thread: threading.Thread | None = None
-        self._failed: str | None = None  # the last write error, reported once
 
     # -- the event loop's side ---------------------------------------------------------------------
 
@@ -249,4 +253,10 @@ def reopen_all() -> int:
     return len(files)
 
 
+def _after_fork_in_child() -> None:
+    for sink in list(_sinks.values()):
+        sink._fresh_state()
+
+
 atexit.register(flush_all)
+os.register_at_fork(after_in_child=_after_fork_in_child)
