@@ -35,7 +35,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make ``bench`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.floor import h2_floor, print_floor
+from bench.floor import codec_floor, h2_floor, print_codec_floor, print_floor
 from bench.peers import ALL_SERVERS, APP, BASELINE, OPTIONAL, SPECS, WSGI_BASELINE, is_wsgi
 from bench.servers import (
     HOST,
@@ -232,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     runs: dict[str, list[ServerResult]] = {name: [] for name in args.server_names}
     floors: list[tuple[float, float]] = []
+    native_floors: list[float] = []
     interrupted = False
     try:
         with tempfile.TemporaryDirectory(prefix="h2gate-bench-") as tmp:
@@ -250,12 +251,15 @@ def main(argv: list[str] | None = None) -> int:
                         print(f"  {name} unavailable: {result.skipped}", flush=True)
                     earlier.append(result)
                 floors.append(h2_floor(args.floor_iterations))
+                if (native := codec_floor(args.floor_iterations)) is not None:
+                    native_floors.append(native)
     except KeyboardInterrupt:
         interrupted = True
         print("\ninterrupted: servers stopped; partial results follow", file=sys.stderr)
 
     if floors:
         print_floor(args.floor_iterations, floors)
+        print_codec_floor(native_floors)
     print()
     results = [median_run(found) for found in runs.values() if found]
     if results:
