@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"server CPU per {unit}: h2load -c {args.clients} -m {args.streams} -n {args.requests} {args.path}")
         print(f"nproc {os.cpu_count()}, load average {os.getloadavg()[0]:.2f}, {args.rounds} round(s)")
         for round_no in range(1, args.rounds + 1):
-            for name in names:
+            for name in names if round_no % 2 else names[::-1]:  # A B, B A: drift hits both alike
                 got = measure(name, args, workdir)
                 if isinstance(got, str):
                     print(f"  round {round_no} {name:<18} no figure: {got.splitlines()[0]}")

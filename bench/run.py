@@ -241,7 +241,10 @@ def main(argv: list[str] | None = None) -> int:
             for round_no in range(1, args.rounds + 1):
                 if args.rounds > 1:
                     print(f"== round {round_no} of {args.rounds}", flush=True)
-                for name in args.server_names:
+                # Every other round in reverse (A B, B A, ...): when the machine speeds up or slows down
+                # during a run, the server that always went second would take the drift alone.
+                order = args.server_names if round_no % 2 else args.server_names[::-1]
+                for name in order:
                     earlier = runs[name]
                     if earlier and earlier[0].skipped and not earlier[0].hello.ok:
                         continue  # not installed or failed to start: said so in round 1

@@ -206,8 +206,9 @@ def scenario_download(args: argparse.Namespace, workdir: Path) -> None:
         for url in urls.values():  # warm-up, unmeasured
             h2load(url, requests=4, clients=4, streams=2, limit=args.duration)
         runs: dict[str, list[float]] = {name: [] for name in urls}
-        for _ in range(rounds):
-            for name, url in urls.items():
+        for round_no in range(rounds):
+            order = list(urls.items())
+            for name, url in order if round_no % 2 == 0 else order[::-1]:  # A B, B A: drift hits all alike
                 res, _ = h2load(url, requests=args.downloads, clients=4, streams=2, limit=args.duration)
                 if res.error or res.failures:
                     print(f"  {name:<18} failed: {res.error or f'{res.failures} failures'}")
