@@ -118,3 +118,11 @@ def test_ngh2_prototype_self_check() -> None:
     pytest.importorskip("ngh2")
     out = run_script("bench/ngh2_codec.py")
     assert "0 failed" in out and "FAIL" not in out
+
+
+def test_ab_script_loads_two_servers_at_once() -> None:
+    out = run_script(
+        "bench/ab.py", "--servers", "h2gate-trio,h2gate-asyncio", "--rounds", "2", "-n", "300", "--warmup", "50"
+    )  # fmt: skip
+    assert out.count("  round ") == 2 and "no figure" not in out
+    assert "median ratio" in out and "median h2gate-trio:" in out and "median h2gate-asyncio:" in out
