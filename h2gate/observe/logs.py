@@ -210,13 +210,18 @@ def access_log(transport: Transport, scope: dict[str, Any] | Any, exchange: Stre
     metrics.recorder.request_done(exchange.status, duration)
     if not access_logger.isEnabledFor(logging.INFO):
         return
-    entry = Entry(transport, scope, exchange, duration)
     sink = _access_sink
     if sink is not None:
         now = time.time()
+        direct = _access_format.direct
+        if direct is not None and not _json_access:  # the default line, no Entry: the common case
+            sink.put(_text_prefix(now) + direct(transport, scope, exchange, duration))
+            return
+        entry = Entry(transport, scope, exchange, duration)
         line = _access_format.line(entry)
         sink.put(_json_line(entry, line, now) if _json_access else _text_prefix(now) + line)
         return
+    entry = Entry(transport, scope, exchange, duration)
     if _json_access:
         access_logger.info(_access_format.line(entry), extra={"access": entry.fields()})
     else:
