@@ -41,7 +41,7 @@ import time
 from typing import TextIO
 
 #: Seconds the writer waits after the first line of a batch for more to join it.
-LINGER = 0.02
+LINGER = 0.05
 #: Lines waiting before ``put`` waits for the writer (bounded memory when the destination is stuck).
 MAX_PENDING = 20_000
 
