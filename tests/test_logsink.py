@@ -55,12 +55,12 @@ def test_lines_from_several_handlers_keep_their_order() -> None:
     assert lines == expected
 
 
-def test_writer_thread_writes_without_a_flush() -> None:
-    out = io.StringIO()
-    sink = LineSink(stream=out)
+def test_writer_thread_writes_a_file_without_a_flush(tmp_path: Path) -> None:
+    path = tmp_path / "a.log"
+    sink = LineSink(path=str(path))
     sink.put("one")
     sink.put("two")
-    wait_for(lambda: out.getvalue() == "one\ntwo\n")
+    wait_for(lambda: path.read_text() == "one\ntwo\n")
 
 
 def test_reopen_after_rename_sends_later_lines_to_the_new_file(tmp_path: Path) -> None:
@@ -88,36 +88,72 @@ def test_a_moved_file_is_noticed_without_a_signal(tmp_path: Path) -> None:
     assert path.read_text() == "second\n" and (tmp_path / "error.log.1").read_text() == "first\n"
 
 
-class StuckStream(io.StringIO):
-    """A destination that blocks until released (a full pipe, a hung disk)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.release = threading.Event()
-
-    def write(self, text: str) -> int:
-        self.release.wait(10)
-        return super().write(text)
-
-
-def test_pending_lines_are_bounded_when_the_destination_is_stuck(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pending_lines_are_bounded_when_the_destination_is_stuck(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A file whose reader stopped (a FIFO nobody drains): put() waits at MAX_PENDING instead of growing."""
     monkeypatch.setattr(logsink, "MAX_PENDING", 10)
-    out = StuckStream()
+    fifo = tmp_path / "stuck"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        sink = LineSink(path=str(fifo))
+        done = threading.Event()
+        line = "x" * 8192
+
+        def producer() -> None:
+            for i in range(100):
+                sink.put(f"{i} {line}")
+            done.set()
+
+        threading.Thread(target=producer, daemon=True).start()
+        wait_for(lambda: len(sink._pending) >= 10)  # the pipe is full, the writer blocked in write()
+        assert not done.wait(0.2) and len(sink._pending) <= 10  # put waits: memory stays bounded
+        got = bytearray()
+
+        def drained() -> bool:
+            try:
+                got.extend(os.read(reader, 1 << 20))
+            except BlockingIOError:
+                pass
+            return done.is_set() and got.count(b"\n") == 100
+
+        wait_for(drained, timeout=20)
+        assert [int(x.split()[0]) for x in bytes(got).splitlines()] == list(range(100))  # nothing dropped, in order
+    finally:
+        os.close(reader)
+
+
+def test_stream_lines_are_written_after_the_loop_turn_not_by_a_thread() -> None:
+    """In trio, a turn's lines go out after it in one write, from the loop's thread; never between a print's parts."""
+    import trio
+
+    class Recording(io.StringIO):
+        def __init__(self) -> None:
+            super().__init__()
+            self.writes: list[tuple[str, str]] = []
+
+        def write(self, text: str) -> int:
+            self.writes.append((threading.current_thread().name, text))
+            return super().write(text)
+
+    out = Recording()
     sink = LineSink(stream=out)
-    done = threading.Event()
 
-    def producer() -> None:
-        for i in range(100):
-            sink.put(str(i))
-        done.set()
+    async def main() -> None:
+        sink.put("one")
+        sink.put("two")
+        out.write("app text")  # a print's first half...
+        out.write("\n")  # ...and its newline, in the same turn: no log line between them
+        assert out.getvalue() == "app text\n"
+        await trio.lowlevel.checkpoint()
+        await trio.lowlevel.checkpoint()
+        assert out.getvalue() == "app text\none\ntwo\n"
 
-    threading.Thread(target=producer, daemon=True).start()
-    wait_for(lambda: len(sink._pending) >= 10)
-    assert not done.wait(0.2) and len(sink._pending) <= 10  # put waits: memory stays bounded
-    out.release.set()
-    assert done.wait(10)
-    sink.flush()
-    assert out.getvalue().splitlines() == [str(i) for i in range(100)]  # and nothing was dropped
+    trio.run(main)
+    assert {name for name, _ in out.writes} == {threading.current_thread().name}
+    sink.put("outside trio")  # written at once, as logging always did
+    assert out.getvalue().endswith("outside trio\n")
 
 
 def test_a_forked_child_gets_its_own_writer(tmp_path: Path) -> None:

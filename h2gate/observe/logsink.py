@@ -1,22 +1,34 @@
-"""Log lines written in batches by a thread, so logging never waits for a disk or a pipe on the event loop.
+"""Log lines written in batches: to a file by a thread, to stderr/stdout once per turn of the event loop.
 
 Theory of operation. Each destination (stderr, stdout, or one file path) has
 one :class:`LineSink`, shared by every handler that writes there, so the
 access log and the error log keep their relative order when they share a
 stream. :meth:`LineSink.put` appends a finished line to a list under a lock.
-The sink's writer thread takes the whole list and writes it with one call,
-then pauses :data:`LINGER` seconds so that the lines of a burst gather; when
-it finds the list empty it parks on an event, and only then does the next
-``put`` wake it (a line after a quiet spell is written at once). So under load no line
-costs a thread wake-up (an ``Event.set`` per batch showed up as 2% of the
-loop's time in a profile), and an idle server's writer sleeps. The event loop never performs
-I/O for a line, except in two cases where waiting is the right answer:
+
+A **file** is written by the sink's writer thread: it takes the whole list,
+writes it with one call, then pauses :data:`LINGER` seconds so that the
+lines of a burst gather; when it finds the list empty it parks on an event,
+and only then does the next ``put`` wake it (a line after a quiet spell is
+written at once). So under load no line costs a thread wake-up (an
+``Event.set`` per batch showed up as 2% of the loop's time in a profile), an
+idle server's writer sleeps, and the event loop performs no I/O for a line.
+
+A **stream** (``-``: stderr or stdout) is shared with the app, whose own
+``print`` writes its text and its newline separately: a thread writing there
+slips its lines between the two (a test saw ``star: shutdown2026-...``). So a
+stream is written by the thread that logs: the first line queued during a
+turn of trio's scheduler asks trio (``run_sync_soon``) to write the turn's
+lines with one call after the turn; outside trio (startup, other threads) a
+line is written at once, as ``logging`` always did. A full pipe can stall the
+loop there, as before; ``--access-logfile FILE`` takes the access lines off it.
+
+Two cases wait on purpose:
 
 * a record at WARNING or above is flushed at once (:class:`SinkHandler`), so
-  the lines that explain a crash are on disk before anything else happens;
-* when :data:`MAX_PENDING` lines wait (the destination is stuck), the next
-  ``put`` waits until the writer has taken them: memory stays bounded and no
-  line is dropped, as a server writing synchronously would behave.
+  the lines that explain a crash are written before anything else happens;
+* when :data:`MAX_PENDING` lines wait for a file (the disk is stuck), the
+  next ``put`` waits until the writer has taken them: memory stays bounded
+  and no line is dropped, as a server writing synchronously would behave.
 
 Order: one lock (``_write_lock``) is held while a batch is taken *and*
 written, by the writer thread and by :meth:`flush` alike, so batches reach
@@ -41,7 +53,9 @@ import threading
 import time
 from typing import TextIO
 
-#: Seconds the writer waits after the first line of a batch for more to join it.
+import trio
+
+#: Seconds the file writer pauses after a write, for the next lines to gather into one batch.
 LINGER = 0.05
 #: Lines waiting before ``put`` waits for the writer (bounded memory when the destination is stuck).
 MAX_PENDING = 20_000
@@ -82,7 +96,10 @@ class LineSink:
     # -- the event loop's side ---------------------------------------------------------------------
 
     def put(self, line: str) -> None:
-        """Queue ``line`` (no newline); written within :data:`LINGER` seconds by the writer thread."""
+        """Queue ``line`` (no newline): written after this turn of the loop (streams) or by the writer thread."""
+        if self.stream is not None:
+            self._put_for_loop(line)
+            return
         with self._lock:
             pending = self._pending
             while len(pending) >= MAX_PENDING:
@@ -96,6 +113,16 @@ class LineSink:
             thread.start()
         if wake:
             self._wake.set()
+
+    def _put_for_loop(self, line: str) -> None:
+        with self._lock:
+            self._pending.append(line)
+            first = len(self._pending) == 1
+        if first:
+            try:
+                trio.lowlevel.current_trio_token().run_sync_soon(self.flush)
+            except (RuntimeError, trio.RunFinishedError):  # not in trio's thread, or its run is over
+                self.flush()
 
     def reopen(self) -> None:
         """Reopen the file after the lines queued so far (SIGUSR1 after logrotate); a no-op for streams."""
