@@ -28,6 +28,7 @@ class FakeExchange:
     reset_code = None
     cut = False
     response_ended = True
+    cut = False
     head = RequestHead(
         method=b"GET", scheme=b"http", authority=b"example.test", target=b"/a?b=1", fields=[(b"user-agent", b"ua/1")]
     )
@@ -45,18 +46,22 @@ def test_default_format_is_the_config_default() -> None:
     assert AccessFormat().line(entry(0.0123)) == '192.0.2.1:555 - "GET /a?b=1 HTTP/2" 404 0 0.012s stream=3'
 
 
-OUTCOMES = [(404, None, True), (200, 8, False), (0, 8, False), (200, 8, True)]
+OUTCOMES = [
+    (404, None, True, False), (200, 8, False, False), (0, 8, False, False),
+    (200, 8, True, False), (200, 8, False, True),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize("query", [b"", b"b=1&c=%20"])
 @pytest.mark.parametrize("with_scope", [True, False])
-@pytest.mark.parametrize(("status", "reset", "ended"), OUTCOMES)
+@pytest.mark.parametrize(("status", "reset", "ended", "cut"), OUTCOMES)
 @pytest.mark.parametrize("peer", [("192.0.2.1", 555), ("/run/h2gate.sock", None), None])
 def test_the_default_line_fast_path_is_the_format(
-    query: bytes, with_scope: bool, status: int, reset: int | None, ended: bool, peer: Any
+    query: bytes, with_scope: bool, status: int, reset: int | None, ended: bool, cut: bool, peer: Any
 ) -> None:
     exchange = FakeExchange()
     exchange.status, exchange.reset_code, exchange.response_ended = status, reset, ended  # type: ignore[misc]
+    exchange.cut = cut
     scope = {"method": "GET", "raw_path": "/a/ü".encode(), "query_string": query} if with_scope else None
     transport = CleartextTransport(None, peer, ("127.0.0.1", 80))  # type: ignore[arg-type]
     slow = AccessFormat().line(Entry(transport, scope, exchange, 0.01234))  # type: ignore[arg-type]

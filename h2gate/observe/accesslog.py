@@ -157,7 +157,7 @@ def _header_atom(name: bytes, side: str) -> Callable[[Entry], str]:
     return lambda e: e.response_header(name)
 
 
-def default_line(transport: Transport, scope: Any, exchange: Exchange, duration: float) -> str:
+def default_line(transport: Transport, scope: Any, exchange: Stream, duration: float) -> str:
     """:data:`DEFAULT_FORMAT`'s line without an :class:`Entry` or a call per atom: the default's fast path.
 
     Must equal ``AccessFormat().line(Entry(...))`` for every input (``tests/test_access_log.py`` compares them).
@@ -171,7 +171,9 @@ def default_line(transport: Transport, scope: Any, exchange: Exchange, duration:
     else:
         request = "- -"
     status = str(exchange.status or "-")
-    if exchange.reset_code is not None and not exchange.response_ended:
+    if exchange.cut:
+        status += " cut"
+    elif exchange.reset_code is not None and not exchange.response_ended:
         status += " reset"
     return f'{who} - "{request} HTTP/2" {status} {exchange.bytes_sent} {duration:.3f}s stream={exchange.stream_id}'
 
@@ -194,7 +196,7 @@ class AccessFormat:
         self._template = "".join(p.replace("%", "%%") if isinstance(p, str) else "%s" for p in self.parts)
         self._getters = tuple(p for p in self.parts if not isinstance(p, str))
         #: The same line straight from (transport, scope, exchange, duration), for the default format.
-        self.direct: Callable[[Transport, Any, Exchange, float], str] | None = (
+        self.direct: Callable[[Transport, Any, Stream, float], str] | None = (
             default_line if fmt == DEFAULT_FORMAT else None
         )
 
