@@ -22,10 +22,14 @@ lines with one call after the turn; outside trio (startup, other threads) a
 line is written at once, as ``logging`` always did. A full pipe can stall the
 loop there, as before; ``--access-logfile FILE`` takes the access lines off it.
 
-Two cases wait on purpose:
+Only the access lines (:func:`h2gate.observe.logs.access_log`, many) are
+batched. A ``logging`` record (:class:`SinkHandler`: the error log, a few
+lines) is written at once, after the lines queued before it, as ``logging``
+always did: the lines that explain a crash are out before anything else
+happens, and other processes can order by them (a worker's "ready" line is
+out before its supervisor's "listening on"). Besides that, one case waits on
+purpose:
 
-* a record at WARNING or above is flushed at once (:class:`SinkHandler`), so
-  the lines that explain a crash are written before anything else happens;
 * when :data:`MAX_PENDING` lines wait for a file (the disk is stuck), the
   next ``put`` waits until the writer has taken them: memory stays bounded
   and no line is dropped, as a server writing synchronously would behave.
@@ -137,9 +141,16 @@ class LineSink:
         self._wake.set()
 
     def flush(self) -> None:
-        """Write every queued line now, in the calling thread (shutdown, or a WARNING record)."""
+        """Write every queued line now, in the calling thread (shutdown, a log record)."""
         with self._write_lock:
             self._write_batch(self._take())
+
+    def write_now(self, line: str) -> None:
+        """Write the queued lines and then ``line``, now, in the calling thread (one write)."""
+        with self._write_lock:
+            batch = self._take()
+            batch.append(line)
+            self._write_batch(batch)
 
     # -- the writer ---------------------------------------------------------------------------------
 
@@ -252,14 +263,18 @@ class SinkHandler(logging.Handler):
         self.sink = sink
 
     def emit(self, record: logging.LogRecord) -> None:
+        """Written at once, after the lines queued before it: records are few, and other processes order by them.
+
+        (A worker's "ready" line must be out before it tells its supervisor, whose
+        "listening on" line follows; tests and operators read the log in that order.)
+        The many access lines take :meth:`LineSink.put` instead.
+        """
         try:
             line = self.format(record)
         except Exception:
             self.handleError(record)
             return
-        self.sink.put(line)
-        if record.levelno >= logging.WARNING:
-            self.sink.flush()
+        self.sink.write_now(line)
 
     def flush(self) -> None:
         self.sink.flush()
