@@ -28,7 +28,6 @@ class FakeExchange:
     reset_code = None
     cut = False
     response_ended = True
-    cut = False
     head = RequestHead(
         method=b"GET", scheme=b"http", authority=b"example.test", target=b"/a?b=1", fields=[(b"user-agent", b"ua/1")]
     )
