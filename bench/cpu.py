@@ -22,7 +22,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make ``bench`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.run import SPECS
+from bench.peers import SPECS
 from bench.scenarios import available, in_workdir, running
 from bench.servers import HOST, run_h2load
 
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"server CPU per {unit}: h2load -c {args.clients} -m {args.streams} -n {args.requests} {args.path}")
         print(f"nproc {os.cpu_count()}, load average {os.getloadavg()[0]:.2f}, {args.rounds} round(s)")
         for round_no in range(1, args.rounds + 1):
-            for name in names:
+            for name in names if round_no % 2 else names[::-1]:  # A B, B A: drift hits both alike
                 got = measure(name, args, workdir)
                 if isinstance(got, str):
                     print(f"  round {round_no} {name:<18} no figure: {got.splitlines()[0]}")

@@ -20,6 +20,7 @@ Bounded by the request count and ``--limit`` seconds per run; never asserts.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import select
 import socket
 import ssl
@@ -37,7 +38,7 @@ import h2.connection
 import h2.events
 import h2.settings
 
-from bench.run import APP
+from bench.peers import APP
 from bench.scenarios import each_server, in_workdir, server_spec
 from bench.servers import HOST, ServerSpec
 
@@ -53,7 +54,7 @@ def serving_fairness_app(spec: ServerSpec) -> ServerSpec:
     def argv(port: int, cert: Path, key: Path) -> list[str]:
         return [FAIR_APP if arg == APP else arg for arg in base(port, cert, key)]
 
-    return ServerSpec(spec.name, argv, spec.module)
+    return dataclasses.replace(spec, argv=argv)
 
 
 @dataclass

@@ -77,3 +77,28 @@ def print_floor(iterations: int, floors: list[tuple[float, float]]) -> None:
         "  h2 as it comes)",
         flush=True,
     )
+
+
+def codec_floor(iterations: int, codec: str = "ngh2") -> float | None:
+    """Microseconds of ``codec``'s server-side work per request, ten GETs per read (bench/codecs.py); None if absent."""
+    from bench.codec_adapters import ADAPTERS
+    from bench.codecs import time_workload
+
+    adapter = ADAPTERS[codec]
+    if adapter.unavailable():
+        return None
+    return min(time_workload(adapter, "batch10", max(iterations, 2000)) for _ in range(3))
+
+
+def print_codec_floor(values: list[float], codec: str = "ngh2") -> None:
+    """The chosen native codec's floor beside h2's: what the codec seam could leave to the rest of the server."""
+    if not values:
+        print(f"  ({codec} floor: {codec} is not installed)")
+        return
+    us = statistics.median(values)
+    print(
+        f"  {codec} floor, server side (the recommended native codec, bench/codecs.py batch10, {codec} "
+        f"{module_version(codec)}):\n"
+        f"                                 {us:7.2f} us/request -> ceiling {1e6 / us:9,.0f} req/s",
+        flush=True,
+    )

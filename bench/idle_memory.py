@@ -4,7 +4,8 @@ Run from anywhere:  python bench/idle_memory.py [--connections 500] [--servers a
 
 For each server: start it, take its resident memory (all its processes), open
 N TLS connections that finish the handshake and the SETTINGS exchange (each
-side's SETTINGS acknowledged) and then stay idle, wait a moment, take the
+side's SETTINGS acknowledged), get one ``GET /`` answered (``--no-request``:
+not) and then stay idle, wait a moment, take the
 memory again, and print (after - before) / connections still open. Every
 server gets a long keep-alive so none closes the idle connections while they
 are counted. Printed, never checked; see bench/README.md.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import select
 import socket
 import ssl
@@ -23,6 +25,8 @@ from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make ``bench`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from hpack import Encoder, NeverIndexedHeaderTuple
 
 from bench.scenarios import COMPARED, each_server, in_workdir, raise_fd_limit, server_spec
 from bench.servers import HOST, RssSampler, ServerProcess, ServerSpec
@@ -45,13 +49,22 @@ def long_keep_alive(spec: ServerSpec) -> ServerSpec:
             config = cert.parent / "hypercorn.toml"  # written by base(): add to it
             with config.open("a") as fh:
                 fh.write(f"keep_alive_timeout = {IDLE_KEEP_ALIVE}\n")
+        elif spec.name.startswith(("h2corn", "uvicorn")):
+            args += ["--timeout-keep-alive", str(IDLE_KEEP_ALIVE)]
         return args
 
-    return ServerSpec(spec.name, argv, spec.module)
+    return dataclasses.replace(spec, argv=argv)
 
 
-def open_idle(port: int, timeout: float) -> ssl.SSLSocket:
-    """One TLS h2 connection, SETTINGS exchanged both ways, left idle."""
+def get_frame(port: int) -> bytes:
+    """HEADERS for ``GET /`` on stream 1 (END_STREAM), HPACK with literals that leave the table alone."""
+    fields = [(":method", "GET"), (":path", "/"), (":scheme", "https"), (":authority", f"{HOST}:{port}")]
+    block = Encoder().encode([NeverIndexedHeaderTuple(n, v) for n, v in fields])
+    return len(block).to_bytes(3, "big") + b"\x01\x05" + (1).to_bytes(4, "big") + block
+
+
+def open_idle(port: int, timeout: float, request: bool = True) -> ssl.SSLSocket:
+    """One TLS h2 connection, SETTINGS exchanged both ways and (``request``) one GET answered, left idle."""
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE  # throwaway certificate
@@ -61,13 +74,13 @@ def open_idle(port: int, timeout: float) -> ssl.SSLSocket:
     if sock.selected_alpn_protocol() != "h2":
         sock.close()
         raise ConnectionError("ALPN did not pick h2")
-    sock.sendall(PREFACE + EMPTY_SETTINGS)
-    buf, pos, acked, seen = b"", 0, False, False
+    sock.sendall(PREFACE + EMPTY_SETTINGS + (get_frame(port) if request else b""))
+    buf, pos, acked, seen, answered = b"", 0, False, False, not request
     deadline = time.monotonic() + timeout
-    while not (acked and seen):
+    while not (acked and seen and answered):
         if time.monotonic() > deadline:
             sock.close()
-            raise TimeoutError("no SETTINGS exchange in time")
+            raise TimeoutError("no SETTINGS exchange (or no answer) in time")
         data = sock.recv(65536)
         if not data:
             sock.close()
@@ -75,6 +88,7 @@ def open_idle(port: int, timeout: float) -> ssl.SSLSocket:
         buf += data
         while len(buf) - pos >= 9:
             length, ftype, flags = int.from_bytes(buf[pos : pos + 3], "big"), buf[pos + 3], buf[pos + 4]
+            stream = int.from_bytes(buf[pos + 5 : pos + 9], "big") & 0x7FFFFFFF
             if len(buf) - pos < 9 + length:
                 break
             if ftype == 0x4 and flags & 0x1:
@@ -82,6 +96,10 @@ def open_idle(port: int, timeout: float) -> ssl.SSLSocket:
             elif ftype == 0x4:
                 seen = True
                 sock.sendall(SETTINGS_ACK)
+            elif ftype in (0x0, 0x1) and stream == 1 and flags & 0x1:
+                answered = True  # the response ended (END_STREAM on HEADERS or DATA)
+            elif ftype == 0x3 and stream == 1:
+                raise ConnectionError("the GET was reset")
             pos += 9 + length
     return sock
 
@@ -104,7 +122,7 @@ def still_open(socks: list[ssl.SSLSocket]) -> int:
     return count
 
 
-def measure(server: ServerProcess, connections: int, settle: float) -> str:
+def measure(server: ServerProcess, connections: int, settle: float, request: bool = True) -> str:
     """(after - before) / still open, for ``connections`` idle connections to a running server."""
     sampler = RssSampler(server.proc.pid)
     time.sleep(settle)
@@ -114,7 +132,7 @@ def measure(server: ServerProcess, connections: int, settle: float) -> str:
     try:
         for _ in range(connections):
             try:
-                socks.append(open_idle(server.port, 10))
+                socks.append(open_idle(server.port, 10, request))
             except (OSError, ConnectionError, TimeoutError):
                 failed += 1
         time.sleep(settle)
@@ -138,6 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--connections", type=int, default=500, help="idle connections per server (default 500)")
     p.add_argument("--servers", default=",".join(COMPARED), help="comma list of bench/run.py server names")
     p.add_argument("--settle", type=float, default=1.0, help="seconds to wait before each memory sample")
+    p.add_argument(
+        "--no-request", action="store_true", help="only the handshake and SETTINGS (default: and one GET answered)"
+    )
     args = p.parse_args(argv)
     limit = raise_fd_limit()
     print(f"== idle memory: {args.connections} idle TLS h2 connections per server (open-file limit {limit})")
@@ -145,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def body(workdir: Path) -> None:
         for name, server in each_server(specs, workdir, 15):
-            print(f"  {name:<18} {measure(server, args.connections, args.settle)}", flush=True)
+            print(f"  {name:<18} {measure(server, args.connections, args.settle, not args.no_request)}", flush=True)
 
     return in_workdir("h2gate-idle-", body)
 

@@ -1,10 +1,11 @@
-"""HTTP/2-over-TLS load comparison: h2gate vs Hypercorn (vs Granian when installed), ASGI and WSGI.
+"""HTTP/2-over-TLS load comparison: h2gate against the field (bench/peers.py), ASGI and WSGI.
 
 Run from anywhere:  python bench/run.py [--quick] [--requests N] [--servers a,b,...]
 
 For each server in turn this script starts it on a free 127.0.0.1 port (one
 worker process, same ASGI app: bench/app.py; the ``*-wsgi`` servers serve the
-same routes from the WSGI app bench/wsgi_app.py), waits until it answers a real
+same routes from the WSGI app bench/wsgi_app.py; command lines in bench/peers.py;
+a server that cannot run here is skipped with the reason), waits until it answers a real
 HTTP/2 request, drives it with h2load (a small-response run and a 5 MiB
 download run), samples its resident memory while h2load runs, stops it, and
 finally prints one table side by side.  It also times the ``h2`` state machine
@@ -26,20 +27,18 @@ import importlib.util
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make ``bench`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.floor import h2_floor, print_floor
+from bench.floor import codec_floor, h2_floor, print_codec_floor, print_floor
+from bench.peers import ALL_SERVERS, APP, BASELINE, OPTIONAL, SPECS, WSGI_BASELINE, is_wsgi
 from bench.servers import (
     HOST,
-    ROOT,
     LoadResult,
     RssSampler,
     ServerProcess,
@@ -48,115 +47,11 @@ from bench.servers import (
     h2load_version,
     interrupt_on_sigterm,
     make_cert,
-    module_version,
     run_h2load,
     wait_ready,
 )
 
-APP = "bench.app:app"
-WSGI_APP = "bench.wsgi_app:app"
-BASELINE = "hypercorn-asyncio"
-WSGI_BASELINE = "hypercorn-wsgi"  # the WSGI rows are compared with this one
-ALL_SERVERS = (
-    "h2gate-asyncio", "h2gate-trio", "hypercorn-asyncio", "hypercorn-trio", "granian",
-    "h2gate-wsgi", "hypercorn-wsgi", "gunicorn-wsgi",
-)  # fmt: skip
-
-
-# --------------------------------------------------------------------------- server command lines
-
-
-def _h2gate(loop: str) -> Callable[[int, Path, Path], list[str]]:
-    def argv(port: int, cert: Path, key: Path) -> list[str]:
-        return [
-            sys.executable, "-m", "h2gate", APP, "--app-dir", str(ROOT),
-            "-b", f"{HOST}:{port}", "--certfile", str(cert), "--keyfile", str(key),
-            "--loop", loop, "--no-access-log", "--log-level", "warning",
-        ]  # fmt: skip
-
-    return argv
-
-
-def _h2gate_wsgi(port: int, cert: Path, key: Path) -> list[str]:
-    # Interface detected from the app's signature, as a user would run it; default --threads (10).
-    return [
-        sys.executable, "-m", "h2gate", WSGI_APP, "--app-dir", str(ROOT),
-        "-b", f"{HOST}:{port}", "--certfile", str(cert), "--keyfile", str(key),
-        "--no-access-log", "--log-level", "warning",
-    ]  # fmt: skip
-
-
-def _hypercorn_wsgi(port: int, cert: Path, key: Path) -> list[str]:
-    # Hypercorn serves a WSGI app (it detects the interface) from a thread pool in its asyncio worker.
-    config = cert.parent / "hypercorn.toml"
-    config.write_text("keep_alive_max_requests = 1000000000\n")
-    return [
-        sys.executable, "-m", "hypercorn", WSGI_APP, "--config", str(config),
-        "--certfile", str(cert), "--keyfile", str(key),
-        "-b", f"{HOST}:{port}", "--workers", "1", "-k", "asyncio",
-    ]  # fmt: skip
-
-
-def _gunicorn_wsgi(port: int, cert: Path, key: Path) -> list[str]:
-    # Gunicorn >= 25 speaks HTTP/2 with --http-protocols h2 (TLS, ALPN); one gthread worker, 10 threads.
-    return [
-        sys.executable, "-m", "gunicorn", WSGI_APP, "--chdir", str(ROOT),
-        "-b", f"{HOST}:{port}", "--certfile", str(cert), "--keyfile", str(key),
-        "--http-protocols", "h2", "--workers", "1", "--worker-class", "gthread", "--threads", "10",
-        "--log-level", "warning",
-    ]  # fmt: skip
-
-
-def gunicorn_h2_support() -> str | None:
-    """None when the installed Gunicorn can serve HTTP/2, else why not."""
-    try:
-        out = subprocess.run(
-            [sys.executable, "-m", "gunicorn", "--help"], capture_output=True, text=True, timeout=30, check=False
-        ).stdout
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"gunicorn --help failed: {exc}"
-    if "--http-protocols" not in out:
-        return f"gunicorn {module_version('gunicorn')} has no --http-protocols (HTTP/2 needs gunicorn>=25)"
-    return None
-
-
-def _hypercorn(worker: str) -> Callable[[int, Path, Path], list[str]]:
-    def argv(port: int, cert: Path, key: Path) -> list[str]:
-        # Hypercorn closes a connection after keep_alive_max_requests (default 1000) requests and
-        # h2load does not reconnect, so a 20000-request run on 10 connections would half fail.
-        # The setting has no command-line flag; raise it through a config file.
-        config = cert.parent / "hypercorn.toml"
-        config.write_text("keep_alive_max_requests = 1000000000\n")
-        return [
-            sys.executable, "-m", "hypercorn", APP, "--config", str(config),
-            "--certfile", str(cert), "--keyfile", str(key),
-            "-b", f"{HOST}:{port}", "--workers", "1", "-k", worker,
-        ]  # fmt: skip
-
-    return argv
-
-
-def _granian(port: int, cert: Path, key: Path) -> list[str]:
-    return [
-        sys.executable, "-m", "granian", "--interface", "asgi", "--http", "2", "--no-ws",
-        "--host", HOST, "--port", str(port), "--workers", "1",
-        "--ssl-certificate", str(cert), "--ssl-keyfile", str(key), APP,
-    ]  # fmt: skip
-
-
-SPECS: dict[str, ServerSpec] = {
-    "h2gate-asyncio": ServerSpec("h2gate-asyncio", _h2gate("asyncio"), "h2gate"),
-    "h2gate-trio": ServerSpec("h2gate-trio", _h2gate("trio"), "h2gate"),
-    "hypercorn-asyncio": ServerSpec("hypercorn-asyncio", _hypercorn("asyncio"), "hypercorn"),
-    "hypercorn-trio": ServerSpec("hypercorn-trio", _hypercorn("trio"), "hypercorn"),
-    "granian": ServerSpec("granian", _granian, "granian"),
-    "h2gate-wsgi": ServerSpec("h2gate-wsgi", _h2gate_wsgi, "h2gate"),
-    "hypercorn-wsgi": ServerSpec("hypercorn-wsgi", _hypercorn_wsgi, "hypercorn"),
-    "gunicorn-wsgi": ServerSpec("gunicorn-wsgi", _gunicorn_wsgi, "gunicorn"),
-}
-#: servers that may be missing or too old: their absence is reported, not an error
-OPTIONAL = ("granian", "gunicorn-wsgi")
-
+__all__ = ["APP", "SPECS", "main"]  # APP and SPECS: imported from here by older scripts
 
 # --------------------------------------------------------------------------- per-server run
 
@@ -178,11 +73,8 @@ class ServerResult:
 
 
 def bench_server(spec: ServerSpec, args: argparse.Namespace, cert: Path, key: Path, workdir: Path) -> ServerResult:
-    result = ServerResult(spec.name, version=module_version(spec.module))
-    if importlib.util.find_spec(spec.module) is None:
-        result.skipped = f"{spec.module} is not installed"
-        return result
-    if spec.module == "gunicorn" and (why := gunicorn_h2_support()):
+    result = ServerResult(spec.name, version=spec.version())
+    if why := spec.unavailable():
         result.skipped = why
         return result
     port = free_port()
@@ -254,7 +146,7 @@ def print_table(results: list[ServerResult]) -> None:
             continue
         notes = [n for n in (r.skipped, r.hello.error, r.download.error) if n]
         rps = f"{r.hello.req_per_s:,.0f}" if r.hello.ok else "-"
-        ref = wsgi_base if r.name.endswith("-wsgi") else base
+        ref = wsgi_base if is_wsgi(r.name) else base
         ratio = f"{r.hello.req_per_s / ref.hello.req_per_s:.2f}x" if ref and r.hello.ok else "n/a"
         mbps = f"{r.download.body_mb_per_s:,.1f}" if r.download.ok else "-"
         rows.append(
@@ -340,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     runs: dict[str, list[ServerResult]] = {name: [] for name in args.server_names}
     floors: list[tuple[float, float]] = []
+    native_floors: list[float] = []
     interrupted = False
     try:
         with tempfile.TemporaryDirectory(prefix="h2gate-bench-") as tmp:
@@ -348,7 +241,10 @@ def main(argv: list[str] | None = None) -> int:
             for round_no in range(1, args.rounds + 1):
                 if args.rounds > 1:
                     print(f"== round {round_no} of {args.rounds}", flush=True)
-                for name in args.server_names:
+                # Every other round in reverse (A B, B A, ...): when the machine speeds up or slows down
+                # during a run, the server that always went second would take the drift alone.
+                order = args.server_names if round_no % 2 else args.server_names[::-1]
+                for name in order:
                     earlier = runs[name]
                     if earlier and earlier[0].skipped and not earlier[0].hello.ok:
                         continue  # not installed or failed to start: said so in round 1
@@ -358,12 +254,15 @@ def main(argv: list[str] | None = None) -> int:
                         print(f"  {name} unavailable: {result.skipped}", flush=True)
                     earlier.append(result)
                 floors.append(h2_floor(args.floor_iterations))
+                if (native := codec_floor(args.floor_iterations)) is not None:
+                    native_floors.append(native)
     except KeyboardInterrupt:
         interrupted = True
         print("\ninterrupted: servers stopped; partial results follow", file=sys.stderr)
 
     if floors:
         print_floor(args.floor_iterations, floors)
+        print_codec_floor(native_floors)
     print()
     results = [median_run(found) for found in runs.values() if found]
     if results:

@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -33,7 +35,7 @@ if __package__ in (None, ""):  # run as a script: make ``bench`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.app import DOWNLOAD_SIZE, HELLO
-from bench.run import SPECS
+from bench.peers import SPECS
 from bench.servers import (
     HOST,
     LoadResult,
@@ -47,7 +49,8 @@ from bench.servers import (
 )
 
 SCENARIOS = ("download", "connections", "workers")
-COMPARED = ("h2gate-asyncio", "h2gate-trio", "hypercorn-asyncio", "granian")
+#: the ASGI field (bench/peers.py); a server that cannot run here is skipped with its reason
+COMPARED = ("h2gate-asyncio", "h2gate-trio", "hypercorn-asyncio", "granian", "h2corn", "pyvoy", "uvicorn-zttp")
 #: h2gate accepts 1000 connections per process by default; the scenarios ask for more.
 H2GATE_EXTRA = ["--max-connections", "4000"]
 
@@ -67,7 +70,7 @@ def with_args(spec: ServerSpec, extra: list[str], name: str | None = None) -> Se
     def argv(port: int, cert: Path, key: Path) -> list[str]:
         return [*base(port, cert, key), *extra]
 
-    return ServerSpec(name or spec.name, argv, spec.module)
+    return dataclasses.replace(spec, name=name or spec.name, argv=argv)
 
 
 def server_spec(name: str) -> ServerSpec:
@@ -84,16 +87,14 @@ def nghttpd_spec(htdocs: Path) -> ServerSpec:
     def argv(port: int, cert: Path, key: Path) -> list[str]:
         return ["nghttpd", "-a", HOST, "--htdocs", str(htdocs), str(port), str(key), str(cert)]
 
-    return ServerSpec("nghttpd", argv, "")
+    def check() -> str | None:
+        return None if shutil.which("nghttpd") else "nghttpd not found (apt-get install nghttp2-server)"
+
+    return ServerSpec("nghttpd", argv, "", check=check)
 
 
 def available(spec: ServerSpec) -> bool:
-    import importlib.util
-    import shutil
-
-    if not spec.module:
-        return shutil.which("nghttpd") is not None
-    return importlib.util.find_spec(spec.module) is not None
+    return spec.unavailable() is None
 
 
 @contextlib.contextmanager
@@ -113,8 +114,8 @@ def running(spec: ServerSpec, workdir: Path, startup: float) -> Iterator[ServerP
 def each_server(specs: list[ServerSpec], workdir: Path, startup: float) -> Iterator[tuple[str, ServerProcess]]:
     """Start each server in turn, yield it while it runs; say which ones were skipped and why."""
     for spec in specs:
-        if not available(spec):
-            print(f"  {spec.name:<18} skipped (not installed)")
+        if why := spec.unavailable():
+            print(f"  {spec.name:<18} skipped: {why}")
             continue
         with running(spec, workdir, startup) as server:
             if isinstance(server, str):
@@ -194,8 +195,8 @@ def scenario_download(args: argparse.Namespace, workdir: Path) -> None:
         # this machine's speed drifts by a third over an hour, which one run per server would compare.
         urls: dict[str, str] = {}
         for spec in specs:
-            if not available(spec):
-                print(f"  {spec.name:<18} skipped (not installed)")
+            if why := spec.unavailable():
+                print(f"  {spec.name:<18} skipped: {why}")
                 continue
             server = stack.enter_context(running(spec, workdir, args.startup_timeout))
             if isinstance(server, str):
@@ -205,8 +206,9 @@ def scenario_download(args: argparse.Namespace, workdir: Path) -> None:
         for url in urls.values():  # warm-up, unmeasured
             h2load(url, requests=4, clients=4, streams=2, limit=args.duration)
         runs: dict[str, list[float]] = {name: [] for name in urls}
-        for _ in range(rounds):
-            for name, url in urls.items():
+        for round_no in range(rounds):
+            order = list(urls.items())
+            for name, url in order if round_no % 2 == 0 else order[::-1]:  # A B, B A: drift hits all alike
                 res, _ = h2load(url, requests=args.downloads, clients=4, streams=2, limit=args.duration)
                 if res.error or res.failures:
                     print(f"  {name:<18} failed: {res.error or f'{res.failures} failures'}")

@@ -67,19 +67,35 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@dataclass
+@dataclass(frozen=True)
 class ServerSpec:
     name: str
     argv: Callable[[int, Path, Path], list[str]]
-    module: str  # importable module that must exist for the server to be tried
+    module: str  # importable module that must exist for the server to be tried ("" for a program on PATH)
+    #: further modules the server needs (e.g. zttp under Uvicorn); their versions are shown beside the main one
+    extras: tuple[str, ...] = ()
+    #: a last check before starting it: None when it can run here, else why not (printed as the skip reason)
+    check: Callable[[], str | None] | None = None
+
+    def unavailable(self) -> str | None:
+        """None when this server can be started here, else the reason it is skipped."""
+        import importlib.util
+
+        for module in (self.module, *self.extras):
+            if module and importlib.util.find_spec(module) is None:
+                return f"{module} is not installed (pip install -e '.[bench]')"
+        return self.check() if self.check is not None else None
+
+    def version(self) -> str:
+        main = module_version(self.module) if self.module else ""
+        extra = ", ".join(f"{m} {module_version(m)}" for m in self.extras)
+        return f"{main} ({extra})" if extra else main
 
 
 def module_version(module: str) -> str:
     from importlib import metadata
 
-    dist = {"h2gate": "h2gate", "hypercorn": "Hypercorn", "granian": "granian", "gunicorn": "gunicorn"}.get(
-        module, module
-    )
+    dist = {"hypercorn": "Hypercorn"}.get(module, module)
     try:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
@@ -309,8 +325,10 @@ def parse_h2load(text: str) -> LoadResult:
     res.ok = bool(res.seconds and res.total)
     if not res.ok:
         res.error = "could not parse h2load output"
-    elif res.protocol and res.protocol != "h2":
-        res.error = f"negotiated {res.protocol}, not h2"
+    elif res.protocol != "h2":
+        # Every figure must be HTTP/2: a run that h2load cannot show was h2 is left out, not shown.
+        res.ok = False
+        res.error = f"h2load negotiated {res.protocol or 'no protocol it named'}, not h2: figure left out"
     return res
 
 

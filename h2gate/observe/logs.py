@@ -1,11 +1,17 @@
 """Logging setup (text or JSON, stream or file, or the user's dictConfig), the access log call, the ``date`` cache.
 
 Our loggers are ``h2gate.error`` and ``h2gate.access`` below ``h2gate``; the
-root logger is left to the app. Log files are opened with
-:class:`logging.handlers.WatchedFileHandler`, which reopens a file that
-logrotate moved away; SIGUSR1 (Gunicorn's meaning, logrotate's usual
-``postrotate`` step) reopens every file handler at once with
-:func:`reopen_log_files`.
+root logger is left to the app. With our own setup every line goes through a
+:class:`h2gate.observe.logsink.LineSink` per destination: formatted once on
+the event loop, written in batches by a thread (order kept, flushed at exit,
+files reopened when logrotate moves them or on :func:`reopen`). An access
+line skips the ``logging`` machinery altogether (no LogRecord, no handler
+lock, no second formatting pass): :func:`access_log` builds the finished line
+and puts it in the sink, which costs about a tenth of a LogRecord's trip.
+With ``--log-config`` the user's handlers get ordinary records instead.
+SIGUSR1 (Gunicorn's meaning, logrotate's usual ``postrotate`` step) reopens
+every log file at once with :func:`reopen_log_files`: our sinks' and any
+``logging.FileHandler`` of --log-config or the app.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from h2gate.errors import ConfigError
 from h2gate.observe import metrics
 from h2gate.observe.accesslog import AccessFormat, Entry
+from h2gate.observe.logsink import LineSink, SinkHandler, flush_all, reopen_all, sink_for
 
 if TYPE_CHECKING:
     from h2gate.config import Config
@@ -39,6 +46,8 @@ TEXT_DATEFMT = "%Y-%m-%d %H:%M:%S"
 
 _access_format = AccessFormat()
 _json_access = False
+#: Where access lines go straight to, bypassing logging: set by our own setup, None with --log-config.
+_access_sink: LineSink | None = None
 
 
 class JSONFormatter(logging.Formatter):
@@ -59,11 +68,9 @@ class JSONFormatter(logging.Formatter):
         return json.dumps(out, default=str)
 
 
-def _handler(target: str, stream: Any, option: str) -> logging.Handler:
-    if target == "-":
-        return logging.StreamHandler(stream)
+def _handler(target: str, stream: Any, option: str) -> SinkHandler:
     try:
-        return logging.handlers.WatchedFileHandler(target, encoding="utf-8")
+        return SinkHandler(sink_for(target, stream))
     except OSError as exc:
         raise ConfigError(f"{option} {target}: cannot open: {exc.strerror or exc}") from None
 
@@ -97,10 +104,11 @@ def load_log_config(path: str) -> None:
 
 def setup_logging(level: str, access_log: bool, config: Config | None = None) -> None:
     """Configure our loggers; ``config`` adds the format, files and --log-config. Raises ConfigError."""
-    global _access_format, _json_access
+    global _access_format, _json_access, _access_sink
     if config is not None:
         _access_format = AccessFormat(config.access_log_format)
         _json_access = config.log_format == "json"
+    _access_sink = None
     if config is not None and config.log_config:
         load_log_config(config.log_config)
         if not access_log:
@@ -119,25 +127,62 @@ def setup_logging(level: str, access_log: bool, config: Config | None = None) ->
     root.propagate = False
     access_logger.handlers.clear()
     access_logger.propagate = True
+    access_handler = handler
     if config is not None and config.access_logfile is not None:
-        own = _handler(config.access_logfile, sys.stdout, "--access-logfile")
-        own.setFormatter(formatter)
-        access_logger.handlers[:] = [own]
+        access_handler = _handler(config.access_logfile, sys.stdout, "--access-logfile")
+        access_handler.setFormatter(formatter)
+        access_logger.handlers[:] = [access_handler]
         access_logger.propagate = False
     access_logger.disabled = not access_log
     access_logger.setLevel(logging.INFO if access_log else logging.CRITICAL + 1)
+    _access_sink = access_handler.sink
+
+
+def reopen() -> None:
+    """Reopen every log file after the lines already queued; never blocks. See :func:`reopen_log_files`."""
+    reopen_log_files()
+
+
+def flush() -> None:
+    """Write every queued log line now (before a forced exit; normal exits do it through atexit)."""
+    flush_all()
+
+
+_second: tuple[int, str] = (0, "")
+
+
+def _text_prefix(now: float) -> str:
+    """``TEXT_FORMAT``'s "asctime [INFO] " for an access line, formatted at most once a second."""
+    global _second
+    whole = int(now)
+    if _second[0] != whole:
+        _second = (whole, f"{time.strftime(TEXT_DATEFMT, time.localtime(whole))} [INFO] ")
+    return _second[1]
+
+
+def _json_line(entry: Entry, message: str, now: float) -> str:
+    """The line :class:`JSONFormatter` makes for an access record, without the record."""
+    out: dict[str, Any] = {
+        "timestamp": datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds"),
+        "level": "INFO",
+        "logger": access_logger.name,
+        "message": message,
+    }
+    out.update(entry.fields())
+    return json.dumps(out, default=str)
 
 
 def reopen_log_files() -> int:
-    """Reopen the file of every ``logging.FileHandler`` in the process (ours, --log-config's, the app's).
+    """Reopen every log file of the process: our sinks' (after the lines already queued) and every other
+    ``logging.FileHandler`` (--log-config's, the app's). Returns how many.
 
-    Returns how many were reopened; one that cannot be reopened keeps its old
-    file and is reported on stderr by logging's own error path.
+    Never blocks on our files (their writer threads reopen them); a handler
+    that cannot be reopened keeps its old file and is reported on the error log.
     """
+    count = reopen_all()
     known = logging.Logger.manager.loggerDict.values()
     loggers = [logging.getLogger(), *(v for v in known if isinstance(v, logging.Logger))]
     seen: set[int] = set()
-    count = 0
     for logger in loggers:
         for handler in logger.handlers:
             if not isinstance(handler, logging.FileHandler) or id(handler) in seen:
@@ -164,6 +209,17 @@ def access_log(transport: Transport, scope: dict[str, Any] | Any, exchange: Stre
     """Count the finished exchange in the metrics and write its access line."""
     metrics.recorder.request_done(exchange.status, duration)
     if not access_logger.isEnabledFor(logging.INFO):
+        return
+    sink = _access_sink
+    if sink is not None:
+        now = time.time()
+        direct = _access_format.direct
+        if direct is not None and not _json_access:  # the default line, no Entry: the common case
+            sink.put(_text_prefix(now) + direct(transport, scope, exchange, duration))
+            return
+        entry = Entry(transport, scope, exchange, duration)
+        line = _access_format.line(entry)
+        sink.put(_json_line(entry, line, now) if _json_access else _text_prefix(now) + line)
         return
     entry = Entry(transport, scope, exchange, duration)
     if _json_access:

@@ -54,10 +54,23 @@ def tls_info(conn: SSL.Connection) -> TLSInfo:
         peer_cert_pem=chain[0] if chain else None,
         tls_version_code=conn.get_protocol_version(),
         cipher_suite=_cipher_codes().get(cipher),
-        server_cert_pem=own.public_bytes(pem) if own is not None else None,
+        server_cert_pem=_shared(own.public_bytes(pem)) if own is not None else None,
         peer_chain_pem=tuple(chain),
         peer_subject=peer.subject.rfc4514_string() if peer is not None else None,
     )
+
+
+_SHARED: dict[bytes, bytes] = {}
+
+
+def _shared(pem: bytes) -> bytes:
+    """One bytes object per server certificate for all connections, not a copy each (about 1 KiB apiece)."""
+    kept = _SHARED.get(pem)
+    if kept is None:
+        if len(_SHARED) >= 64:  # certificates reloaded many times: forget the old ones
+            _SHARED.clear()
+        kept = _SHARED[pem] = pem
+    return kept
 
 
 @functools.cache

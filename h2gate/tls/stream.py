@@ -103,6 +103,12 @@ class TLSStream(trio.abc.Stream):
     :meth:`send_all` and :meth:`receive_some` also start it if needed.
     """
 
+    # Slots: thousands of these sit idle at once, and a __dict__ is a few hundred bytes each.
+    __slots__ = (
+        "_conn", "_direct", "_eof", "_handshake_lock", "_handshook", "_info", "_outgoing", "_receive_guard",
+        "_send_guard", "_send_lock", "_state", "_transport_send", "peer_cert_error", "transport_stream",
+    )  # fmt: skip
+
     def __init__(self, transport_stream: trio.abc.Stream, context: SSL.Context) -> None:
         self.transport_stream = transport_stream
         raw = raw_sender(transport_stream)
@@ -118,7 +124,7 @@ class TLSStream(trio.abc.Stream):
         self.peer_cert_error: str | None = None
         self._outgoing: list[bytes] = []
         self._send_lock = trio.Lock()
-        self._handshake_lock = trio.Lock()
+        self._handshake_lock: trio.Lock | None = trio.Lock()  # dropped once the handshake is done
         self._receive_guard = _OneAtATime("another task is already receiving on this TLSStream")
         self._send_guard = _OneAtATime("another task is already sending on this TLSStream")
 
@@ -141,7 +147,12 @@ class TLSStream(trio.abc.Stream):
         BrokenResourceError (from the cause) if the peer's hello is rejected or
         the transport fails or ends, ClosedResourceError after :meth:`aclose`.
         """
-        async with self._handshake_lock:
+        lock = self._handshake_lock
+        if lock is None:  # done already
+            self._check_usable()
+            await trio.lowlevel.checkpoint()
+            return
+        async with lock:
             self._check_usable()
             if self._handshook:
                 await trio.lowlevel.checkpoint()
@@ -164,6 +175,7 @@ class TLSStream(trio.abc.Stream):
             self._info = tls_info(conn)
             # Our last flight (TLS 1.2 Finished, TLS 1.3 session tickets).
             await self._flush(wait=True)
+        self._handshake_lock = None  # a waiter that got in meanwhile finds _handshook set
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         """Return up to ``max_bytes`` of plaintext, as much as is already decrypted.

@@ -96,7 +96,7 @@ def test_reverse_each_data_frame(serve: Serve, loop: str) -> None:
         assert goaway.last_stream_id == sid
     finally:
         peer.close()
-    assert "frame API: stream 1 wrote DataFrame(stream_id=1, flags=[]): <hex:636261>" in server.output
+    server.wait_for_log(r"frame API: stream 1 wrote DataFrame\(stream_id=1, flags=\[\]\): <hex:636261>")
 
 
 def test_raw_continuation_is_reassembled(server: ServerProcess) -> None:

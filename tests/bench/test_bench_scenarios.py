@@ -82,3 +82,47 @@ def test_run_script_takes_turns_and_prints_the_median_run() -> None:
         runs = [float(f.replace(",", "")) for f in figures.split(", ")]
         assert len(runs) == 2 and all(run > 0 for run in runs)
         assert float(row[2].replace(",", "")) == min(runs)  # the lower middle of two
+
+
+def test_codecs_script_checks_answers_and_prints_medians() -> None:
+    """h2 and h2 as h2gate drives it are always installed; the native codecs are skipped with a reason if not."""
+    out = run_script("bench/codecs.py", "--rounds", "2", "--requests", "40", "--codecs", "h2,h2+h2gate,ngh2")
+    assert "h2         " in out and "answers correctly" in out
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith(("h2 ", "h2+h2gate "))}
+    for name in ("h2", "h2+h2gate"):
+        fresh, open_, batch = (float(v) for v in rows[name][1:4])
+        assert fresh > 0 and open_ > 0 and batch > 0
+    assert "ngh2" in out  # timed, or skipped with its reason
+
+
+def test_codec_probes_name_what_h2_enforces() -> None:
+    out = run_script("bench/codecs.py", "--probes", "--codecs", "h2")
+    assert "CONTINUATION flood" in out and "raised ProtocolError: Too many continuation frames" in out
+    assert "8.2.1 uppercase name" in out and "GOAWAY 1" in out
+
+
+def test_h2load_output_without_h2_is_no_figure() -> None:
+    from bench.servers import parse_h2load
+
+    text = (
+        "finished in 1.00s, 100.00 req/s, 1KB/s\n"
+        "requests: 100 total, 100 started, 100 done, 100 succeeded, 0 failed, 0 errored, 0 timeout\n"
+        "status codes: 100 2xx, 0 3xx, 0 4xx, 0 5xx\n"
+    )
+    assert not parse_h2load(text).ok  # no "Application protocol" line: not shown as an h2 figure
+    assert not parse_h2load("Application protocol: http/1.1\n" + text).ok
+    assert parse_h2load("Application protocol: h2\n" + text).ok
+
+
+def test_ngh2_prototype_self_check() -> None:
+    pytest.importorskip("ngh2")
+    out = run_script("bench/ngh2_codec.py")
+    assert "0 failed" in out and "FAIL" not in out
+
+
+def test_ab_script_loads_two_servers_at_once() -> None:
+    out = run_script(
+        "bench/ab.py", "--servers", "h2gate-trio,h2gate-asyncio", "--rounds", "2", "-n", "300", "--warmup", "50"
+    )  # fmt: skip
+    assert out.count("  round ") == 2 and "no figure" not in out
+    assert "median ratio" in out and "median h2gate-trio:" in out and "median h2gate-asyncio:" in out

@@ -14,7 +14,7 @@ from h2gate.config import Config
 from h2gate.errors import ConfigError
 from h2gate.http.head import RequestHead
 from h2gate.net.transport import CleartextTransport
-from h2gate.observe.accesslog import DEFAULT_FORMAT, AccessFormat, Entry
+from h2gate.observe.accesslog import DEFAULT_FORMAT, AccessFormat, Entry, default_line
 from tests.conftest import h2c_client, tls_client
 
 # -- units ---------------------------------------------------------------------------------------
@@ -42,6 +42,29 @@ def entry(duration: float = 1.5) -> Entry:
 def test_default_format_is_the_config_default() -> None:
     assert Config().access_log_format == DEFAULT_FORMAT
     assert AccessFormat().line(entry(0.0123)) == '192.0.2.1:555 - "GET /a?b=1 HTTP/2" 404 0 0.012s stream=3'
+
+
+OUTCOMES = [
+    (404, None, True, False), (200, 8, False, False), (0, 8, False, False),
+    (200, 8, True, False), (200, 8, False, True),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("query", [b"", b"b=1&c=%20"])
+@pytest.mark.parametrize("with_scope", [True, False])
+@pytest.mark.parametrize(("status", "reset", "ended", "cut"), OUTCOMES)
+@pytest.mark.parametrize("peer", [("192.0.2.1", 555), ("/run/h2gate.sock", None), None])
+def test_the_default_line_fast_path_is_the_format(
+    query: bytes, with_scope: bool, status: int, reset: int | None, ended: bool, cut: bool, peer: Any
+) -> None:
+    exchange = FakeExchange()
+    exchange.status, exchange.reset_code, exchange.response_ended = status, reset, ended  # type: ignore[misc]
+    exchange.cut = cut
+    scope = {"method": "GET", "raw_path": "/a/ü".encode(), "query_string": query} if with_scope else None
+    transport = CleartextTransport(None, peer, ("127.0.0.1", 80))  # type: ignore[arg-type]
+    slow = AccessFormat().line(Entry(transport, scope, exchange, 0.01234))  # type: ignore[arg-type]
+    assert AccessFormat().direct is default_line and AccessFormat("%(h)s").direct is None
+    assert default_line(transport, scope, exchange, 0.01234) == slow  # type: ignore[arg-type]
 
 
 def test_gunicorn_atoms() -> None:

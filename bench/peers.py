@@ -1,0 +1,165 @@
+"""The servers the bench scripts compare: one command line each, for the same app on the same TLS port.
+
+Every server serves bench/app.py (ASGI) or bench/wsgi_app.py (WSGI, the same
+routes) with one worker process, TLS with the throwaway certificate, HTTP/2
+by ALPN, and no access log unless the row says so. A server that cannot run
+here says why (``ServerSpec.unavailable``) and is skipped with that reason.
+
+The field, ASGI: h2gate (asyncio and trio loops; ``h2gate-asyncio-log`` is the
+default as users run it, access log on), Hypercorn (asyncio, trio), Granian
+(Rust, hyper), h2corn (Rust, hyper), pyvoy (Envoy, C++), Uvicorn with the
+zttp codec (``--http zttp --http2``: Python server, Zig HTTP/2 codec).
+WSGI: h2gate, Hypercorn, Granian, Gunicorn gthread (HTTP/2 since 25 with
+``--http-protocols h2``), pyvoy.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from bench.servers import HOST, ROOT, ServerSpec, module_version
+
+APP = "bench.app:app"
+WSGI_APP = "bench.wsgi_app:app"
+Argv = Callable[[int, Path, Path], list[str]]
+
+
+def _h2gate(app: str, *extra: str) -> Argv:
+    def argv(port: int, cert: Path, key: Path) -> list[str]:
+        return [
+            sys.executable, "-m", "h2gate", app, "--app-dir", str(ROOT),
+            "-b", f"{HOST}:{port}", "--certfile", str(cert), "--keyfile", str(key), *extra,
+        ]  # fmt: skip
+
+    return argv
+
+
+def _hypercorn(app: str, worker: str) -> Argv:
+    def argv(port: int, cert: Path, key: Path) -> list[str]:
+        # Hypercorn closes a connection after keep_alive_max_requests (default 1000) requests and
+        # h2load does not reconnect, so a 20000-request run on 10 connections would half fail.
+        # The setting has no command-line flag; raise it through a config file.
+        config = cert.parent / "hypercorn.toml"
+        config.write_text("keep_alive_max_requests = 1000000000\n")
+        return [
+            sys.executable, "-m", "hypercorn", app, "--config", str(config),
+            "--certfile", str(cert), "--keyfile", str(key),
+            "-b", f"{HOST}:{port}", "--workers", "1", "-k", worker,
+        ]  # fmt: skip
+
+    return argv
+
+
+def _granian(interface: str, app: str) -> Argv:
+    def argv(port: int, cert: Path, key: Path) -> list[str]:
+        return [
+            sys.executable, "-m", "granian", "--interface", interface, "--http", "2", "--no-ws",
+            "--host", HOST, "--port", str(port), "--workers", "1",
+            "--ssl-certificate", str(cert), "--ssl-keyfile", str(key), app,
+        ]  # fmt: skip
+
+    return argv
+
+
+def _h2corn(port: int, cert: Path, key: Path) -> list[str]:
+    # h2corn logs every request by default; the table compares servers without an access log.
+    return [
+        sys.executable, "-m", "h2corn", APP, "--app-dir", str(ROOT), "-b", f"{HOST}:{port}", "-w", "1",
+        "--certfile", str(cert), "--keyfile", str(key), "--no-access-log",
+    ]  # fmt: skip
+
+
+def _pyvoy(interface: str, app: str) -> Argv:
+    def argv(port: int, cert: Path, key: Path) -> list[str]:
+        # With --tls-key/--tls-cert and no --tls-port, the one port speaks TLS (ALPN h2, http/1.1).
+        # pyvoy has no ``python -m pyvoy``: its console script's entry point, run by this interpreter.
+        return [
+            sys.executable, "-c", "import sys; from pyvoy._cli import main; sys.exit(main())",
+            app, "--address", HOST, "--port", str(port),
+            "--tls-cert", str(cert), "--tls-key", str(key), "--tls-disable-http3", "--interface", interface,
+        ]  # fmt: skip
+
+    return argv
+
+
+def _uvicorn_zttp(port: int, cert: Path, key: Path) -> list[str]:
+    # Uvicorn's defaults otherwise (its loop "auto" picks uvloop when installed, as users get it).
+    return [
+        sys.executable, "-m", "uvicorn", APP, "--app-dir", str(ROOT), "--host", HOST, "--port", str(port),
+        "--http", "zttp", "--http2", "--ssl-certfile", str(cert), "--ssl-keyfile", str(key),
+        "--no-access-log", "--log-level", "warning", "--workers", "1",
+    ]  # fmt: skip
+
+
+def _gunicorn_wsgi(port: int, cert: Path, key: Path) -> list[str]:
+    # Gunicorn >= 25 speaks HTTP/2 with --http-protocols h2 (TLS, ALPN); one gthread worker, 10 threads.
+    return [
+        sys.executable, "-m", "gunicorn", WSGI_APP, "--chdir", str(ROOT),
+        "-b", f"{HOST}:{port}", "--certfile", str(cert), "--keyfile", str(key),
+        "--http-protocols", "h2", "--workers", "1", "--worker-class", "gthread", "--threads", "10",
+        "--log-level", "warning",
+    ]  # fmt: skip
+
+
+def _help_mentions(module: str, flag: str, why: str) -> Callable[[], str | None]:
+    """A check: None when ``python -m module --help`` lists ``flag``, else ``why`` (with the version)."""
+
+    def check() -> str | None:
+        try:
+            done = subprocess.run(
+                [sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=60, check=False
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return f"{module} --help failed: {exc}"
+        if flag not in done.stdout:
+            return f"{module} {module_version(module)} has no {flag} ({why})"
+        return None
+
+    return check
+
+
+_QUIET = ("--no-access-log", "--log-level", "warning")
+SPECS: dict[str, ServerSpec] = {
+    spec.name: spec
+    for spec in (
+        ServerSpec("h2gate-asyncio", _h2gate(APP, "--loop", "asyncio", *_QUIET), "h2gate"),
+        ServerSpec("h2gate-trio", _h2gate(APP, "--loop", "trio", *_QUIET), "h2gate"),
+        # The defaults as users run them: asyncio loop, access log on (to the server's log file here).
+        ServerSpec("h2gate-asyncio-log", _h2gate(APP, "--loop", "asyncio"), "h2gate"),
+        ServerSpec("hypercorn-asyncio", _hypercorn(APP, "asyncio"), "hypercorn"),
+        ServerSpec("hypercorn-trio", _hypercorn(APP, "trio"), "hypercorn"),
+        ServerSpec("granian", _granian("asgi", APP), "granian"),
+        ServerSpec("h2corn", _h2corn, "h2corn"),
+        ServerSpec("pyvoy", _pyvoy("asgi", APP), "pyvoy"),
+        ServerSpec(
+            "uvicorn-zttp",
+            _uvicorn_zttp,
+            "uvicorn",
+            extras=("zttp",),
+            check=_help_mentions("uvicorn", "--http2", "HTTP/2 needs a Uvicorn with --http zttp --http2"),
+        ),
+        ServerSpec("h2gate-wsgi", _h2gate(WSGI_APP, *_QUIET), "h2gate"),
+        ServerSpec("hypercorn-wsgi", _hypercorn(WSGI_APP, "asyncio"), "hypercorn"),
+        ServerSpec("granian-wsgi", _granian("wsgi", WSGI_APP), "granian"),
+        ServerSpec(
+            "gunicorn-wsgi",
+            _gunicorn_wsgi,
+            "gunicorn",
+            check=_help_mentions("gunicorn", "--http-protocols", "HTTP/2 needs gunicorn>=25"),
+        ),
+        ServerSpec("pyvoy-wsgi", _pyvoy("wsgi", WSGI_APP), "pyvoy"),
+    )
+}
+ALL_SERVERS = tuple(SPECS)
+#: the rows each kind of row is compared with ("vs baseline")
+BASELINE = "hypercorn-asyncio"
+WSGI_BASELINE = "hypercorn-wsgi"
+#: servers from the bench extra or elsewhere that may still be missing: their absence is reported, not an error
+OPTIONAL = tuple(name for name in SPECS if not name.startswith("h2gate"))
+
+
+def is_wsgi(name: str) -> bool:
+    return name.endswith("-wsgi")
