@@ -23,10 +23,9 @@ import pytest
 
 from h2gate.observe import logsink
 from h2gate.observe.logsink import LineSink, SinkHandler
-
 from tests.conftest import h2c_client
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def wait_for(predicate: Any, timeout: float = 10.0) -> None:
