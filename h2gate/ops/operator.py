@@ -45,8 +45,9 @@ class OperatorActions:
     hooks: SupervisorHooks
     slots: SlotSockets
 
-    def _spawn(self, slot: int, generation: int, replaces: WorkerProcess | None = None) -> WorkerProcess | None:
-        raise NotImplementedError
+    if TYPE_CHECKING:  # the Supervisor's own
+
+        def _spawn(self, slot: int, generation: int, replaces: WorkerProcess | None = None) -> WorkerProcess | None: ...
 
     def _on_worker_stopping(self, worker: WorkerProcess, name: str) -> None:
         """A stop signal reached a worker; if the supervisor did not send it, replace the worker now."""
