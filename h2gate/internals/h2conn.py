@@ -22,6 +22,7 @@ import h2.stream
 from h2.connection import ConnectionInputs
 from h2.stream import StreamInputs
 
+from h2gate.internals.h2settings import SettingsBase
 from h2gate.internals.hpack_reuse import BlockDecoder, BlockEncoder
 from h2gate.internals.probes import H2_LEAN, HPACK_TABLES, PROBES
 
@@ -35,7 +36,7 @@ _LEAN_DATA = PROBES[H2_LEAN]
 _LEAN_HPACK = PROBES[HPACK_TABLES]
 
 
-class LocalSettings(h2.settings.Settings):
+class LocalSettings(SettingsBase):  # type: ignore[misc,valid-type]
     """Our SETTINGS, as advertised; but h2 itself never refuses a stream for MAX_CONCURRENT_STREAMS.
 
     h2 raises TooManyStreamsError before it decodes the HEADERS, which leaves
@@ -81,6 +82,8 @@ class ServerH2Connection(h2.connection.H2Connection):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._pieces = []
         super().__init__(*args, **kwargs)
+        # The client's settings, as h2 made them but stored compactly (h2gate.internals.h2settings).
+        self.remote_settings = SettingsBase(client=not self.config.client_side)
         self._blocks = None
         if _LEAN_HPACK:
             self._blocks = BlockEncoder(self.encoder)

@@ -51,6 +51,21 @@ def _h2_stream_methods() -> bool:
     )
 
 
+def _h2_settings_layout() -> bool:
+    import collections
+
+    import h2.settings
+
+    settings = h2.settings.Settings(client=False)
+    stacks = vars(settings).get("_settings")
+    return (
+        isinstance(stacks, dict)
+        and all(isinstance(stack, collections.deque) for stack in stacks.values())
+        and "_client" in vars(settings)
+        and callable(getattr(h2.settings, "_validate_setting", None))
+    )
+
+
 def _openssl_util() -> bool:
     try:
         from OpenSSL._util import ffi, lib  # noqa: F401
@@ -76,6 +91,7 @@ H2_DATA_ON_CLOSED = "h2.handle_data_on_closed_stream"
 H2_NEW_STREAM = "h2.begin_new_stream"
 H2_CONTENT_LENGTH = "h2.stream_content_length"
 H2_GOAWAY = "h2.receive_goaway_frame"
+H2_SETTINGS = "h2.settings_layout"
 HPACK_TABLES = "hpack.tables"
 OPENSSL_UTIL = "pyopenssl.util"
 OPENSSL_READ_BIO = "pyopenssl.from_ssl"
@@ -89,6 +105,7 @@ CHECKS: dict[str, tuple[str, Callable[[], bool]]] = {
     H2_NEW_STREAM: ("h2: H2Connection._begin_new_stream", _h2_method("_begin_new_stream")),
     H2_CONTENT_LENGTH: ("h2: H2Stream._track_content_length, _initialize_content_length", _h2_stream_methods),
     H2_GOAWAY: ("h2: H2Connection._receive_goaway_frame", _h2_method("_receive_goaway_frame")),
+    H2_SETTINGS: ("h2: Settings._settings (a deque per setting), _client, h2.settings._validate_setting", _h2_settings_layout),
     HPACK_TABLES: ("hpack: HeaderTable.dynamic_entries/resized, Decoder.max_allowed_table_size", _hpack_tables),
     OPENSSL_UTIL: ("pyOpenSSL: OpenSSL._util ffi and lib (BIO_read, X509_verify_cert_error_string)", _openssl_util),
     OPENSSL_READ_BIO: ("pyOpenSSL: Connection._from_ssl, the BIO bio_read drains", _openssl_from_ssl_bio),

@@ -6,10 +6,44 @@ so the rules can be tested without a socket.
 
 from __future__ import annotations
 
-from collections import deque
-
 #: Writer queue size above which a sending stream waits for the socket to drain.
 HIGH_WATER = 256 * 1024
+
+
+class _Recent:
+    """(time, count) entries of the last second, oldest first, with their running total.
+
+    A list read from a moving head, compacted now and then: a connection that
+    was busy for a moment and then sits idle keeps a few dozen bytes here, not
+    the half-KiB block a ``deque`` holds from its first entry on. Pruning stays
+    amortised O(1) per entry.
+    """
+
+    __slots__ = ("_head", "_items", "total")
+
+    def __init__(self) -> None:
+        self._items: list[tuple[float, int]] = []
+        self._head = 0  # entries before this index have aged out
+        self.total = 0
+
+    def add(self, now: float, count: int) -> None:
+        self._items.append((now, count))
+        self.total += count
+
+    def prune(self, before: float) -> None:
+        """Drop the entries older than ``before``."""
+        items, head = self._items, self._head
+        end = len(items)
+        while head < end and items[head][0] < before:
+            self.total -= items[head][1]
+            head += 1
+        if head == end:
+            items.clear()
+            head = 0
+        elif head > 32 and head * 2 > end:
+            del items[:head]
+            head = 0
+        self._head = head
 
 
 class RateBudget:
@@ -19,19 +53,18 @@ class RateBudget:
     carries thousands of frames (an empty-frame flood).
     """
 
+    __slots__ = ("_spent", "per_second")
+
     def __init__(self, per_second: int) -> None:
         self.per_second = per_second
-        self._batches: deque[tuple[float, int]] = deque()
-        self._total = 0
+        self._spent = _Recent()
 
     def spend(self, now: float, count: int = 1) -> bool:
         """Record ``count`` events at ``now``; True once more than ``per_second`` fall within a second."""
-        batches = self._batches
-        batches.append((now, count))
-        self._total += count
-        while batches[0][0] < now - 1.0:
-            self._total -= batches.popleft()[1]
-        return self._total > self.per_second
+        spent = self._spent
+        spent.add(now, count)
+        spent.prune(now - 1.0)
+        return spent.total > self.per_second
 
 
 class EarnedBudget(RateBudget):
@@ -41,21 +74,21 @@ class EarnedBudget(RateBudget):
     sends one or two per DATA frame, a flood sends them for nothing.
     """
 
+    __slots__ = ("_earned",)
+
     def __init__(self, per_second: int) -> None:
         super().__init__(per_second)
-        self._earned: deque[tuple[float, int]] = deque()
-        self._credit = 0
+        self._earned = _Recent()
 
     def earn(self, now: float, count: int) -> None:
-        self._earned.append((now, count))
-        self._credit += count
+        earned = self._earned
+        earned.add(now, count)
+        earned.prune(now - 1.0)  # bounded even when the client never sends a WINDOW_UPDATE to spend
 
     def spend(self, now: float, count: int = 1) -> bool:
-        earned = self._earned
-        while earned and earned[0][0] < now - 1.0:
-            self._credit -= earned.popleft()[1]
+        self._earned.prune(now - 1.0)
         over = super().spend(now, count)
-        return over and self._total > self.per_second + self._credit
+        return over and self._spent.total > self.per_second + self._earned.total
 
 
 class ResetBudget(RateBudget):
@@ -65,14 +98,18 @@ class ResetBudget(RateBudget):
     (CVE-2025-8671) alike.
     """
 
+    __slots__ = ()
+
 
 class BodySizes:
     """Request body bytes received per stream against ``--max-body-size`` (0: no limit)."""
 
+    __slots__ = ("_received", "_refused", "limit")
+
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self._received: dict[int, int] = {}
-        self._refused: set[int] = set()  # answered 413: their DATA is dropped, not reset
+        self._refused: dict[int, None] = {}  # answered 413: their DATA is dropped, not reset (a dict: smaller)
 
     def too_large(self, declared: int | None) -> bool:
         """Whether a declared content-length is over the limit (answered with 413 before the app runs)."""
@@ -80,7 +117,7 @@ class BodySizes:
 
     def refuse(self, stream_id: int) -> None:
         """The stream gets a 413; DATA already on the wire must not turn that into a reset."""
-        self._refused.add(stream_id)
+        self._refused[stream_id] = None
 
     def add(self, stream_id: int, size: int) -> bool:
         """Count ``size`` more bytes; True the first time the stream's body is over the limit."""
@@ -92,11 +129,13 @@ class BodySizes:
 
     def forget(self, stream_id: int) -> None:
         self._received.pop(stream_id, None)
-        self._refused.discard(stream_id)
+        self._refused.pop(stream_id, None)
 
 
 class Throttle:
     """Collapses a burst of like events into one log line per ``interval`` seconds."""
+
+    __slots__ = ("_last", "_pending", "interval")
 
     def __init__(self, interval: float = 1.0) -> None:
         self.interval = interval
@@ -114,6 +153,8 @@ class Throttle:
 
 class BodyLengths:
     """A request's content-length against the DATA it really carries (RFC 9113 §8.1.1)."""
+
+    __slots__ = ("_left",)
 
     def __init__(self) -> None:
         self._left: dict[int, int] = {}

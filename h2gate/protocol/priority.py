@@ -106,10 +106,13 @@ def priority_of_headers(fields: list[tuple[bytes, bytes]]) -> Priority | None:
 class Scheduler:
     """Which contending stream sends its next quantum. Pure: no I/O, no trio."""
 
+    # Slots, and a round made only while an urgency has incremental streams contending: every
+    # connection has a scheduler, few ever contend (bench/README.md, "Idle connection memory").
+    __slots__ = ("_rounds", "_updates", "_waiting")
+
     def __init__(self) -> None:
-        self._priorities: dict[int, Priority] = {}  # streams registered with an explicit or default priority
         self._waiting: dict[int, Priority] = {}  # contending streams
-        self._rounds: list[deque[int]] = [deque() for _ in range(8)]  # incremental streams, per urgency
+        self._rounds: dict[int, deque[int]] = {}  # incremental contending streams, per urgency (none: no key)
         self._updates: dict[int, Priority] = {}  # PRIORITY_UPDATEs for streams not contending yet
 
     def __contains__(self, stream_id: int) -> bool:
@@ -147,13 +150,19 @@ class Scheduler:
             return
         self._waiting[stream_id] = priority
         if priority.incremental:
-            self._rounds[priority.urgency].append(stream_id)
+            ring = self._rounds.get(priority.urgency)
+            if ring is None:
+                ring = self._rounds[priority.urgency] = deque()
+            ring.append(stream_id)
 
     def leave(self, stream_id: int) -> None:
         """``stream_id`` no longer wants to send (done, blocked on its window, or gone)."""
         priority = self._waiting.pop(stream_id, None)
         if priority is not None and priority.incremental:
-            self._rounds[priority.urgency].remove(stream_id)
+            ring = self._rounds[priority.urgency]
+            ring.remove(stream_id)
+            if not ring:
+                del self._rounds[priority.urgency]
 
     def forget(self, stream_id: int) -> None:
         """The stream is over: drop everything known about it."""
@@ -168,11 +177,11 @@ class Scheduler:
         for sid, (urgency, incremental) in self._waiting.items():
             if not incremental and (best is None or (urgency, sid) < best):
                 best = (urgency, sid)
-        for urgency, ring in enumerate(self._rounds):
-            if best is not None and best[0] <= urgency:
-                return best[1]
-            if ring:
-                return ring[0]
+        rounds = self._rounds
+        if rounds:
+            urgency = min(rounds)  # the most urgent round (only non-empty ones are kept)
+            if best is None or urgency < best[0]:
+                return rounds[urgency][0]
         return None if best is None else best[1]
 
     def sent(self, stream_id: int) -> None:
@@ -180,12 +189,14 @@ class Scheduler:
         priority = self._waiting.get(stream_id)
         if priority is not None and priority.incremental:
             ring = self._rounds[priority.urgency]
-            if ring and ring[0] == stream_id:
+            if ring[0] == stream_id:
                 ring.rotate(-1)
 
 
 class SendTurns:
     """One connection's :class:`Scheduler` with the wake-up its waiting streams sleep on."""
+
+    __slots__ = ("_changed", "scheduler")
 
     def __init__(self) -> None:
         self.scheduler = Scheduler()

@@ -1,0 +1,72 @@
+"""CompactSettings behaves as h2's Settings: the same values, KeyErrors, validation and acknowledge() answers."""
+
+from __future__ import annotations
+
+import h2.exceptions
+import h2.settings
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from h2gate.internals.h2settings import CompactSettings
+from h2gate.internals.probes import H2_SETTINGS, PROBES
+
+pytestmark = pytest.mark.skipif(not PROBES[H2_SETTINGS], reason="h2's Settings layout changed: h2's own class is used")
+
+_KEYS = st.sampled_from([0x1, 0x2, 0x3, 0x4, 0x5, 0x6, 0x8, 0x9, 0x42])
+_VALUES = st.sampled_from([0, 1, 5, 16_384, 65_535, 2**24, 2**31 - 1, 2**31, -1])
+_OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("set"), _KEYS, _VALUES),
+        st.tuples(st.just("ack"), st.none(), st.none()),
+        st.tuples(st.just("del"), _KEYS, st.none()),
+    ),
+    max_size=30,
+)
+
+
+def _apply(settings: h2.settings.Settings, op: str, key: int | None, value: int | None) -> object:
+    try:
+        if op == "set":
+            settings[key] = value  # type: ignore[index,assignment]
+            return None
+        if op == "del":
+            del settings[key]  # type: ignore[arg-type]
+            return None
+        return {int(k): (c.original_value, c.new_value) for k, c in settings.acknowledge().items()}
+    except (KeyError, h2.exceptions.InvalidSettingsValueError) as exc:
+        return type(exc)
+
+
+def _view(settings: h2.settings.Settings) -> object:
+    out = {}
+    for key in list(settings):
+        try:
+            out[int(key)] = settings[key]
+        except KeyError:
+            out[int(key)] = "pending"
+    return out
+
+
+@given(client=st.booleans(), ops=_OPS)
+def test_compact_settings_match_h2s(client: bool, ops: list[tuple[str, int | None, int | None]]) -> None:
+    ours, theirs = CompactSettings(client=client), h2.settings.Settings(client=client)
+    for op, key, value in ops:
+        assert _apply(ours, op, key, value) == _apply(theirs, op, key, value)
+        assert _view(ours) == _view(theirs)
+        assert ours == theirs
+        assert len(ours) == len(theirs)
+
+
+def test_initial_values_are_validated_and_kept() -> None:
+    values = {h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 100, h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1}
+    ours = CompactSettings(client=False, initial_values=values)
+    assert ours.max_concurrent_streams == 100 and ours.initial_window_size == 1
+    with pytest.raises(h2.exceptions.InvalidSettingsValueError):
+        CompactSettings(client=False, initial_values={h2.settings.SettingCodes.MAX_FRAME_SIZE: 1})
+
+
+def test_no_deque_per_setting() -> None:
+    ours = CompactSettings(client=False)
+    assert "_settings" not in vars(ours)
+    assert ours._pending is None
