@@ -56,15 +56,26 @@ def long_keep_alive(spec: ServerSpec) -> ServerSpec:
     return dataclasses.replace(spec, argv=argv)
 
 
-def get_frame(port: int) -> bytes:
-    """HEADERS for ``GET /`` on stream 1 (END_STREAM), HPACK with literals that leave the table alone."""
-    fields = [(":method", "GET"), (":path", "/"), (":scheme", "https"), (":authority", f"{HOST}:{port}")]
+#: SETTINGS_INITIAL_WINDOW_SIZE 2^31-1 and a connection WINDOW_UPDATE to match: a large response flows at once.
+OPEN_WINDOWS = (
+    b"\x00\x00\x06\x04\x00\x00\x00\x00\x00" + b"\x00\x04\x7f\xff\xff\xff"
+    + b"\x00\x00\x04\x08\x00\x00\x00\x00\x00" + (2**31 - 1 - 65_535).to_bytes(4, "big")
+)  # fmt: skip
+
+
+def get_frame(port: int, path: str = "/") -> bytes:
+    """HEADERS for ``GET path`` on stream 1 (END_STREAM), HPACK with literals that leave the table alone."""
+    fields = [(":method", "GET"), (":path", path), (":scheme", "https"), (":authority", f"{HOST}:{port}")]
     block = Encoder().encode([NeverIndexedHeaderTuple(n, v) for n, v in fields])
     return len(block).to_bytes(3, "big") + b"\x01\x05" + (1).to_bytes(4, "big") + block
 
 
-def open_idle(port: int, timeout: float, request: bool = True) -> ssl.SSLSocket:
-    """One TLS h2 connection, SETTINGS exchanged both ways and (``request``) one GET answered, left idle."""
+def open_idle(port: int, timeout: float, request: bool = True, path: str = "/") -> ssl.SSLSocket:
+    """One TLS h2 connection, SETTINGS exchanged both ways and (``request``) one GET answered, left idle.
+
+    For a ``path`` other than ``/`` the client opens its windows wide first, so
+    a large response is sent (and read) whole before the connection idles.
+    """
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE  # throwaway certificate
@@ -74,7 +85,8 @@ def open_idle(port: int, timeout: float, request: bool = True) -> ssl.SSLSocket:
     if sock.selected_alpn_protocol() != "h2":
         sock.close()
         raise ConnectionError("ALPN did not pick h2")
-    sock.sendall(PREFACE + EMPTY_SETTINGS + (get_frame(port) if request else b""))
+    settings = EMPTY_SETTINGS if path == "/" else OPEN_WINDOWS
+    sock.sendall(PREFACE + settings + (get_frame(port, path) if request else b""))
     buf, pos, acked, seen, answered = b"", 0, False, False, not request
     deadline = time.monotonic() + timeout
     while not (acked and seen and answered):
@@ -85,7 +97,8 @@ def open_idle(port: int, timeout: float, request: bool = True) -> ssl.SSLSocket:
         if not data:
             sock.close()
             raise ConnectionError("closed during the SETTINGS exchange")
-        buf += data
+        buf = buf[pos:] + data
+        pos = 0
         while len(buf) - pos >= 9:
             length, ftype, flags = int.from_bytes(buf[pos : pos + 3], "big"), buf[pos + 3], buf[pos + 4]
             stream = int.from_bytes(buf[pos + 5 : pos + 9], "big") & 0x7FFFFFFF
@@ -122,7 +135,7 @@ def still_open(socks: list[ssl.SSLSocket]) -> int:
     return count
 
 
-def measure(server: ServerProcess, connections: int, settle: float, request: bool = True) -> str:
+def measure(server: ServerProcess, connections: int, settle: float, request: bool = True, path: str = "/") -> str:
     """(after - before) / still open, for ``connections`` idle connections to a running server."""
     sampler = RssSampler(server.proc.pid)
     time.sleep(settle)
@@ -132,7 +145,7 @@ def measure(server: ServerProcess, connections: int, settle: float, request: boo
     try:
         for _ in range(connections):
             try:
-                socks.append(open_idle(server.port, 10, request))
+                socks.append(open_idle(server.port, 30, request, path))
             except (OSError, ConnectionError, TimeoutError):
                 failed += 1
         time.sleep(settle)
@@ -159,14 +172,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--no-request", action="store_true", help="only the handshake and SETTINGS (default: and one GET answered)"
     )
+    p.add_argument(
+        "--path",
+        default="/",
+        help="what the one request asks for (bench/app.py: / is 13 bytes, /download 5 MiB, read whole)",
+    )
     args = p.parse_args(argv)
     limit = raise_fd_limit()
-    print(f"== idle memory: {args.connections} idle TLS h2 connections per server (open-file limit {limit})")
+    what = "" if args.path == "/" else f", after GET {args.path}"
+    print(f"== idle memory: {args.connections} idle TLS h2 connections per server{what} (open-file limit {limit})")
     specs = [long_keep_alive(server_spec(name)) for name in args.servers.split(",") if name]
 
     def body(workdir: Path) -> None:
         for name, server in each_server(specs, workdir, 15):
-            print(f"  {name:<18} {measure(server, args.connections, args.settle, not args.no_request)}", flush=True)
+            print(f"  {name:<18} {measure(server, args.connections, args.settle, not args.no_request, args.path)}", flush=True)
 
     return in_workdir("h2gate-idle-", body)
 

@@ -80,6 +80,16 @@ def _openssl_from_ssl_bio() -> bool:
     return "_from_ssl" in SSL.Connection.bio_read.__code__.co_names
 
 
+def _openssl_bio_pair() -> bool:
+    from OpenSSL import SSL
+
+    return (
+        "_into_ssl" in SSL.Connection.bio_write.__code__.co_names
+        and "_from_ssl" in SSL.Connection.bio_read.__code__.co_names
+        and "_ssl" in SSL.Connection.bio_read.__code__.co_names + SSL.Connection.recv.__code__.co_names
+    )
+
+
 def _asyncio_run_once_selects() -> bool:
     run_once = getattr(asyncio.base_events.BaseEventLoop, "_run_once", None)
     return run_once is not None and "select" in run_once.__code__.co_names
@@ -95,6 +105,7 @@ H2_SETTINGS = "h2.settings_layout"
 HPACK_TABLES = "hpack.tables"
 OPENSSL_UTIL = "pyopenssl.util"
 OPENSSL_READ_BIO = "pyopenssl.from_ssl"
+OPENSSL_BIO_PAIR = "pyopenssl.bio_pair"
 ASYNCIO_RUN_ONCE = "asyncio.run_once_selects"
 
 #: Each internal: what it is (in words, for the test that names it) and how to tell it is still there.
@@ -109,6 +120,7 @@ CHECKS: dict[str, tuple[str, Callable[[], bool]]] = {
     HPACK_TABLES: ("hpack: HeaderTable.dynamic_entries/resized, Decoder.max_allowed_table_size", _hpack_tables),
     OPENSSL_UTIL: ("pyOpenSSL: OpenSSL._util ffi and lib (BIO_read, X509_verify_cert_error_string)", _openssl_util),
     OPENSSL_READ_BIO: ("pyOpenSSL: Connection._from_ssl, the BIO bio_read drains", _openssl_from_ssl_bio),
+    OPENSSL_BIO_PAIR: ("pyOpenSSL: Connection._ssl, _into_ssl and _from_ssl (its memory BIOs)", _openssl_bio_pair),
     ASYNCIO_RUN_ONCE: ("asyncio: BaseEventLoop._run_once calls selector.select", _asyncio_run_once_selects),
 }
 

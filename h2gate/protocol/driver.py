@@ -15,6 +15,10 @@ tasks:
 * the *timer* sleeps until the core's earliest deadline and calls
   :meth:`ConnectionCore.on_timer`.
 
+Whenever the connection goes idle (no stream left, nothing left to write)
+the transport may give back buffers sized for its busiest moment
+(:meth:`h2gate.tls.stream.TLSStream.release_buffers`).
+
 The connection ends when the core is CLOSED: the last bytes are flushed
 (bounded), the reader lingers if the close was ours, the transport is closed,
 and the stream tasks get ``graceful_timeout`` to notice (each already failed
@@ -166,6 +170,8 @@ class Connection:
             stream.reset(ErrorCode.INTERNAL_ERROR)
         finally:
             self.core.stream_finished(stream)
+            if not self.core.streams and not self._writing and not self._wake_event.is_set():
+                self._release()  # idle, and the writer has nothing left: else it releases after writing
 
     async def _answer_413(self, stream: Stream) -> None:
         started = time.perf_counter()
@@ -179,6 +185,12 @@ class Connection:
 
     def _wake(self) -> None:
         self._wake_event.set()
+
+    def _release(self) -> None:
+        """The connection went idle: the transport may give back buffers sized for its busiest moment."""
+        release = getattr(self.transport.stream, "release_buffers", None)
+        if release is not None:
+            release()
 
     async def _flush(self) -> None:
         """Give the writer a bounded moment to put the last frames (GOAWAY) on the wire."""
@@ -199,6 +211,8 @@ class Connection:
                     await self._send_within_timeout(send_all, data)
                     metrics.recorder.bytes_sent(len(data))
                     self._writing = False
+                    if not core.streams:
+                        self._release()
                 core.drained.fire()
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             log.debug("connection from %s lost while writing: %r", self.peer_text, exc)

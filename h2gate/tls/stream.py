@@ -46,7 +46,7 @@ from typing import NoReturn
 import trio
 from OpenSSL import SSL
 
-from h2gate.internals.openssl import direct_drain
+from h2gate.internals.openssl import direct_drain, renew_bios
 from h2gate.net.socket_send import SendTimeout, raw_sender, within
 from h2gate.tls.context import TLSInfo, client_cert_failure, tls_info
 
@@ -63,6 +63,8 @@ _DEFAULT_RECEIVE = 256 * 1024
 _SMALL_DRAIN = 16 * 1024
 # SSL_read returns at most one record (16 KiB plaintext); ask for a bit more.
 _RECORD_READ = 32 * 1024
+# A BIO that took more than this in one go keeps that much allocated: renewed once idle.
+_BIO_KEEP = 8 * 1024
 # How long aclose() may wait to get close_notify onto the wire.
 _CLOSE_NOTIFY_TIMEOUT = 1.0
 
@@ -105,8 +107,9 @@ class TLSStream(trio.abc.Stream):
 
     # Slots: thousands of these sit idle at once, and a __dict__ is a few hundred bytes each.
     __slots__ = (
-        "_conn", "_direct", "_eof", "_handshake_lock", "_handshook", "_info", "_outgoing", "_receive_guard",
-        "_send_guard", "_send_lock", "_state", "_transport_send", "peer_cert_error", "transport_stream",
+        "_conn", "_direct", "_eof", "_grown", "_handshake_lock", "_handshook", "_info", "_outgoing",
+        "_receive_guard", "_send_guard", "_send_lock", "_state", "_transport_send", "peer_cert_error",
+        "transport_stream",
     )  # fmt: skip
 
     def __init__(self, transport_stream: trio.abc.Stream, context: SSL.Context) -> None:
@@ -119,6 +122,7 @@ class TLSStream(trio.abc.Stream):
         self._state = _State.OK
         self._handshook = False
         self._eof = False  # close_notify or transport EOF seen
+        self._grown = True  # a BIO held more than _BIO_KEEP at once (the handshake's flights count)
         self._info: TLSInfo | None = None
         #: Why the client's certificate ended the handshake (mTLS), once it has.
         self.peer_cert_error: str | None = None
@@ -216,6 +220,8 @@ class TLSStream(trio.abc.Stream):
                     self._eof = True
                     break
                 self._conn.bio_write(received)
+                if len(received) > _BIO_KEEP:
+                    self._grown = True
             if not waited:
                 await trio.lowlevel.checkpoint()
             return data
@@ -241,6 +247,8 @@ class TLSStream(trio.abc.Stream):
                 await trio.lowlevel.checkpoint()
                 return
             conn = self._conn
+            if len(view) > _BIO_KEEP:
+                self._grown = True
             for start in range(0, len(view), _SEND_CHUNK):
                 self._check_usable()  # the reader or aclose may have ended it
                 chunk = view[start : start + _SEND_CHUNK]
@@ -264,6 +272,28 @@ class TLSStream(trio.abc.Stream):
                     self._drain(len(chunk) + 32 * (len(chunk) // 16384 + 1) + 512)
                 if self._outgoing:
                     await self._send_queued(deadline)
+
+    def release_buffers(self) -> None:
+        """The connection is idle: give back the memory OpenSSL's BIOs kept from their busiest moment.
+
+        A memory BIO never shrinks (h2gate.internals.openssl): after one large
+        response or upload it would hold that much for as long as the
+        connection lives. Replaced only when nothing is being sent (the output
+        BIO is drained, no send in progress); unread input is carried over. A
+        no-op unless a BIO grew past ``_BIO_KEEP`` since the last time.
+        """
+        if not self._grown or self._state is not _State.OK or not self._handshook:
+            return
+        if self._send_guard._busy or self._send_lock.locked():
+            return
+        self._drain()
+        if self._outgoing:
+            return  # records of a reader's alert or ticket wait for the writer: next time
+        conn = self._conn
+        if renew_bios(conn):
+            self._grown = False
+            if self._direct is not None:
+                self._direct.rebind(conn)
 
     async def wait_send_all_might_not_block(self) -> None:
         """Wait until the transport can probably take more data."""

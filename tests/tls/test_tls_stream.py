@@ -481,3 +481,45 @@ def test_concurrent_receives_are_busy(ca: trustme.CA, tmp_path: Path) -> None:
         await trio.aclose_forcefully(client)
 
     run(main)
+
+
+@pytest.mark.parametrize("transport", ["memory", "socket"])
+def test_release_buffers_renews_the_bios_and_keeps_the_session(ca: trustme.CA, tmp_path: Path, transport: str) -> None:
+    """After a large exchange an idle stream swaps in empty BIOs; a half-received record survives the swap."""
+    from h2gate.internals.probes import OPENSSL_BIO_PAIR, PROBES
+
+    big = random.randbytes(300_000)
+
+    async def main() -> None:
+        server, client = await connect(
+            server_context(ca, tmp_path), client_context(ca), pair=socket_pair if transport == "socket" else None
+        )
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(server.send_all, big)
+            got = bytearray()
+            while len(got) < len(big):
+                got += await client.receive_some(65536)
+        assert got == big
+        before = (server._conn._into_ssl, server._conn._from_ssl)  # type: ignore[attr-defined]
+        server.release_buffers()
+        after = (server._conn._into_ssl, server._conn._from_ssl)  # type: ignore[attr-defined]
+        if PROBES[OPENSSL_BIO_PAIR]:
+            assert after[0] != before[0] and after[1] != before[1]
+        server.release_buffers()  # nothing grew since: the same pair stays
+        assert (server._conn._into_ssl, server._conn._from_ssl) == after  # type: ignore[attr-defined]
+
+        # Half of a record reaches the server, the BIOs are renewed, then the rest: nothing is lost.
+        await client.send_all(b"ping" * 5000)
+        got = bytearray()
+        got += await server.receive_some(7)
+        server._grown = True  # as if it had been busy
+        server.release_buffers()
+        while len(got) < 20000:
+            got += await server.receive_some(65536)
+        assert got == b"ping" * 5000
+        await server.send_all(b"pong")
+        assert await client.receive_some(10) == b"pong"
+        await trio.aclose_forcefully(client)
+        await trio.aclose_forcefully(server)
+
+    run(main)
