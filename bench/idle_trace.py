@@ -96,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--depth", type=int, default=12, help="frames kept per allocation")
     p.add_argument("--top", type=int, default=30)
     p.add_argument("--settle", type=float, default=1.0)
+    p.add_argument("--path", default="/", help="what the one request asks for (see bench/idle_memory.py)")
     args = p.parse_args(argv)
     raise_fd_limit()
 
@@ -112,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
                 time.sleep(args.settle)
             time.sleep(args.settle)
             before, rss_before = snapshot(trigger), sampler.sample()
-            socks = [open_idle(server.port, 10) for _ in range(args.connections)]
+            socks = [open_idle(server.port, 30, path=args.path) for _ in range(args.connections)]
             try:
                 time.sleep(args.settle)
                 after, rss_after = snapshot(trigger), sampler.sample()

@@ -51,9 +51,11 @@ from h2gate.protocol.stream_state import State
 from h2gate.protocol.timeouts import Deadlines
 
 log = logging.getLogger("h2gate.error")
+#: Seconds after a connection goes idle that its rate budgets drop what has aged out (h2gate.protocol.guards).
+TRIM_AFTER = 1.5
 
 #: Deadline keys besides stream ids (which time request bodies) and the drain PING's (h2gate.protocol.closing).
-HANDSHAKE, IDLE, HEADER_BLOCK, CUT = "handshake", "idle", "header block", "cut"
+HANDSHAKE, IDLE, HEADER_BLOCK, CUT, TRIM = "handshake", "idle", "header block", "cut", "trim"
 
 
 class ConnectionCore:
@@ -439,8 +441,11 @@ class ConnectionCore:
             self.closing.idle()
 
     def _arm_idle(self) -> None:
-        if not self.streams and self.config.keep_alive_timeout:
-            self.deadlines.arm(IDLE, self.clock() + self.config.keep_alive_timeout)
+        if not self.streams:
+            if self.config.keep_alive_timeout:
+                self.deadlines.arm(IDLE, self.clock() + self.config.keep_alive_timeout)
+            if self.guards.holding and not self.deadlines.armed(TRIM):  # let an idle connection forget its rates
+                self.deadlines.arm(TRIM, self.clock() + TRIM_AFTER)
 
     def push(self, stream: Stream, headers: Headers) -> bool:
         """Promise ``headers`` on ``stream`` and serve the promised request; False if it cannot be pushed now."""
@@ -552,4 +557,5 @@ _TIMERS: dict[str, Callable[[ConnectionCore], None]] = {
     HEADER_BLOCK: ConnectionCore._header_block_timeout,
     DRAIN: lambda core: core.closing.final(),
     CUT: ConnectionCore._cut,
+    TRIM: lambda core: core.guards.trim(core.clock()),
 }

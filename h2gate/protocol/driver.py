@@ -211,6 +211,7 @@ class Connection:
                     await self._send_within_timeout(send_all, data)
                     metrics.recorder.bytes_sent(len(data))
                     self._writing = False
+                    del data  # not kept while the writer waits: a download's last batch can be 256 KiB
                     if not core.streams:
                         self._release()
                 core.drained.fire()
@@ -249,6 +250,7 @@ class Connection:
                     discarded += len(data)
                     continue
                 core.receive(data)
+                del data  # not kept while the next read waits: an upload's last read can be 256 KiB
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             log.debug("connection from %s lost: %r", self.peer_text, exc)
         finally:

@@ -94,6 +94,16 @@ class Guards:
             self.bad_headers.clear()  # ids the codec drops silently (a stream we reset) would linger
         self.bad_headers.add(stream_id)
 
+    @property
+    def holding(self) -> bool:
+        """Some rate budget remembers recent events (dropped by :meth:`trim` once they are a second old)."""
+        return self._resets.holding or self._empty.holding or self._priority.holding or self._window_updates.holding
+
+    def trim(self, now: float) -> None:
+        """Drop what has aged out of every rate budget: an idle connection keeps none of its busy second."""
+        for budget in (self._resets, self._empty, self._priority, self._window_updates):
+            budget.trim(now)
+
     def forget(self, stream_id: int) -> None:
         self.bad_headers.discard(stream_id)
         self.body_lengths.forget(stream_id)

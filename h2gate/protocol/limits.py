@@ -59,6 +59,15 @@ class RateBudget:
         self.per_second = per_second
         self._spent = _Recent()
 
+    @property
+    def holding(self) -> bool:
+        """Whether any event is remembered."""
+        return bool(self._spent._items)
+
+    def trim(self, now: float) -> None:
+        """Drop the events more than a second old (the connection is idle: nothing else would)."""
+        self._spent.prune(now - 1.0)
+
     def spend(self, now: float, count: int = 1) -> bool:
         """Record ``count`` events at ``now``; True once more than ``per_second`` fall within a second."""
         spent = self._spent
@@ -79,6 +88,14 @@ class EarnedBudget(RateBudget):
     def __init__(self, per_second: int) -> None:
         super().__init__(per_second)
         self._earned = _Recent()
+
+    @property
+    def holding(self) -> bool:
+        return bool(self._spent._items or self._earned._items)
+
+    def trim(self, now: float) -> None:
+        super().trim(now)
+        self._earned.prune(now - 1.0)
 
     def earn(self, now: float, count: int) -> None:
         earned = self._earned

@@ -97,3 +97,24 @@ def test_earned_budget_widens_with_the_traffic_it_answers() -> None:
     assert not budget.spend(0.2, 105)
     assert budget.spend(0.3, 10)  # 115 > 10 + 100
     assert not budget.spend(2.0, 5)  # a second later both the spending and the credit have aged out
+
+
+def test_budgets_forget_what_aged_out_when_trimmed() -> None:
+    budget = EarnedBudget(per_second=10)
+    assert not budget.holding
+    for n in range(80):  # a download's worth of DATA, then the connection goes idle
+        budget.earn(n / 100, 2)
+    budget.spend(0.5, 3)
+    assert budget.holding
+    budget.trim(1.2)  # only what is over a second old goes
+    assert budget.holding
+    budget.trim(2.0)
+    assert not budget.holding
+    assert not budget.spend(2.1, 10) and budget.spend(2.2, 1)  # nothing earned is left: the bare budget
+
+
+def test_earned_credit_is_bounded_without_any_spending() -> None:
+    budget = EarnedBudget(per_second=10)
+    for n in range(10_000):  # many small responses, and a client that never sends WINDOW_UPDATE
+        budget.earn(n * 0.01, 2)
+    assert len(budget._earned._items) - budget._earned._head <= 101
