@@ -185,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def body(workdir: Path) -> None:
         for name, server in each_server(specs, workdir, 15):
-            print(f"  {name:<18} {measure(server, args.connections, args.settle, not args.no_request, args.path)}", flush=True)
+            result = measure(server, args.connections, args.settle, not args.no_request, args.path)
+            print(f"  {name:<18} {result}", flush=True)
 
     return in_workdir("h2gate-idle-", body)
 

@@ -69,7 +69,8 @@ class CompactSettings(h2.settings.Settings):
         assert _validate is not None
         invalid = _validate(key, value)
         if invalid:
-            raise h2.exceptions.InvalidSettingsValueError(f"Setting {key} has invalid value {value}", error_code=invalid)
+            message = f"Setting {key} has invalid value {value}"
+            raise h2.exceptions.InvalidSettingsValueError(message, error_code=invalid)
         if key not in self._now:
             self._now[key] = None
         pending = self._pending

@@ -70,7 +70,7 @@ class DirectDrain:
 
     def rebind(self, conn: SSL.Connection) -> None:
         """Follow the connection's output BIO after :func:`renew_bios` replaced it."""
-        self._bio = conn._from_ssl  # type: ignore[attr-defined]
+        self._bio = conn._from_ssl
 
     def send_now(self) -> tuple[bytes | None, bool]:
         """Read the BIO into the scratch buffer and send what the kernel takes now.
@@ -121,11 +121,11 @@ def renew_bios(conn: SSL.Connection) -> bool:
             if bio != _ffi.NULL:
                 _lib.BIO_free(bio)
         return False
-    buffer, pointer = _scratch()
+    _, pointer = _scratch()
     while (count := _lib.BIO_read(old_in, pointer, SCRATCH)) > 0:  # part of a record: keep it
         _lib.BIO_write(new_in, pointer, count)
     _lib.SSL_set_bio(ssl, new_in, new_out)  # takes both, frees the old pair
-    conn._into_ssl, conn._from_ssl = new_in, new_out  # type: ignore[attr-defined]
+    conn._into_ssl, conn._from_ssl = new_in, new_out
     return True
 
 

@@ -116,7 +116,7 @@ CHECKS: dict[str, tuple[str, Callable[[], bool]]] = {
     H2_NEW_STREAM: ("h2: H2Connection._begin_new_stream", _h2_method("_begin_new_stream")),
     H2_CONTENT_LENGTH: ("h2: H2Stream._track_content_length, _initialize_content_length", _h2_stream_methods),
     H2_GOAWAY: ("h2: H2Connection._receive_goaway_frame", _h2_method("_receive_goaway_frame")),
-    H2_SETTINGS: ("h2: Settings._settings (a deque per setting), _client, h2.settings._validate_setting", _h2_settings_layout),
+    H2_SETTINGS: ("h2: Settings._settings (deques), _client, h2.settings._validate_setting", _h2_settings_layout),
     HPACK_TABLES: ("hpack: HeaderTable.dynamic_entries/resized, Decoder.max_allowed_table_size", _hpack_tables),
     OPENSSL_UTIL: ("pyOpenSSL: OpenSSL._util ffi and lib (BIO_read, X509_verify_cert_error_string)", _openssl_util),
     OPENSSL_READ_BIO: ("pyOpenSSL: Connection._from_ssl, the BIO bio_read drains", _openssl_from_ssl_bio),

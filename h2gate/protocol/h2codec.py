@@ -160,7 +160,7 @@ class H2Codec:
             _SETTINGS_ENABLE_CONNECT_PROTOCOL: int(settings.enable_connect_protocol),
             SETTINGS_NO_RFC7540_PRIORITIES: 1,  # RFC 9218 §2.1: we schedule by h2gate.protocol.priority
         }
-        conn.local_settings = LocalSettings(client=False, initial_values=values)  # type: ignore[arg-type]
+        conn.local_settings = LocalSettings(client=False, initial_values=values)
         conn.max_inbound_frame_size = settings.max_frame_size
         conn.decoder.max_header_list_size = settings.max_header_list_size
         if upgrade_settings is None:
