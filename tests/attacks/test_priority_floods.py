@@ -4,7 +4,8 @@ Before the budgets, 300,000 PRIORITY frames or 500,000 one-byte WINDOW_UPDATEs
 on one connection held the event loop for seconds. FrameCheck counts them from
 their headers before the codec parses the read, so the flood is refused for
 the cost of reading it: GOAWAY ENHANCE_YOUR_CALM, one WARNING line. The delay
-a bystander sees meanwhile is measured by bench/floods.py, not asserted here.
+a bystander sees meanwhile is measured by bench/floods.py (bench/README.md,
+"Floods"), not asserted here.
 """
 
 from __future__ import annotations

@@ -48,6 +48,29 @@ def test_idle_memory_script_holds_the_connections() -> None:
     assert "KiB per idle TLS connection" in out and "5 open, 0 failed" in out
 
 
+def test_idle_memory_script_reads_a_large_response_whole() -> None:
+    out = run_script(
+        "bench/idle_memory.py", "--connections", "2", "--servers", "h2gate-trio", "--settle", "0.2",
+        "--path", "/download",
+    )  # fmt: skip
+    assert "after GET /download" in out and "2 open, 0 failed" in out
+
+
+def test_idle_trace_script_groups_the_heap_by_file() -> None:
+    out = run_script("bench/idle_trace.py", "--connections", "5", "--settle", "0.2", "--top", "40")
+    assert "Python heap +" in out and "h2gate/protocol/" in out
+
+
+def test_floods_script_ends_each_flood_with_a_goaway_from_h2gate() -> None:
+    out = run_script("bench/floods.py", "--servers", "h2gate-trio", "--quiet", "0.3", "--seconds", "8", timeout=150)
+    for kind in ("priority", "window_update", "ping", "settings", "rapid_reset"):
+        lines = out.split(f"-- {kind}", 1)[1].splitlines()
+        flood = next(line for line in lines if "flood:" in line)
+        assert "GOAWAY ENHANCE_YOUR_CALM" in flood, out
+        during = next(line for line in lines if "during the flood" in line)
+        assert "p50" in during and "failed" not in during, out
+
+
 def test_fairness_script_runs_all_modes() -> None:
     out = run_script("bench/fairness.py", "--mb", "10", "--small", "10", "--servers", "h2gate-trio", "--limit", "30")
     for mode in ("alone", "download", "priority"):
