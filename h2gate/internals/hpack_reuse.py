@@ -22,7 +22,7 @@ the table and the limits that decoding checks are unchanged.
 
 from __future__ import annotations
 
-from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
 from hpack import Decoder, Encoder, HeaderTuple
@@ -45,6 +45,29 @@ KEEP_BLOCK_BYTES = 256
 KEEP_AT_MOST_BLOCKS = 8
 
 
+class SmallEntries(list):  # type: ignore[type-arg]
+    """A dynamic table's entries in a list, newest first: what hpack asks of its ``deque``, for less memory.
+
+    hpack keeps each table's entries in a ``collections.deque``, which holds a
+    block of 64 slots (over 600 bytes) from the start; an HTTP/2 connection has
+    two tables that mostly hold a handful of entries. hpack only calls
+    ``appendleft``, ``pop()`` (the oldest), ``clear``, ``len``, indexing and
+    iteration, all of which a list does; ``appendleft`` moves at most the
+    table's few dozen entries (4 KiB of table is at most 128 of them).
+    """
+
+    __slots__ = ()
+
+    def appendleft(self, entry: tuple[bytes, bytes]) -> None:
+        self.insert(0, entry)
+
+
+def use_small_entries(table: Any) -> None:
+    """Give a new, empty hpack table :class:`SmallEntries` (a table already in use keeps its own)."""
+    if not table.dynamic_entries:
+        table.dynamic_entries = SmallEntries()
+
+
 class TableState:
     """A fingerprint of one dynamic table: its newest entry, its length and its size limit.
 
@@ -57,7 +80,7 @@ class TableState:
 
     def __init__(self, table: Any) -> None:
         self._table = table
-        self._entries: deque[tuple[bytes, bytes]] = table.dynamic_entries
+        self._entries: Sequence[tuple[bytes, bytes]] = table.dynamic_entries
         self.take()
 
     def take(self) -> None:
@@ -83,6 +106,7 @@ class BlockEncoder:
 
     def __init__(self, encoder: Encoder) -> None:
         self._encoder = encoder
+        use_small_entries(encoder.header_table)
         self._state = TableState(encoder.header_table)
         self._fields: dict[tuple[bytes, bytes], bytes] = {}
 
@@ -118,6 +142,7 @@ class BlockDecoder(Decoder):
 
     def __init__(self) -> None:
         super().__init__()
+        use_small_entries(self.header_table)
         self._state = TableState(self.header_table)
         self._limits = (self.max_header_list_size, self.max_allowed_table_size)
         self._blocks: dict[bytes, tuple[HeaderTuple, ...]] = {}
