@@ -22,7 +22,7 @@ import h2.stream
 from h2.connection import ConnectionInputs
 from h2.stream import StreamInputs
 
-from h2gate.internals.h2settings import SettingsBase
+from h2gate.internals.h2memory import SettingsBase, slim
 from h2gate.internals.hpack_reuse import BlockDecoder, BlockEncoder
 from h2gate.internals.probes import H2_LEAN, HPACK_TABLES, PROBES
 
@@ -82,8 +82,7 @@ class ServerH2Connection(h2.connection.H2Connection):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._pieces = []
         super().__init__(*args, **kwargs)
-        # The client's settings, as h2 made them but stored compactly (h2gate.internals.h2settings).
-        self.remote_settings = SettingsBase(client=not self.config.client_side)
+        slim(self)  # the client's settings and the frame dispatch table, smaller (h2gate.internals.h2memory)
         self._blocks = None
         if _LEAN_HPACK:
             self._blocks = BlockEncoder(self.encoder)

@@ -66,6 +66,16 @@ def _h2_settings_layout() -> bool:
     )
 
 
+def _h2_dispatch_table() -> bool:
+    conn = h2.connection.H2Connection()
+    table = getattr(conn, "_frame_dispatch_table", None)
+    return (
+        isinstance(table, dict)
+        and all(getattr(method, "__self__", None) is conn for method in table.values())
+        and "_frame_dispatch_table" in h2.connection.H2Connection._receive_frame.__code__.co_names
+    )
+
+
 def _openssl_util() -> bool:
     try:
         from OpenSSL._util import ffi, lib  # noqa: F401
@@ -102,6 +112,7 @@ H2_NEW_STREAM = "h2.begin_new_stream"
 H2_CONTENT_LENGTH = "h2.stream_content_length"
 H2_GOAWAY = "h2.receive_goaway_frame"
 H2_SETTINGS = "h2.settings_layout"
+H2_DISPATCH = "h2.frame_dispatch_table"
 HPACK_TABLES = "hpack.tables"
 OPENSSL_UTIL = "pyopenssl.util"
 OPENSSL_READ_BIO = "pyopenssl.from_ssl"
@@ -117,6 +128,7 @@ CHECKS: dict[str, tuple[str, Callable[[], bool]]] = {
     H2_CONTENT_LENGTH: ("h2: H2Stream._track_content_length, _initialize_content_length", _h2_stream_methods),
     H2_GOAWAY: ("h2: H2Connection._receive_goaway_frame", _h2_method("_receive_goaway_frame")),
     H2_SETTINGS: ("h2: Settings._settings (deques), _client, h2.settings._validate_setting", _h2_settings_layout),
+    H2_DISPATCH: ("h2: H2Connection._frame_dispatch_table (bound methods), read by _receive_frame", _h2_dispatch_table),
     HPACK_TABLES: ("hpack: HeaderTable.dynamic_entries/resized, Decoder.max_allowed_table_size", _hpack_tables),
     OPENSSL_UTIL: ("pyOpenSSL: OpenSSL._util ffi and lib (BIO_read, X509_verify_cert_error_string)", _openssl_util),
     OPENSSL_READ_BIO: ("pyOpenSSL: Connection._from_ssl, the BIO bio_read drains", _openssl_from_ssl_bio),

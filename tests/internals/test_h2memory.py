@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from h2gate.internals.h2settings import CompactSettings
+from h2gate.internals.h2memory import CompactSettings
 from h2gate.internals.probes import H2_SETTINGS, PROBES
 
 pytestmark = pytest.mark.skipif(not PROBES[H2_SETTINGS], reason="h2's Settings layout changed: h2's own class is used")
@@ -70,3 +70,25 @@ def test_no_deque_per_setting() -> None:
     ours = CompactSettings(client=False)
     assert "_settings" not in vars(ours)
     assert ours._pending is None
+
+
+def test_frame_dispatch_binds_the_connections_own_methods() -> None:
+    import h2.config
+    from hyperframe.frame import ExtensionFrame, GoAwayFrame, PingFrame
+
+    from h2gate.internals.h2conn import ServerH2Connection
+    from h2gate.internals.h2memory import FrameDispatch
+    from h2gate.internals.probes import H2_DISPATCH
+
+    conn = ServerH2Connection(h2.config.H2Configuration(client_side=False))
+    table = conn._frame_dispatch_table
+    if not PROBES[H2_DISPATCH]:
+        assert isinstance(table, dict)
+        return
+    assert isinstance(table, FrameDispatch)
+    assert table[PingFrame] == conn._receive_ping_frame
+    assert table[GoAwayFrame].__func__ is ServerH2Connection._receive_goaway_frame  # our override
+    assert table[ExtensionFrame].__func__ is ServerH2Connection._receive_unknown_frame
+    assert isinstance(conn.remote_settings, CompactSettings)
+    with pytest.raises(KeyError):
+        table[int]

@@ -1,19 +1,25 @@
-"""h2's ``Settings`` without a ``deque`` per setting: one dict of current values, pending ones only while unacked.
+"""h2's per-connection objects made smaller: its settings, and its frame dispatch table.
 
-h2 keeps every setting of both sides' ``Settings`` as a ``collections.deque``
-(the current value first, then the values sent but not yet acknowledged).
-An empty-ish deque costs about 600 bytes, so the two ``Settings`` of one
-connection hold about 10 KiB, most of an idle connection's Python heap
-(bench/README.md, "Idle connection memory"). :class:`CompactSettings` keeps
-the same behaviour (the same mapping, the same validation, the same
-``acknowledge()`` answer, a new setting invisible until acknowledged) with a
-plain dict of current values and a dict of pending lists that exists only
-while a change waits for its ACK.
+Most of an idle connection's Python heap was h2's (bench/README.md, "Idle
+connection memory"); two pieces of it are cut down here, behaviour unchanged.
 
-It calls h2's own ``Settings.__init__`` (validation, defaults, ``_client``)
-and then takes over its private ``_settings``; when
-:data:`h2gate.internals.probes.PROBES` says that layout changed,
-:data:`SettingsBase` is h2's ``Settings`` as it comes.
+Settings. h2 keeps every setting of both sides' ``Settings`` as a
+``collections.deque`` (the current value first, then the values sent but not
+yet acknowledged). A deque holds a block of 64 slots from the start (over
+600 bytes), so the two ``Settings`` of one connection held about 10 KiB.
+:class:`CompactSettings` keeps the same behaviour (the same mapping, the same
+validation, the same ``acknowledge()`` answer, a new setting invisible until
+acknowledged) with a plain dict of current values and a dict of pending
+lists that exists only while a change waits for its ACK. It calls h2's own
+``Settings.__init__`` (validation, defaults, ``_client``) and then takes over
+its private ``_settings``; when :data:`h2gate.internals.probes.PROBES` says
+that layout changed, :data:`SettingsBase` is h2's ``Settings`` as it comes.
+
+Frame dispatch. Every ``H2Connection`` builds a dict of a dozen bound
+methods (about 1.3 KiB) to dispatch received frames on.
+:class:`FrameDispatch` answers the same lookups by binding the method when a
+frame arrives (one attribute lookup per frame), from one table of method
+names shared by every connection and read from h2's own table at import.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import h2.exceptions
 import h2.settings
 from h2.settings import ChangedSetting
 
-from h2gate.internals.probes import H2_SETTINGS, PROBES
+from h2gate.internals.probes import H2_DISPATCH, H2_SETTINGS, PROBES
 
 _validate = getattr(h2.settings, "_validate_setting", None)
 
@@ -110,3 +116,35 @@ class CompactSettings(h2.settings.Settings):
 
 #: The class h2gate's connections keep their settings in: compact, or h2's own if its layout changed.
 SettingsBase: type[h2.settings.Settings] = CompactSettings if PROBES[H2_SETTINGS] else h2.settings.Settings
+
+
+def _method_names() -> dict[type, str]:
+    """h2's frame class -> the name of the connection method it dispatches to (empty without the probe)."""
+    if not PROBES[H2_DISPATCH]:
+        return {}
+    import h2.connection
+
+    table = h2.connection.H2Connection()._frame_dispatch_table
+    return {frame_type: method.__name__ for frame_type, method in table.items()}
+
+
+_METHODS = _method_names()
+
+
+class FrameDispatch:
+    """h2's ``_frame_dispatch_table`` for one connection, binding each method as it is looked up."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: object) -> None:
+        self._conn = conn
+
+    def __getitem__(self, frame_type: type) -> Any:
+        return getattr(self._conn, _METHODS[frame_type])
+
+
+def slim(conn: Any) -> None:
+    """Swap a new ``H2Connection``'s remote settings and dispatch table for the compact ones (where probed)."""
+    conn.remote_settings = SettingsBase(client=not conn.config.client_side)
+    if _METHODS:
+        conn._frame_dispatch_table = FrameDispatch(conn)
