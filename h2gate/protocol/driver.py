@@ -12,8 +12,10 @@ tasks:
   sends it in one call, so frames made by a batch of input or by several
   streams go out together; a client that takes nothing for ``send_timeout``
   seconds is dropped;
-* the *timer* sleeps until the core's earliest deadline and calls
-  :meth:`ConnectionCore.on_timer`.
+* no task of its own sleeps until the core's earliest deadline: the run's
+  one timer task (:mod:`h2gate.protocol.timers`) calls
+  :meth:`ConnectionCore.on_timer` when it comes, so an idle connection is
+  two waiting tasks, not three.
 
 Whenever the connection goes idle (no stream left, nothing left to write)
 the transport may give back buffers sized for its busiest moment
@@ -45,6 +47,7 @@ from h2gate.protocol import codec as ev
 from h2gate.protocol.core import ConnectionCore
 from h2gate.protocol.replies import simple_response
 from h2gate.protocol.stream import Stream
+from h2gate.protocol.timers import TimerHandle, timers
 
 log = logging.getLogger("h2gate.error")
 
@@ -99,6 +102,7 @@ class Connection:
         self._broken = False  # the transport failed: nothing more can be sent
         self._reader_done = trio.Event()
         self._grace: float | None = None  # shutdown() came before run()
+        self._timer: TimerHandle | None = None  # our place in the run's timer heap, while run() runs
 
     @property
     def open_streams(self) -> int:
@@ -131,11 +135,12 @@ class Connection:
                 core.start((list(upgrade.headers), upgrade.body), upgrade.settings)
             if self._grace is not None:
                 core.shutdown(self._grace)
+            self._timer = timers().handle(self._due)
+            self._deadlines_moved()
             try:
                 async with trio.open_nursery() as io:
                     io.start_soon(self._writer)
                     io.start_soon(self._reader)
-                    io.start_soon(self._timer)
                     await core.ended.wait()
                     await self._flush()
                     if core.linger and not self._broken:
@@ -143,6 +148,7 @@ class Connection:
                             await self._reader_done.wait()
                     io.cancel_scope.cancel()
             finally:
+                self._timer.close()
                 core.lost()  # whatever ended the I/O, nothing more reaches the client
                 with trio.CancelScope(shield=True), trio.move_on_after(1):
                     await self.transport.stream.aclose()
@@ -257,11 +263,24 @@ class Connection:
             self._reader_done.set()
         core.lost()
 
-    async def _timer(self) -> None:
+    # -- time (h2gate.protocol.timers calls _due in its own task) -----------------------------------------------
+
+    def _deadlines_moved(self) -> None:
+        """A deadline earlier than all others was armed: ask to be woken then (and to hear of the next one)."""
+        deadlines = self.core.deadlines
+        deadlines.moved_earlier.then(self._deadlines_moved)
+        if self._timer is not None:
+            self._timer.at(deadlines.earliest)
+
+    def _due(self) -> None:
+        """The earliest deadline came (or one that has moved since): act on what is due, then ask again."""
         core = self.core
-        deadlines = core.deadlines
-        while True:
-            with trio.move_on_at(deadlines.earliest):
-                await deadlines.moved_earlier.wait()
-            if trio.current_time() >= deadlines.earliest:
+        try:
+            if trio.current_time() >= core.deadlines.earliest:
                 core.on_timer()
+        except Exception:
+            # Our own bug; it runs in the timer task of every connection, so it must not escape.
+            log.exception("internal error in the deadlines of the connection from %s; it was closed", self.peer_text)
+            core.lost()
+        if self._timer is not None:
+            self._timer.at(core.deadlines.earliest)
