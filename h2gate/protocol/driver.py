@@ -70,6 +70,12 @@ def peer_text(transport: Transport) -> str:
 class Connection:
     """One HTTP/2 connection served over ``transport`` (see the module docstring)."""
 
+    # Slots: thousands of these sit idle at once (bench/README.md, "Idle connection memory").
+    __slots__ = (
+        "__weakref__", "_broken", "_grace", "_nursery", "_reader_done", "_timer", "_wake_event", "_writing",
+        "config", "core", "frame_tap", "handler", "peer_text", "transport", "upgrade",
+    )  # fmt: skip
+
     def __init__(
         self,
         transport: Transport,

@@ -1,4 +1,4 @@
-"""The run's one timer task (h2gate.protocol.timers): wakes each connection at its earliest time, forgets closed ones."""
+"""The run's one timer task (h2gate.protocol.timers): each connection woken at its time, closed ones forgotten."""
 
 from __future__ import annotations
 
