@@ -61,12 +61,15 @@ def test_idle_trace_script_groups_the_heap_by_file() -> None:
     assert "Python heap +" in out and "h2gate/protocol/" in out
 
 
-def test_floods_script_ends_each_flood_with_a_goaway_from_h2gate() -> None:
+def test_floods_script_reports_each_flood() -> None:
     out = run_script("bench/floods.py", "--servers", "h2gate-trio", "--quiet", "0.3", "--seconds", "8", timeout=150)
     for kind in ("priority", "window_update", "ping", "settings", "rapid_reset"):
         lines = out.split(f"-- {kind}", 1)[1].splitlines()
-        flood = next(line for line in lines if "flood:" in line)
-        assert "GOAWAY ENHANCE_YOUR_CALM" in flood, out
+        flood = next(line for line in lines if line.strip().startswith("flood:"))
+        if kind in ("priority", "window_update", "rapid_reset"):  # per-second budgets: always broken by 0.3 s
+            assert "GOAWAY ENHANCE_YOUR_CALM" in flood, out
+        # PING / SETTINGS: refused only when replies pile up faster than the writer takes them (timing)
+        assert " sent in " in flood, out
         during = next(line for line in lines if "during the flood" in line)
         assert "p50" in during and "failed" not in during, out
 
