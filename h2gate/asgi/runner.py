@@ -106,6 +106,10 @@ def _ignore() -> None:
     pass
 
 
+async def _ignore_async(*args: object) -> Any:
+    raise ClientDisconnected("the stream is finished")
+
+
 class _OneTurnSelector(selectors.DefaultSelector):  # type: ignore[misc,valid-type]
     """The loop's selector: polls without blocking and ends the turn; trio does the waiting.
 
@@ -272,9 +276,12 @@ class AsyncioRunner(AppRunner):
         finally:
             bridge.open = False
         if errors:
+            bridge.release()
             raise errors[0]
-        assert bridge.task is not None
-        bridge.task.result()
+        task = bridge.task
+        bridge.release()
+        assert task is not None
+        task.result()
 
     def close(self) -> None:
         """After the trio run: cancel app tasks still pending (a lifespan that never returned), then close the loop."""
@@ -357,6 +364,14 @@ class _Bridge:
         room, self.room = self.room, None
         if room is not None and not room.done():  # the app's task may have been cancelled meanwhile
             room.set_result(None)
+
+    def release(self) -> None:
+        """The call is over: drop the references that make cycles (task, bound methods), so that
+        reference counting frees the call's objects at once instead of the cyclic garbage collector."""
+        self.task = None
+        self.on_room = _ignore
+        self.local_send = self.final = None
+        self.receive = self.send = _ignore_async  # type: ignore[assignment]
 
     def cancel(self) -> None:
         if self.task is not None:

@@ -24,7 +24,7 @@ from h2gate.config import Config
 from h2gate.errors import StartupError
 from h2gate.net.binds import Bind, close_sockets, open_socket, open_sockets, parse_bind, reuse_port_supported
 from h2gate.observe import metrics
-from h2gate.ops import signals, systemd
+from h2gate.ops import gctune, signals, systemd
 from h2gate.ops.appload import as_asgi3, detect_interface, import_app
 from h2gate.ops.banner import print_startup_block
 from h2gate.ops.listeners import SlotSockets
@@ -126,6 +126,7 @@ def serve_sockets(
         server.on_stopping = on_stopping
         if signal_hooks is not None:
             server.signal_hooks = signal_hooks
+        gctune.tune()
         trio.run(server.serve)
     finally:
         # The server has stopped; a repeated SIGTERM from a supervisor must
