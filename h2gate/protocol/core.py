@@ -35,7 +35,7 @@ import trio
 from h2gate.config import Config
 from h2gate.errors import ConnectionProtocolError, ErrorCode, code_name
 from h2gate.http.head import Headers
-from h2gate.http.validate import request_problem, trailer_problem
+from h2gate.http.validate import parse_request, trailer_problem
 from h2gate.observe import metrics
 from h2gate.protocol import codec as ev
 from h2gate.protocol.closing import DRAIN, Closing
@@ -231,11 +231,11 @@ class ConnectionCore:
             why = f"refused, over SETTINGS_MAX_CONCURRENT_STREAMS {limit}"
             self.reset_stream(stream_id, ErrorCode.REFUSED_STREAM, why, charge=True)
             return
-        problem = request_problem(event.headers, ended=event.ended)
-        if problem is not None:
-            self._malformed(stream_id, problem)
+        head = parse_request(event.headers, ended=event.ended)  # validated and split in one pass
+        if isinstance(head, str):
+            self._malformed(stream_id, head)
             return
-        stream = Stream(self, stream_id, event.headers, request_ended=event.ended)
+        stream = Stream(self, stream_id, event.headers, request_ended=event.ended, head=head)
         if not event.ended:
             declared = self.guards.body_lengths.expect(stream_id, event.headers)
             if self.guards.body_sizes.too_large(declared):
