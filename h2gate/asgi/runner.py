@@ -356,8 +356,7 @@ class _Bridge:
     def start(self) -> None:
         # The app is called inside the task's first step, in a turn of the loop:
         # code that runs when it is called (not awaited) may ask for the running loop.
-        self.task = task = self.loop.create_task(_call_app(self.app, self.scope, self.app_receive, self.app_send))
-        task.add_done_callback(self._returned)
+        self.task = self.loop.create_task(_call_app(self))
 
     def _room_ready(self) -> None:
         """Called from the trio side once the writer drained: the app may try its chunk again."""
@@ -377,9 +376,6 @@ class _Bridge:
         if self.task is not None:
             self.task.cancel()
             self.task.add_done_callback(_abandoned)
-
-    def _returned(self, _task: object) -> None:
-        self.wake.set()  # harmless when nobody waits any more
 
     async def app_receive(self) -> Message:
         first = self.first
@@ -433,8 +429,15 @@ def _abandoned(task: asyncio.Task[None]) -> None:
         log.warning("the app raised while its cancelled stream was ending", exc_info=exc)
 
 
-async def _call_app(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
-    await app(scope, receive, send)
+async def _call_app(bridge: _Bridge) -> None:
+    """The app's task. Its end wakes the trio side from here, not from a done callback: the
+    trio task runs after this turn of the loop, when the task is done, and a callback would
+    cost a handle and a step of the loop per request. (A task cancelled before its first step
+    never runs this; by then the trio side has stopped waiting.)"""
+    try:
+        await bridge.app(bridge.scope, bridge.app_receive, bridge.app_send)
+    finally:
+        bridge.wake.set()
 
 
 async def _pump(bridge: _Bridge, send: Send, errors: list[BaseException], nursery: trio.Nursery | None) -> bool:
