@@ -76,6 +76,7 @@ def parse_request(headers: Headers, *, ended: bool = False) -> RequestHead | str
     length: bytes | None = None
     regular_seen = False
     hosts: list[bytes] = []
+    values: list[bytes] = []
     for name, value in headers:
         if name not in good:
             problem = _field_problem(name, value)
@@ -83,8 +84,10 @@ def parse_request(headers: Headers, *, ended: bool = False) -> RequestHead | str
                 return problem
             if name not in CONNECTION_SPECIFIC and name != _TE and len(good) < _GOOD_NAMES_MAX:
                 good.add(name)
-        elif value and (BAD_VALUE_BYTE(value) is not None or value[0] in _WHITESPACE or value[-1] in _WHITESPACE):
-            return _field_problem(name, value) or "invalid field value"
+        elif value:
+            if value[0] in _WHITESPACE or value[-1] in _WHITESPACE:
+                return _field_problem(name, value) or "invalid field value"
+            values.append(value)  # NUL, CR and LF are looked for in all of them at once, below
         if name[0] == 0x3A:  # b":"
             if regular_seen:
                 return f"pseudo-header {name!r} after a regular field"
@@ -116,6 +119,8 @@ def parse_request(headers: Headers, *, ended: bool = False) -> RequestHead | str
             length = value
             if ended and value.strip(b"0"):
                 return f"content-length {value.decode('latin-1')!r} on a request without a body"
+    if values and BAD_VALUE_BYTE(b"".join(values)) is not None:
+        return next(p for name, value in headers if (p := _field_problem(name, value)))
     problem = _pseudo_problem(head, seen_pseudo, hosts)
     return head if problem is None else problem
 
