@@ -75,7 +75,7 @@ class HTTPResponse:
         except TypeError:
             raise AppMistake("http.response.start headers must be an iterable of [name, value] pairs") from None
         try:
-            out, length = prepare_headers(byte_pairs(items, "response header"), self.server_header, trailer=trailer)
+            out, length = prepare_headers(items, self.server_header, trailer=trailer)
         except HeaderError as exc:
             raise AppMistake(str(exc)) from None
         if not trailer:
