@@ -169,6 +169,8 @@ class HTTPCycle(HTTPResponse):
 
     async def send(self, message: Message) -> None:
         kind = message.get("type") if isinstance(message, dict) else None
+        if kind == "http.response.body" and self.body_nowait(message):
+            return  # queued at once: no coroutine for body() (which would do the same)
         if kind == "http.response.start":
             self.start(message)
         elif kind == "http.response.push":
