@@ -350,6 +350,22 @@ class WindowMachine(RuleBasedStateMachine):
             self.grew = self.grew or beyond > 0
             assert stream.buffered <= MAX_STREAM
 
+    @invariant()
+    def shrinking_never_starves_a_body(self) -> None:
+        """Withheld credit stops at the initial size: a body the app has read up leaves the client room to send.
+
+        h2 credits a window back once half of it was consumed, so a stream
+        whose bytes were all read holds more than half its initial window
+        (unless its declared length leaves less to send).
+        """
+        for sid in self._uploading():
+            stream = self.h.stream(sid)
+            if stream.buffered:
+                continue
+            length = next((int(v) for n, v in stream.headers if n == b"content-length"), None)
+            left = SMALL if length is None else length - self.client.sent.get(sid, 0)
+            assert self.client.holds(sid) >= min(SMALL // 2, left), (sid, self.client.holds(sid), left)
+
     def teardown(self) -> None:
         GROWTH.append(self.grew)
 
