@@ -32,6 +32,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -76,8 +77,20 @@ class Result:
 # --------------------------------------------------------------------------- HTTP/2 transfers
 
 
+class _Client(H2Client):
+    """H2Client whose writes wait up to the transfer's limit (pump() leaves its short read timeout on the socket)."""
+
+    def __init__(self, port: int, *, limit: float, **kwargs: Any) -> None:
+        self.limit = limit
+        super().__init__(port, timeout=limit, **kwargs)
+
+    def flush(self) -> None:
+        self.sock.settimeout(self.limit)
+        super().flush()
+
+
 def _client(port: int, ca: str, limit: float) -> H2Client:
-    client = H2Client(port, ca_pem=ca, settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: WINDOW}, timeout=limit)
+    client = _Client(port, limit=limit, ca_pem=ca, settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: WINDOW})
     client.h2.increment_flow_control_window(WINDOW - 65_535)
     client.flush()
     return client
@@ -109,7 +122,6 @@ def upload(port: int, ca: str, size: int, limit: float) -> tuple[int, float, boo
                 conn.send_data(sid, CHUNK[:chunk], end_stream=sent + chunk == size)
                 sent += chunk
                 room -= chunk
-            sock.settimeout(limit)
             client.flush()
             if conn.local_flow_control_window(sid) <= 0:
                 client.pump(0.5)  # wait for the server's WINDOW_UPDATE
