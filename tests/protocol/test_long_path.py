@@ -30,8 +30,17 @@ RATE = 12.5 * MB  # bytes a second each way: 100 Mbit/s
 CLIENT_WINDOW = 1 << 30  # the client never holds a download back
 
 
+class _Client(RawH2):
+    """RawH2 whose writes may wait: pump() leaves a short read timeout on the socket, and a PING ACK or
+    WINDOW_UPDATE it flushes can meet a full socket while the path's queue is full."""
+
+    def flush(self) -> None:
+        self.sock.settimeout(60)
+        super().flush()
+
+
 def _client(port: int) -> RawH2:
-    client = RawH2(port, settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: CLIENT_WINDOW}, timeout=60)
+    client = _Client(port, settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: CLIENT_WINDOW}, timeout=60)
     client.h2.increment_flow_control_window(CLIENT_WINDOW - 65_535)
     client.flush()
     return client
@@ -53,7 +62,7 @@ def test_upload_and_download_over_50ms_outgrow_fixed_windows(serve, loop: str) -
             view, sent, widest = memoryview(body), 0, 0
             while sent < SIZE:  # bounded: each pass sends or waits up to 0.5s, within the test's timeout
                 widest = max(widest, client.h2.streams[sid].outbound_flow_control_window)
-                client.sock.settimeout(60)  # for the send: pump() leaves its own short timeout
+                client.sock.settimeout(60)  # for send_body: pump() leaves its own short timeout
                 n = client.send_body(sid, view[sent : sent + 1024 * KIB])
                 sent += n
                 client.pump(0.5 if n == 0 else 0.001)  # the server's WINDOW_UPDATEs
