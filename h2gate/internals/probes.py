@@ -51,6 +51,15 @@ def _h2_stream_methods() -> bool:
     )
 
 
+def _h2_inbound_windows() -> bool:
+    probe = h2.connection.H2Connection()
+    manager = getattr(probe, "_inbound_flow_control_window_manager", None)
+    return (
+        all(hasattr(manager, name) for name in ("max_window_size", "current_window_size"))
+        and "_inbound_window_manager" in h2.stream.H2Stream.__init__.__code__.co_names
+    )
+
+
 def _openssl_util() -> bool:
     try:
         from OpenSSL._util import ffi, lib  # noqa: F401
@@ -76,6 +85,7 @@ H2_DATA_ON_CLOSED = "h2.handle_data_on_closed_stream"
 H2_NEW_STREAM = "h2.begin_new_stream"
 H2_CONTENT_LENGTH = "h2.stream_content_length"
 H2_GOAWAY = "h2.receive_goaway_frame"
+H2_INBOUND_WINDOWS = "h2.inbound_window_managers"
 HPACK_TABLES = "hpack.tables"
 OPENSSL_UTIL = "pyopenssl.util"
 OPENSSL_READ_BIO = "pyopenssl.from_ssl"
@@ -89,6 +99,10 @@ CHECKS: dict[str, tuple[str, Callable[[], bool]]] = {
     H2_NEW_STREAM: ("h2: H2Connection._begin_new_stream", _h2_method("_begin_new_stream")),
     H2_CONTENT_LENGTH: ("h2: H2Stream._track_content_length, _initialize_content_length", _h2_stream_methods),
     H2_GOAWAY: ("h2: H2Connection._receive_goaway_frame", _h2_method("_receive_goaway_frame")),
+    H2_INBOUND_WINDOWS: (
+        "h2: H2Connection._inbound_flow_control_window_manager, H2Stream._inbound_window_manager",
+        _h2_inbound_windows,
+    ),
     HPACK_TABLES: ("hpack: HeaderTable.dynamic_entries/resized, Decoder.max_allowed_table_size", _hpack_tables),
     OPENSSL_UTIL: ("pyOpenSSL: OpenSSL._util ffi and lib (BIO_read, X509_verify_cert_error_string)", _openssl_util),
     OPENSSL_READ_BIO: ("pyOpenSSL: Connection._from_ssl, the BIO bio_read drains", _openssl_from_ssl_bio),
