@@ -19,7 +19,7 @@ from h2gate.asgi.frames import check_frame_api
 from h2gate.config import load_config
 from h2gate.errors import StartupError
 from tests.conformance.frames import Peer, data_frame, headers_frame, request_headers
-from tests.conftest import ServerProcess, h2c_client
+from tests.conftest import SERVER_CODEC, ServerProcess, h2c_client
 from tests.h2raw import RawH2
 
 APP = "apps.frames:app"
@@ -70,7 +70,9 @@ def test_data_flags_report_end_stream_and_padding(server: ServerProcess) -> None
     finally:
         peer.close()
     data = json.loads(body)[1]
-    assert data == {"type": "h2gate.frames.data", "data": "xyz", "end_stream": True, "flags": ["END_STREAM", "PADDED"]}
+    # libnghttp2 (--codec ngh2) strips the padding and gives its window back itself: it never says there was any.
+    flags = ["END_STREAM"] if SERVER_CODEC == "ngh2" else ["END_STREAM", "PADDED"]
+    assert data == {"type": "h2gate.frames.data", "data": "xyz", "end_stream": True, "flags": flags}
 
 
 @pytest.mark.parametrize("loop", ["asyncio", "trio"])
