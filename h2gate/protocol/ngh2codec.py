@@ -82,6 +82,9 @@ _DATA_TYPE, _HEADERS_TYPE, _RST_STREAM_TYPE, _GOAWAY_TYPE = 0x0, 0x1, 0x3, 0x7
 #: How a stream closed, remembered for the last _CLOSED_MEMORY streams (DATA after a close).
 _ENDED, _CLIENT_RESET, _OUR_RESET, _CODEC_RESET = 0, 1, 2, 3
 _CLOSED_MEMORY = 256
+#: What ngh2 raises for a stream it no longer has, or once the session is over or winding down
+#: ("Connection is terminating": our final GOAWAY sent and nothing left to read or write).
+_STATE_ERRORS = (ngh2.StreamUnavailableError, ngh2.ConnectionStateError, ngh2.ConnectionClosingError)
 _SEND_ERRORS = (ngh2.StreamProtocolError, ngh2.ConnectionStateError, ngh2.ConnectionClosingError)
 
 
@@ -282,11 +285,16 @@ class Ngh2Codec:
         conn = self._conn
         try:
             conn.receive_data(data)
+        except (ngh2.ConnectionStateError, ngh2.ConnectionClosingError):
+            return []  # libnghttp2 is winding down after our final GOAWAY: nothing more to read
         except ngh2.NGH2Error as exc:
             self._dead = True
             raise _raised(exc) from None
-        out = conn.data_to_send()
-        events = conn.events()
+        try:
+            out = conn.data_to_send()
+            events = conn.events()
+        except _STATE_ERRORS:
+            return []
         for event in events:
             if isinstance(event, ngh2.GoAwayReceived):
                 break  # a close after the client's GOAWAY is the client's: the core has its event
@@ -353,10 +361,14 @@ class Ngh2Codec:
     def _drain(self) -> None:
         """Take what libnghttp2 queued; the closes it reports then are our own doing (module docstring)."""
         conn = self._conn
-        data = conn.data_to_send()
+        try:
+            data = conn.data_to_send()
+            events = conn.events()
+        except _STATE_ERRORS:
+            return
         if data:
             self._out.append(data)
-        for event in conn.events():
+        for event in events:
             if type(event) is ngh2.StreamClosed:  # our END_STREAM or reset closed it
                 self._closed_now(event.stream_id, _ENDED if not event.error_code else _OUR_RESET)
 
@@ -442,29 +454,39 @@ class Ngh2Codec:
     def reset(self, stream_id: int, code: int) -> None:
         if not self._dead and self.is_open(stream_id):
             self._closed_now(stream_id, _OUR_RESET)  # even with NO_ERROR: the client's DATA may be in flight
-            self._conn.reset_stream(stream_id, code)
-            self._drain()
-            return
+            try:
+                self._conn.reset_stream(stream_id, code)
+            except _STATE_ERRORS:
+                pass  # the frame goes raw, below
+            else:
+                self._drain()
+                return
         # Idle, closed, or the session is done: libnghttp2 would drop the frame, so it goes raw.
         self._out.append(rst_stream_frame(stream_id, code))
 
     def goaway(self, last_stream_id: int, code: int, debug: bytes = b"") -> None:
-        if self._dead:
+        try:
+            if self._dead:
+                raise ngh2.ConnectionStateError("the session is over")
+            if last_stream_id == _MAX_STREAM_ID and code == ErrorCode.NO_ERROR and not debug:
+                # A drain's first GOAWAY: libnghttp2 takes new streams after this one only.
+                self._conn.send_shutdown_notice()
+            else:
+                # Through libnghttp2, so that it too ignores new streams from now on.
+                self._conn.send_goaway(code, last_stream_id=last_stream_id, debug_data=debug)
+        except _STATE_ERRORS:
             self._out.append(goaway_frame(last_stream_id, code, debug))
             return
-        if last_stream_id == _MAX_STREAM_ID and code == ErrorCode.NO_ERROR and not debug:
-            # A drain's first GOAWAY: libnghttp2 takes new streams after this one only.
-            self._conn.send_shutdown_notice()
-        else:
-            # Through libnghttp2, so that it too ignores new streams from now on.
-            self._conn.send_goaway(code, last_stream_id=last_stream_id, debug_data=debug)
         self._drain()
 
     def ping(self, data: bytes) -> None:
-        if self._dead:
+        try:
+            if self._dead:
+                raise ngh2.ConnectionStateError("the session is over")
+            self._conn.ping(data)
+        except _STATE_ERRORS:
             self._out.append(ping_frame(data))
             return
-        self._conn.ping(data)
         self._drain()
 
     def push(self, stream_id: int, headers: Headers) -> int:
@@ -481,7 +503,10 @@ class Ngh2Codec:
 
     def acknowledge(self, stream_id: int, size: int) -> None:
         if size and not self._dead:
-            self._conn.acknowledge_received_data(size, stream_id)
+            try:
+                self._conn.acknowledge_received_data(size, stream_id)
+            except _STATE_ERRORS:
+                return  # the stream or the session is gone: no window to give back
             self._drain()
 
     def window(self, stream_id: int) -> int:
@@ -489,18 +514,23 @@ class Ngh2Codec:
             self._gone(stream_id)
         conn = self._conn
         try:
-            stream = conn.stream_remote_window_size(stream_id)
-        except ngh2.StreamUnavailableError:
+            return max(0, min(conn.stream_remote_window_size(stream_id), conn.remote_window_size))
+        except _STATE_ERRORS:
             self._gone(stream_id)
-        return max(0, min(stream, conn.remote_window_size))
 
     @property
     def max_frame_size(self) -> int:
-        return 16_384 if self._dead else self._conn.remote_settings.get(_MAX_FRAME, 16_384)
+        try:
+            return 16_384 if self._dead else self._conn.remote_settings.get(_MAX_FRAME, 16_384)
+        except _STATE_ERRORS:
+            return 16_384
 
     @property
     def inbound_window(self) -> int:
-        return 0 if self._dead else self._conn.local_window_size
+        try:
+            return 0 if self._dead else self._conn.local_window_size
+        except _STATE_ERRORS:
+            return 0
 
     @property
     def peer_allows_push(self) -> bool:
@@ -511,6 +541,6 @@ class Ngh2Codec:
             return False
         try:
             self._conn.stream_remote_window_size(stream_id)
-        except ngh2.StreamUnavailableError:
+        except _STATE_ERRORS:
             return False
         return True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import random
 from collections.abc import Iterator
 
@@ -12,6 +13,7 @@ from h2gate.protocol import codecs
 from h2gate.protocol.framecheck import PREFACE
 from h2gate.protocol.h2codec import H2Codec
 from h2gate.protocol.rawframes import FrameWalker, end_stream_frame, goaway_frame, ping_frame, rst_stream_frame
+from tests.h2raw import split_frames
 
 
 @pytest.fixture(autouse=True)
@@ -59,3 +61,37 @@ def test_frame_walker_finds_every_header_however_the_reads_split() -> None:
                 seen.append((kind, flags, sid))
             pos += size
         assert seen == expected
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ngh2") is None, reason="ngh2 is not installed")
+def test_ngh2_after_the_final_goaway_every_command_still_has_an_answer() -> None:
+    """Once our final GOAWAY is out and no stream is left, libnghttp2 refuses every call ("terminating").
+
+    A WSGI app's reset arriving then took the connection down with a traceback.
+    """
+    import h2.config
+    import h2.connection
+
+    from h2gate.protocol.codec import LocalSettings, StreamGone
+    from h2gate.protocol.ngh2codec import Ngh2Codec
+
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    client.initiate_connection()
+    codec = Ngh2Codec()
+    codec.initiate(LocalSettings(10, 65_535, 65_535, 65_536, 16_384, False))
+    codec.receive(client.data_to_send())
+    client.receive_data(codec.data_to_send())
+    client.send_headers(1, [(":method", "GET"), (":path", "/"), (":scheme", "http"), (":authority", "x")], True)
+    codec.receive(client.data_to_send())
+    codec.send_headers(1, [(b":status", b"200")], True)
+    codec.goaway(1, 0)
+    codec.reset(1, 8)  # goes out raw
+    codec.ping(b"12345678")
+    codec.acknowledge(1, 10)
+    with pytest.raises(StreamGone):
+        codec.window(1)
+    assert not codec.is_open(1) and codec.inbound_window == 0 and codec.max_frame_size == 16_384
+    frames, _ = split_frames(codec.data_to_send())
+    assert [type(f).__name__ for f in frames][-3:] == ["GoAwayFrame", "RstStreamFrame", "PingFrame"]
+    client.send_headers(3, [(":method", "GET"), (":path", "/"), (":scheme", "http"), (":authority", "x")], True)
+    assert codec.receive(client.data_to_send()) == []  # past the final GOAWAY: nothing more to serve
