@@ -31,6 +31,10 @@ the seam's contract (:mod:`h2gate.protocol.codec`) on top of it:
   not ours: it is taken back, :class:`~h2gate.errors.ConnectionProtocolError`
   is raised, and the core writes the connection's one GOAWAY (as raw bytes:
   the session is done).
+* **Winding down.** Once our final GOAWAY is out and no stream is left,
+  libnghttp2 refuses every call ("terminating"). Resets, PINGs and GOAWAYs
+  then go out raw, acknowledgements and further reads are dropped, and send
+  commands and :meth:`Ngh2Codec.window` say :class:`~h2gate.protocol.codec.StreamGone`.
 * **Our limits stay in front.** The core sees every frame first
   (:mod:`h2gate.protocol.framecheck`) and keeps every budget, so libnghttp2's
   own limits are set above ours (resets, glitches, queued ACKs, CONTINUATIONs,
