@@ -99,6 +99,7 @@ Interface = Literal["auto", "asgi", "wsgi"]
 LogFormat = Literal["text", "json"]
 FrameAPI = Literal["off", "on", "unsafe-any-bind"]
 SessionTickets = Literal["on", "off"]
+CodecChoice = Literal["auto", "h2", "ngh2"]
 
 
 @dataclass
@@ -476,6 +477,13 @@ class Config:
         maximum=16_777_215,
         section="HTTP/2",
         peers={"granian": "--http2-max-frame-size", "h2corn": "~--h2-max-inbound-frame-size"},
+    )
+    codec: CodecChoice = option(
+        "auto",
+        "HTTP/2 codec: h2 (pure Python, always installed), ngh2 (libnghttp2, several times faster; "
+        "pip install 'h2gate[fast]'), or auto: ngh2 when it is installed, else h2. Both enforce the same limits "
+        "and pass the same conformance tests.",
+        section="HTTP/2",
     )
     keep_alive_timeout: float = option(
         60.0,

@@ -27,7 +27,9 @@ The contract every codec keeps:
 * Output accumulates until :meth:`Codec.data_to_send` takes it, in order.
 
 :class:`h2gate.protocol.h2codec.H2Codec` implements this with the ``h2``
-library; an optional native codec implements the same and passes the same tests.
+library (the default); :class:`h2gate.protocol.ngh2codec.Ngh2Codec` with
+libnghttp2 (``pip install 'h2gate[fast]'``). Both pass the same conformance and
+attack suites; :mod:`h2gate.protocol.codecs` picks one (``--codec``).
 """
 
 from __future__ import annotations
@@ -91,11 +93,16 @@ class StreamReset:
 
 @dataclass(frozen=True, slots=True)
 class StreamProtocolError:
-    """The codec found a stream error and has queued RST_STREAM ``code`` for it."""
+    """The codec found a stream error and has queued RST_STREAM ``code`` for it.
+
+    ``malformed``: the codec refused a malformed request or trailer section (RFC 9113 §8.1.1)
+    itself, so the request never came out as an event.
+    """
 
     stream_id: int
     code: int
     reason: str
+    malformed: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,10 +41,10 @@ from h2gate.observe import metrics
 from h2gate.protocol import codec as ev
 from h2gate.protocol.closing import DRAIN, Closing
 from h2gate.protocol.codec import Codec, LocalSettings, StreamGone
+from h2gate.protocol.codecs import new_codec
 from h2gate.protocol.flowcontrol import Change, ReceiveWindows
 from h2gate.protocol.framecheck import FrameCheck, StreamProblem
 from h2gate.protocol.guards import HEADER_BLOCK_MARGIN, Guards
-from h2gate.protocol.h2codec import H2Codec
 from h2gate.protocol.lifecycle import Phase, Trigger
 from h2gate.protocol.priority import SendTurns
 from h2gate.protocol.signal import Signal
@@ -80,7 +80,7 @@ class ConnectionCore:
         self._spawn = spawn
         self.wake = wake  # the writer has something to send
         self.clock = clock
-        self.codec: Codec = codec if codec is not None else H2Codec()
+        self.codec: Codec = codec if codec is not None else new_codec(config.codec)
         self.extended_connect = extended_connect
         self.streams: dict[int, Stream] = {}
         self.turns = SendTurns()  # RFC 9218 send order of this connection's streams
@@ -352,8 +352,9 @@ class ConnectionCore:
 
     def _on_codec_stream_error(self, event: ev.StreamProtocolError) -> None:
         # The codec has answered it with RST_STREAM already.
+        what = "malformed request" if event.malformed else "stream error"
         name = code_name(event.code)
-        log.info("stream %d from %s: stream error: %s (RST_STREAM %s)", event.stream_id, self.peer, event.reason, name)
+        log.info("stream %d from %s: %s: %s (RST_STREAM %s)", event.stream_id, self.peer, what, event.reason, name)
         metrics.recorder.stream_reset("server", event.code)
         stream = self.streams.get(event.stream_id)
         if stream is not None and stream.reset_code is None:

@@ -25,9 +25,11 @@ After every step:
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import struct
 
+import pytest
 import trio
 from hyperframe.frame import DataFrame, GoAwayFrame, HeadersFrame, PingFrame, SettingsFrame, WindowUpdateFrame
 from hypothesis import HealthCheck, settings
@@ -92,9 +94,12 @@ CODES = st.sampled_from([0, 1, 2, 5, 7, 8, 11, 0x99])
 
 
 class CoreMachine(RuleBasedStateMachine):
+    codec = "h2"
+
     def __init__(self) -> None:
         super().__init__()
         self.h = Harness(
+            codec=self.codec,
             max_concurrent_streams=8,
             initial_window_size=INITIAL_WINDOW,
             max_resets_per_second=50,
@@ -340,5 +345,15 @@ class CoreMachine(RuleBasedStateMachine):
         assert not self.h.core.streams
 
 
+class Ngh2CoreMachine(CoreMachine):
+    """The same machine on the native codec: the invariants hold whichever codec runs."""
+
+    codec = "ngh2"
+
+
 CoreMachine.TestCase.settings = settings.get_profile(PROFILE)
+Ngh2CoreMachine.TestCase.settings = settings.get_profile(PROFILE)
 TestCore = CoreMachine.TestCase
+TestCoreNgh2 = pytest.mark.skipif(importlib.util.find_spec("ngh2") is None, reason="ngh2 is not installed")(
+    Ngh2CoreMachine.TestCase
+)
