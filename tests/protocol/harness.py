@@ -80,7 +80,9 @@ class Harness:
         return frames
 
     def handshake(self) -> list[Frame]:
-        return self.feed(PREFACE, SettingsFrame(0).serialize())
+        """The preface and the client's SETTINGS; then, as real clients do, the ACK of ours."""
+        answer = self.feed(PREFACE, SettingsFrame(0).serialize())
+        return answer + self.feed(SettingsFrame(0, flags=["ACK"]).serialize())
 
     def block(self, headers: list[tuple[Any, Any]]) -> bytes:
         return bytes(self.encoder.encode(headers))
