@@ -94,17 +94,7 @@ def parse_request(headers: Headers, *, ended: bool = False) -> RequestHead | str
             if name in seen_pseudo:
                 return f"duplicate pseudo-header {name!r}"
             seen_pseudo.add(name)
-            if name == b":method":
-                head.method = value
-            elif name == b":path":
-                head.target = value
-            elif name == b":scheme":
-                head.scheme = value
-            elif name == b":authority":
-                head.authority = value
-            elif name == b":protocol":
-                head.protocol = value
-            else:
+            if not head.take_pseudo(name, value):
                 return f"pseudo-header {name!r} is not allowed in a request"
             continue
         regular_seen = True
