@@ -1,6 +1,8 @@
 """A/B on a shared machine: two servers under the same load at the same time, CPU per request for each.
 
 Run from anywhere:  python bench/ab.py --servers h2gate-asyncio,h2gate-asyncio-log [--rounds 10] [-n 30000]
+Two builds of h2gate:  python bench/ab.py --servers h2gate-asyncio-log,h2gate-asyncio-log --tree-a /tmp/before
+(``git archive <commit> | tar -x -C /tmp/before``; the side without a tree runs this checkout)
 
 bench/cpu.py measures servers one after another, so whatever else the
 machine does in between lands on one of them. Here both servers run at once,
@@ -27,7 +29,22 @@ if __package__ in (None, ""):  # run as a script: make ``bench`` importable
 from bench.cpu import tree_cpu_seconds
 from bench.peers import SPECS
 from bench.scenarios import in_workdir, running
-from bench.servers import HOST, LoadResult, run_h2load
+from bench.servers import HOST, LoadResult, ServerSpec, run_h2load
+
+
+def from_tree(spec: ServerSpec, name: str, tree: str) -> ServerSpec:
+    """``spec`` (an h2gate row) run with the h2gate package found in ``tree`` instead of this checkout.
+
+    ``-P`` keeps the working directory (this checkout, where servers start) off
+    ``sys.path``: without it ``python -m h2gate`` imports the h2gate beside it
+    whatever PYTHONPATH says, and both sides would run the same code.
+    """
+
+    def argv(port: int, cert: Path, key: Path) -> list[str]:
+        python, *rest = spec.argv(port, cert, key)
+        return ["env", f"PYTHONPATH={tree}", python, "-P", *rest]
+
+    return ServerSpec(name, argv, spec.module)
 
 
 def one_round(names: list[str], args: argparse.Namespace, workdir: Path) -> dict[str, tuple[float, float]] | str:
@@ -69,10 +86,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--requests", "-n", type=int, default=30000)
     p.add_argument("--warmup", type=int, default=2000)
     p.add_argument("--duration", type=float, default=300.0, help="time bound of each h2load run, seconds")
+    p.add_argument("--tree-a", help="run A (an h2gate row) with the h2gate package in this directory")
+    p.add_argument("--tree-b", help="run B (an h2gate row) with the h2gate package in this directory")
     args = p.parse_args(argv)
     names = [n for n in args.servers.split(",") if n]
-    if len(names) != 2 or any(n not in SPECS for n in names) or names[0] == names[1]:
-        p.error(f"--servers takes two different names from: {', '.join(SPECS)}")
+    if len(names) != 2 or any(n not in SPECS for n in names):
+        p.error(f"--servers takes two names from: {', '.join(SPECS)}")
+    for i, tree in enumerate((args.tree_a, args.tree_b)):
+        if tree is not None:
+            if SPECS[names[i]].module != "h2gate":
+                p.error(f"--tree-{'ab'[i]} applies to h2gate rows, not {names[i]}")
+            side = f"{'AB'[i]}:{names[i]}"
+            SPECS[side] = from_tree(SPECS[names[i]], side, tree)
+            names[i] = side
+    if names[0] == names[1]:
+        p.error("--servers takes two different rows, or the same row with --tree-a / --tree-b")
 
     def body(workdir: Path) -> None:
         import os

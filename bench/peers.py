@@ -5,8 +5,9 @@ routes) with one worker process, TLS with the throwaway certificate, HTTP/2
 by ALPN, and no access log unless the row says so. A server that cannot run
 here says why (``ServerSpec.unavailable``) and is skipped with that reason.
 
-The field, ASGI: h2gate (asyncio and trio loops; ``h2gate-asyncio-log`` is the
-default as users run it, access log on), Hypercorn (asyncio, trio), Granian
+The field, ASGI: h2gate (asyncio and trio loops with the h2 codec;
+``h2gate-asyncio-log`` is the default as users run it, access log on;
+``h2gate-ngh2-*`` with the native codec, ``--codec ngh2``), Hypercorn (asyncio, trio), Granian
 (Rust, hyper), h2corn (Rust, hyper), pyvoy (Envoy, C++), Uvicorn with the
 zttp codec (``--http zttp --http2``: Python server, Zig HTTP/2 codec).
 WSGI: h2gate, Hypercorn, Granian, Gunicorn gthread (HTTP/2 since 25 with
@@ -122,13 +123,28 @@ def _help_mentions(module: str, flag: str, why: str) -> Callable[[], str | None]
 
 
 _QUIET = ("--no-access-log", "--log-level", "warning")
+#: The h2gate rows without "ngh2" in their name run the pure-Python codec whatever is installed.
+_H2 = ("--codec", "h2")
 SPECS: dict[str, ServerSpec] = {
     spec.name: spec
     for spec in (
-        ServerSpec("h2gate-asyncio", _h2gate(APP, "--loop", "asyncio", *_QUIET), "h2gate"),
-        ServerSpec("h2gate-trio", _h2gate(APP, "--loop", "trio", *_QUIET), "h2gate"),
+        ServerSpec("h2gate-asyncio", _h2gate(APP, "--loop", "asyncio", *_H2, *_QUIET), "h2gate"),
+        ServerSpec("h2gate-trio", _h2gate(APP, "--loop", "trio", *_H2, *_QUIET), "h2gate"),
         # The defaults as users run them: asyncio loop, access log on (to the server's log file here).
-        ServerSpec("h2gate-asyncio-log", _h2gate(APP, "--loop", "asyncio"), "h2gate"),
+        ServerSpec("h2gate-asyncio-log", _h2gate(APP, "--loop", "asyncio", *_H2), "h2gate"),
+        # The native codec (pip install 'h2gate[fast]'), issue 22's second target.
+        ServerSpec(
+            "h2gate-ngh2-asyncio",
+            _h2gate(APP, "--loop", "asyncio", "--codec", "ngh2", *_QUIET),
+            "h2gate",
+            extras=("ngh2",),
+        ),
+        ServerSpec(
+            "h2gate-ngh2-trio",
+            _h2gate(APP, "--loop", "trio", "--codec", "ngh2", *_QUIET),
+            "h2gate",
+            extras=("ngh2",),
+        ),
         ServerSpec("hypercorn-asyncio", _hypercorn(APP, "asyncio"), "hypercorn"),
         ServerSpec("hypercorn-trio", _hypercorn(APP, "trio"), "hypercorn"),
         ServerSpec("granian", _granian("asgi", APP), "granian"),
@@ -141,7 +157,7 @@ SPECS: dict[str, ServerSpec] = {
             extras=("zttp",),
             check=_help_mentions("uvicorn", "--http2", "HTTP/2 needs a Uvicorn with --http zttp --http2"),
         ),
-        ServerSpec("h2gate-wsgi", _h2gate(WSGI_APP, *_QUIET), "h2gate"),
+        ServerSpec("h2gate-wsgi", _h2gate(WSGI_APP, *_H2, *_QUIET), "h2gate"),
         ServerSpec("hypercorn-wsgi", _hypercorn(WSGI_APP, "asyncio"), "hypercorn"),
         ServerSpec("granian-wsgi", _granian("wsgi", WSGI_APP), "granian"),
         ServerSpec(
@@ -158,7 +174,7 @@ ALL_SERVERS = tuple(SPECS)
 BASELINE = "hypercorn-asyncio"
 WSGI_BASELINE = "hypercorn-wsgi"
 #: servers from the bench extra or elsewhere that may still be missing: their absence is reported, not an error
-OPTIONAL = tuple(name for name in SPECS if not name.startswith("h2gate"))
+OPTIONAL = tuple(name for name in SPECS if not name.startswith("h2gate") or "ngh2" in name)
 
 
 def is_wsgi(name: str) -> bool:

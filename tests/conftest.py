@@ -44,6 +44,15 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
     return Certs(str(d / "ca.pem"), str(d / "cert.pem"), str(d / "key.pem"), ca)
 
 
+#: The HTTP/2 codec of every server a test starts (``--codec``): h2 unless the run says otherwise.
+#: tests/run.sh runs the conformance and attack suites a second time with ``H2GATE_CODEC=ngh2``.
+SERVER_CODEC = os.environ.get("H2GATE_CODEC") or "h2"
+
+
+def pytest_report_header() -> str:
+    return f"h2gate servers started by the tests: --codec {SERVER_CODEC} (H2GATE_CODEC)"
+
+
 class ServerProcess:
     """A running ``python -m h2gate`` with its log captured line by line."""
 
@@ -58,7 +67,7 @@ class ServerProcess:
     ) -> None:
         """``command`` replaces ``python -m h2gate`` (e.g. a wrapper that sets up inherited sockets)."""
         self.args = args
-        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        full_env = {**os.environ, "H2GATE_CODEC": SERVER_CODEC, "PYTHONUNBUFFERED": "1", **(env or {})}
         full_env.pop("H2GATE_CONFIG", None)
         self.proc = subprocess.Popen(
             [*(command or [sys.executable, "-m", "h2gate"]), *args],

@@ -40,7 +40,8 @@ if [ ${#need[@]} -gt 0 ]; then
     fi
 fi
 
-python -m pip install -q -e '.[test]'
+# fast: the native codec (ngh2), which the conformance and attack suites run on a second time below
+python -m pip install -q -e '.[test,fast]'
 export H2GATE_NODE_DIR="${H2GATE_NODE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/h2gate-tests/node}"
 # Browser tests: playwright-core drives Chromium; tests/rpc/test_browser.py also bundles connect-web
 # (generated message code from protoc-gen-es, bundled by esbuild).
@@ -59,4 +60,7 @@ ruff check h2gate tests examples bench docs
 ruff format --check h2gate tests examples bench docs
 lint-imports  # the layers of shared/ARCHITECTURE.md, and no import cycles (contracts in pyproject.toml)
 mypy  # strict on h2gate.protocol, h2gate.http, h2gate.internals (pyproject.toml)
-python -m pytest "$@"
+# Servers run the h2 codec (tests/conftest.py); tests/protocol runs the core on both codecs by itself.
+H2GATE_CODEC=h2 python -m pytest "$@"
+# The same conformance and attack suites against servers on the native codec (issue 22: both codecs in CI).
+H2GATE_CODEC=ngh2 python -m pytest "$@" tests/conformance tests/attacks

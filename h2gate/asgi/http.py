@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from h2gate.asgi.frames import FrameAPI, FrameTap
@@ -25,9 +25,6 @@ from h2gate.observe.logs import access_log
 from h2gate.protocol.replies import fail, simple_response
 from h2gate.protocol.stream import Stream
 from h2gate.tls.context import asgi_tls_extension
-
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger("h2gate.error")
 
@@ -47,19 +44,19 @@ def build_scope(head: RequestHead, transport: Transport, root_path: str, state: 
     method, scheme, authority, raw = head.method, head.scheme, head.authority, head.target
     if not raw:
         return None
-    headers: list[tuple[bytes, bytes]] = []
+    # :authority becomes the host field, first; a host field beside it is dropped (validate made sure they agree).
+    headers: list[tuple[bytes, bytes]] = [(b"host", authority)] if authority else []
     cookies: list[bytes] = []
-    for name, value in head.fields:
+    for field in head.fields:
+        name = field[0]
         if name == b"cookie":
-            cookies.append(value)
+            cookies.append(field[1])
         elif name != b"host" or not authority:
-            headers.append((name, value))
-    if authority:
-        headers = [(b"host", authority), *(h for h in headers if h[0] != b"host")]
+            headers.append(field)
     if cookies:
         headers.append((b"cookie", b"; ".join(cookies)))
     raw_path, _, query = raw.partition(b"?")
-    path = unquote_to_bytes(raw_path).decode("utf-8", "replace")
+    path = (unquote_to_bytes(raw_path) if b"%" in raw_path else raw_path).decode("utf-8", "replace")
     root = root_path
     return {
         "type": "http",
@@ -80,22 +77,29 @@ def build_scope(head: RequestHead, transport: Transport, root_path: str, state: 
     }
 
 
-_SENDERS = {
-    "http.response.body": "body",
-    "http.response.trailers": "send_trailers",
-    "http.response.early_hint": "early_hint",
-    "http.response.pathsend": "pathsend",
-    "http.response.zerocopysend": "zerocopysend",
+_SENDERS: dict[str, Callable[[HTTPResponse, Message], Awaitable[None]]] = {
+    "http.response.body": HTTPResponse.body,
+    "http.response.trailers": HTTPResponse.send_trailers,
+    "http.response.early_hint": HTTPResponse.early_hint,
+    "http.response.pathsend": HTTPResponse.pathsend,
+    "http.response.zerocopysend": HTTPResponse.zerocopysend,
 }
 
 
-class HTTPCycle:
-    """receive()/send() for one request, handed to the app."""
+class HTTPCycle(HTTPResponse):
+    """receive()/send() for one request, handed to the app: the response state machine plus the request side.
+
+    One object per request: it is its own :class:`HTTPResponse` (``response``
+    is kept as a name for it), so a send() goes to the response code directly.
+    """
 
     def __init__(self, exchange: Stream, scope: Scope, server_header: bool) -> None:
-        self.exchange = exchange
-        self.response = HTTPResponse(exchange, scope["method"] == "HEAD", server_header)
+        super().__init__(exchange, scope["method"] == "HEAD", server_header)
         self._body_done = False  # the final http.request (more_body False) was delivered
+
+    @property
+    def response(self) -> HTTPResponse:
+        return self
 
     async def receive(self) -> Message:
         exchange = self.exchange
@@ -130,40 +134,45 @@ class HTTPCycle:
     def send_local(self, message: Message, on_room: Callable[[], object] | None = None) -> bool | None:
         """Handle at once, wherever the app runs, a message that needs no waiting.
 
-        That is ``http.response.start``, and a middle body chunk that can be
-        queued without waiting for window or writer. The caller makes sure no
+        That is ``http.response.start``, and a body message that can be queued
+        without waiting for window or writer (the first one with the HEADERS). The caller makes sure no
         earlier message is still on its way. None: a body chunk that only
         waits for the writer to drain; try again once ``on_room`` was called.
         """
-        if self.start_local(message):
+        if not isinstance(message, dict):
+            return False
+        kind = message.get("type")
+        if kind == "http.response.start":
+            self.start(message)
             return True
-        if isinstance(message, dict) and message.get("type") == "http.response.body":
-            return self.response.body_nowait(message, on_room)
+        if kind == "http.response.body":
+            return self.body_nowait(message, on_room)
         return False
 
     def start_local(self, message: Message, on_room: Callable[[], object] | None = None) -> bool:
         """Handle ``http.response.start`` at once (it only records the status and headers)."""
         if isinstance(message, dict) and message.get("type") == "http.response.start":
-            self.response.start(message)
+            self.start(message)
             return True
         return False
 
     def ends_response(self, message: Message) -> bool:
         """Whether ``message`` is the plain final body, which a bridged app need not wait for."""
-        response = self.response
         return (
             isinstance(message, dict)
             and message.get("type") == "http.response.body"
             and not message.get("more_body", False)
-            and response.started
-            and not response.announced_trailers
-            and not response.body_done
+            and self.started
+            and not self.announced_trailers
+            and not self.body_done
         )
 
     async def send(self, message: Message) -> None:
         kind = message.get("type") if isinstance(message, dict) else None
+        if kind == "http.response.body" and self.body_nowait(message):
+            return  # queued at once: no coroutine for body() (which would do the same)
         if kind == "http.response.start":
-            self.response.start(message)
+            self.start(message)
         elif kind == "http.response.push":
             try:
                 push(self.exchange, message)
@@ -172,7 +181,7 @@ class HTTPCycle:
         elif kind in _SENDERS:
             if self.exchange.disconnected:
                 raise ClientDisconnected(f"stream {self.exchange.stream_id} is closed")
-            await getattr(self.response, _SENDERS[kind])(message)
+            await _SENDERS[kind](self, message)
         else:
             raise AppMistake(f"unexpected ASGI message type {kind!r} on an http connection")
 
@@ -200,8 +209,7 @@ async def handle_http(
         scope["extensions"][name] = {}
     if push_enabled(exchange):
         scope["extensions"]["http.response.push"] = {}
-    cycle = HTTPCycle(exchange, scope, server_header)
-    response = cycle.response
+    cycle = response = HTTPCycle(exchange, scope, server_header)
     frames = None
     if frame_tap is not None:  # --enable-frame-api
         frames = FrameAPI(exchange, scope, cycle, frame_tap)

@@ -75,7 +75,7 @@ class HTTPResponse:
         except TypeError:
             raise AppMistake("http.response.start headers must be an iterable of [name, value] pairs") from None
         try:
-            out, length = prepare_headers(byte_pairs(items, "response header"), self.server_header, trailer=trailer)
+            out, length = prepare_headers(items, self.server_header, trailer=trailer)
         except HeaderError as exc:
             raise AppMistake(str(exc)) from None
         if not trailer:
@@ -83,6 +83,8 @@ class HTTPResponse:
         return out
 
     async def body(self, message: Message) -> None:
+        if self.body_nowait(message):
+            return
         if not self.started:
             raise AppMistake("http.response.body sent before http.response.start")
         if self.body_done:
@@ -122,27 +124,36 @@ class HTTPResponse:
             await exchange.send_data(bytes(body), end_stream=self.complete)
 
     def body_nowait(self, message: Message, on_room: Callable[[], object] | None = None) -> bool | None:
-        """Queue a middle chunk of a streamed body now if nothing has to wait for it (see Stream.send_data_nowait).
+        """Queue a body message now if nothing has to wait for it; the common response never waits.
 
-        Anything else (the first or last chunk, HEAD, a mistake to report, a
-        full window or writer) returns False and goes through :meth:`body`;
-        None means: try again once ``on_room`` was called.
+        The first body message goes out with the response's HEADERS
+        (Stream.respond_nowait), a middle chunk of a streamed body alone
+        (Stream.send_data_nowait). Anything else (HEAD, a mistake to report,
+        trailers announced and due, a full window or writer) returns False and
+        goes through :meth:`body`; None means: try again once ``on_room`` was called.
         """
         body = message.get("body", b"")
-        if (
-            not self.started
-            or self.body_done
-            or self.head
-            or not self.exchange.headers_sent
-            or not message.get("more_body", False)
-            or type(body) is not bytes
-            or not body
-            or (self.content_length is not None and self.body_bytes + len(body) > self.content_length)
-        ):
+        if not self.started or self.body_done or self.head or type(body) is not bytes:
             return False
-        queued = self.exchange.send_data_nowait(body, on_room)
+        more = bool(message.get("more_body", False))
+        size = len(body)
+        length = self.content_length
+        exchange = self.exchange
+        if not exchange.headers_sent:
+            if length is not None and (size > length or (not more and size < length)):
+                return False  # body() reports the mismatch
+            complete = not more and not self.announced_trailers
+            self.headers[0] = (b":status", str(self.status).encode())
+            if not exchange.respond_nowait(self.headers, body, end_stream=complete):
+                return False
+            self.body_done, self.complete = not more, complete
+            self.body_bytes += size
+            return True
+        if not more or not body or (length is not None and self.body_bytes + size > length):
+            return False
+        queued = exchange.send_data_nowait(body, on_room)
         if queued:
-            self.body_bytes += len(body)
+            self.body_bytes += size
         return queued
 
     async def send_trailers(self, message: Message) -> None:

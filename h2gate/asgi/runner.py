@@ -106,6 +106,10 @@ def _ignore() -> None:
     pass
 
 
+async def _ignore_async(*args: object) -> Any:
+    raise ClientDisconnected("the stream is finished")
+
+
 class _OneTurnSelector(selectors.DefaultSelector):  # type: ignore[misc,valid-type]
     """The loop's selector: polls without blocking and ends the turn; trio does the waiting.
 
@@ -272,9 +276,12 @@ class AsyncioRunner(AppRunner):
         finally:
             bridge.open = False
         if errors:
+            bridge.release()
             raise errors[0]
-        assert bridge.task is not None
-        bridge.task.result()
+        task = bridge.task
+        bridge.release()
+        assert task is not None
+        task.result()
 
     def close(self) -> None:
         """After the trio run: cancel app tasks still pending (a lifespan that never returned), then close the loop."""
@@ -349,8 +356,7 @@ class _Bridge:
     def start(self) -> None:
         # The app is called inside the task's first step, in a turn of the loop:
         # code that runs when it is called (not awaited) may ask for the running loop.
-        self.task = task = self.loop.create_task(_call_app(self.app, self.scope, self.app_receive, self.app_send))
-        task.add_done_callback(self._returned)
+        self.task = self.loop.create_task(_call_app(self))
 
     def _room_ready(self) -> None:
         """Called from the trio side once the writer drained: the app may try its chunk again."""
@@ -358,13 +364,18 @@ class _Bridge:
         if room is not None and not room.done():  # the app's task may have been cancelled meanwhile
             room.set_result(None)
 
+    def release(self) -> None:
+        """The call is over: drop the references that make cycles (task, bound methods), so that
+        reference counting frees the call's objects at once instead of the cyclic garbage collector."""
+        self.task = None
+        self.on_room = _ignore
+        self.local_send = self.final = None
+        self.receive = self.send = _ignore_async  # type: ignore[assignment]
+
     def cancel(self) -> None:
         if self.task is not None:
             self.task.cancel()
             self.task.add_done_callback(_abandoned)
-
-    def _returned(self, _task: object) -> None:
-        self.wake.set()  # harmless when nobody waits any more
 
     async def app_receive(self) -> Message:
         first = self.first
@@ -418,8 +429,15 @@ def _abandoned(task: asyncio.Task[None]) -> None:
         log.warning("the app raised while its cancelled stream was ending", exc_info=exc)
 
 
-async def _call_app(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
-    await app(scope, receive, send)
+async def _call_app(bridge: _Bridge) -> None:
+    """The app's task. Its end wakes the trio side from here, not from a done callback: the
+    trio task runs after this turn of the loop, when the task is done, and a callback would
+    cost a handle and a step of the loop per request. (A task cancelled before its first step
+    never runs this; by then the trio side has stopped waiting.)"""
+    try:
+        await bridge.app(bridge.scope, bridge.app_receive, bridge.app_send)
+    finally:
+        bridge.wake.set()
 
 
 async def _pump(bridge: _Bridge, send: Send, errors: list[BaseException], nursery: trio.Nursery | None) -> bool:

@@ -99,6 +99,7 @@ Interface = Literal["auto", "asgi", "wsgi"]
 LogFormat = Literal["text", "json"]
 FrameAPI = Literal["off", "on", "unsafe-any-bind"]
 SessionTickets = Literal["on", "off"]
+CodecChoice = Literal["auto", "h2", "ngh2"]
 
 
 @dataclass
@@ -439,6 +440,25 @@ class Config:
         section="HTTP/2",
         peers={"granian": "--http2-initial-connection-window-size", "h2corn": "--h2-initial-connection-window-size"},
     )
+    max_window_size: int = option(
+        16 * 1024 * 1024,
+        "Adaptive flow control: the largest receive window a request body's stream grows to. Windows grow from "
+        "the bytes the app consumes per round trip (measured with PINGs) while an upload is held back by them, "
+        "and shrink back to --initial-window-size once the app takes nothing for 2s. Bounded further by the "
+        "request's content-length and --max-body-size. Up to --initial-window-size: fixed stream windows.",
+        minimum=0,
+        maximum=2**31 - 1,
+        section="HTTP/2",
+        peers={"granian": "~--http2-adaptive-window"},
+    )
+    max_connection_window_size: int = option(
+        16 * 1024 * 1024,
+        "Adaptive flow control: the largest connection-level receive window, i.e. the most request-body bytes "
+        "a connection may buffer before its apps read them. Up to --connection-window-size: a fixed window.",
+        minimum=0,
+        maximum=2**31 - 1,
+        section="HTTP/2",
+    )
     max_header_list_size: int = option(
         65_536,
         "SETTINGS_MAX_HEADER_LIST_SIZE: largest request header block accepted, in bytes.",
@@ -457,6 +477,13 @@ class Config:
         maximum=16_777_215,
         section="HTTP/2",
         peers={"granian": "--http2-max-frame-size", "h2corn": "~--h2-max-inbound-frame-size"},
+    )
+    codec: CodecChoice = option(
+        "auto",
+        "HTTP/2 codec: h2 (pure Python, always installed), ngh2 (libnghttp2, several times faster; "
+        "pip install 'h2gate[fast]'), or auto: ngh2 when it is installed, else h2. Both enforce the same limits "
+        "and pass the same conformance tests.",
+        section="HTTP/2",
     )
     keep_alive_timeout: float = option(
         60.0,

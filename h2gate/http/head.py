@@ -18,21 +18,30 @@ class RequestHead:
     protocol: bytes | None = None  # :protocol of an extended CONNECT (RFC 8441)
     fields: Headers = field(default_factory=list)
 
+    def take_pseudo(self, name: bytes, value: bytes) -> bool:
+        """Keep a request pseudo-header field; False for a name requests do not have."""
+        if name == b":method":
+            self.method = value
+        elif name == b":path":
+            self.target = value
+        elif name == b":scheme":
+            self.scheme = value
+        elif name == b":authority":
+            self.authority = value
+        elif name == b":protocol":
+            self.protocol = value
+        else:
+            return False
+        return True
+
 
 def split_head(headers: Headers) -> RequestHead:
+    """Split a head already checked (a promised request, an HTTP/1.1 upgrade): unknown pseudo-fields are dropped."""
     head = RequestHead()
     fields = head.fields
     for name, value in headers:
         if name[:1] != b":":
             fields.append((name, value))
-        elif name == b":method":
-            head.method = value
-        elif name == b":path":
-            head.target = value
-        elif name == b":scheme":
-            head.scheme = value
-        elif name == b":authority":
-            head.authority = value
-        elif name == b":protocol":
-            head.protocol = value
+        else:
+            head.take_pseudo(name, value)
     return head

@@ -4,15 +4,19 @@ Theory of operation: h2 can validate inbound headers itself, but it reports a
 malformed request as a connection error (GOAWAY), while RFC 9113 §8.1.1 makes
 it a stream error: RST_STREAM PROTOCOL_ERROR for that request, the other
 streams unharmed. So the connection runs h2 with ``validate_inbound_headers``
-off and calls :func:`request_problem` / :func:`trailer_problem` on every
-header block; a non-None answer (the reason, for the log) means "reset this
-stream". The rules are h2's own, checked in one pass.
+off and calls :func:`parse_request` / :func:`trailer_problem` on every
+header block; a string answer (the reason, for the log) means "reset this
+stream". The rules are h2's own, checked in one pass that also splits the
+request's pseudo-headers from its fields (:class:`~h2gate.http.head.RequestHead`),
+so nothing later walks the header list again.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+
+from h2gate.http.head import RequestHead
 
 Headers = Iterable[tuple[bytes, bytes]]
 
@@ -44,46 +48,76 @@ def _field_problem(name: bytes, value: bytes) -> str | None:
 
 
 def request_problem(headers: Headers, *, ended: bool = False) -> str | None:
-    """Why the request header list is malformed, or None if it is well formed.
+    """Why the request header list is malformed, or None if it is well formed (see :func:`parse_request`)."""
+    parsed = parse_request(headers, ended=ended)
+    return parsed if isinstance(parsed, str) else None
 
-    ``ended`` says the HEADERS frame carried END_STREAM: a non-zero content-length is then a
-    mismatch with the (empty) body (§8.1.1). content-length must be digits, and agree when
-    repeated (RFC 9110 §8.6); h2's own checks of it are off (h2gate.protocol.connection._H2Connection).
+
+#: Names already found valid and neither connection-specific nor ``te`` (bounded; a client cannot grow it past this).
+_GOOD_NAMES: set[bytes] = set()
+_GOOD_NAMES_MAX = 1024
+_TE = b"te"
+
+
+def parse_request(headers: Headers, *, ended: bool = False) -> RequestHead | str:
+    """The request's head split into pseudo-headers and regular fields, or why the header list is malformed.
+
+    One pass over the fields does both (the core calls it once per request and
+    the adapters read the result). ``ended`` says the HEADERS frame carried
+    END_STREAM: a non-zero content-length is then a mismatch with the (empty)
+    body (§8.1.1). content-length must be digits, and agree when repeated (RFC
+    9110 §8.6); h2's own checks of it are off (h2gate.internals.h2conn).
     """
-    pseudo: dict[bytes, bytes] = {}
+    head = RequestHead()
+    fields = head.fields
+    append = fields.append
+    good = _GOOD_NAMES
+    seen_pseudo: set[bytes] = set()
     length: bytes | None = None
     regular_seen = False
     hosts: list[bytes] = []
+    values: list[bytes] = []
     for name, value in headers:
-        problem = _field_problem(name, value)
-        if problem:
-            return problem
-        if name.startswith(b":"):
+        if name not in good:
+            problem = _field_problem(name, value)
+            if problem:
+                return problem
+            if name not in CONNECTION_SPECIFIC and name != _TE and len(good) < _GOOD_NAMES_MAX:
+                good.add(name)
+        elif value:
+            if value[0] in _WHITESPACE or value[-1] in _WHITESPACE:
+                return _field_problem(name, value) or "invalid field value"
+            values.append(value)  # NUL, CR and LF are looked for in all of them at once, below
+        if name[0] == 0x3A:  # b":"
             if regular_seen:
                 return f"pseudo-header {name!r} after a regular field"
-            if name not in REQUEST_PSEUDO:
-                return f"pseudo-header {name!r} is not allowed in a request"
-            if name in pseudo:
+            if name in seen_pseudo:
                 return f"duplicate pseudo-header {name!r}"
-            pseudo[name] = value
-        else:
-            regular_seen = True
-            if name == b"host":
-                hosts.append(value)
-            elif name == b"content-length":
-                if not value.isdigit():
-                    return f"invalid content-length {value.decode('latin-1')!r}"
-                if length is not None and int(value) != int(length):
-                    return "conflicting content-length fields"
-                length = value
-                if ended and value.strip(b"0"):
-                    return f"content-length {value.decode('latin-1')!r} on a request without a body"
-    return _pseudo_problem(pseudo, hosts)
+            seen_pseudo.add(name)
+            if not head.take_pseudo(name, value):
+                return f"pseudo-header {name!r} is not allowed in a request"
+            continue
+        regular_seen = True
+        append((name, value))
+        if name == b"host":
+            hosts.append(value)
+        elif name == b"content-length":
+            if not value.isdigit():
+                return f"invalid content-length {value.decode('latin-1')!r}"
+            if length is not None and int(value) != int(length):
+                return "conflicting content-length fields"
+            length = value
+            if ended and value.strip(b"0"):
+                return f"content-length {value.decode('latin-1')!r} on a request without a body"
+    if values and BAD_VALUE_BYTE(b"".join(values)) is not None:
+        return next(p for name, value in headers if (p := _field_problem(name, value)))
+    problem = _pseudo_problem(head, seen_pseudo, hosts)
+    return head if problem is None else problem
 
 
-def _pseudo_problem(pseudo: dict[bytes, bytes], hosts: list[bytes]) -> str | None:
-    method = pseudo.get(b":method")
-    if method is None:
+def _pseudo_problem(head: RequestHead, pseudo: set[bytes], hosts: list[bytes]) -> str | None:
+    method = head.method
+    if b":method" not in pseudo:
         return "missing :method"
     if method == b"CONNECT" and b":protocol" not in pseudo:
         # Plain CONNECT (§8.5): just the authority.
@@ -92,17 +126,17 @@ def _pseudo_problem(pseudo: dict[bytes, bytes], hosts: list[bytes]) -> str | Non
     else:
         if b":protocol" in pseudo and method != b"CONNECT":
             return ":protocol outside an extended CONNECT"
-        for required in (b":scheme", b":path"):
-            if required not in pseudo:
-                return f"missing {required.decode()}"
-        if not pseudo[b":path"]:
+        if b":scheme" not in pseudo:
+            return "missing :scheme"
+        if b":path" not in pseudo:
+            return "missing :path"
+        if not head.target:
             return "empty :path"
     if len(hosts) > 1:
         return "more than one host field"
     # Neither :authority nor host is allowed: a client with no authority to convey sends
     # none (RFC 9113 §8.3.1), as HAProxy's HTTP/2 health check does.
-    authority = pseudo.get(b":authority")
-    if authority is not None and hosts and hosts[0] != authority:
+    if hosts and b":authority" in pseudo and hosts[0] != head.authority:
         return "host and :authority differ"
     return None
 

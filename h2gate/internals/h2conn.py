@@ -24,7 +24,7 @@ from h2.stream import StreamInputs
 
 from h2gate.internals.h2memory import SettingsBase, slim
 from h2gate.internals.hpack_reuse import BlockDecoder, BlockEncoder
-from h2gate.internals.probes import H2_LEAN, HPACK_TABLES, PROBES
+from h2gate.internals.probes import H2_INBOUND_WINDOWS, H2_LEAN, HPACK_TABLES, PROBES
 
 PRIORITY_UPDATE = 0x10  # frame type (RFC 9218 §7.1)
 SETTINGS_NO_RFC7540_PRIORITIES = 0x9  # RFC 9218 §2.1
@@ -34,6 +34,9 @@ _DATA, _HEADERS, _CONTINUATION = 0x0, 0x1, 0x9  # frame types (RFC 9113 §6)
 _END_STREAM, _END_HEADERS = 0x1, 0x4  # flags
 _LEAN_DATA = PROBES[H2_LEAN]
 _LEAN_HPACK = PROBES[HPACK_TABLES]
+_INBOUND_WINDOWS = PROBES[H2_INBOUND_WINDOWS]
+#: Windows still being shrunk that are remembered at most (those of streams closed meanwhile are dropped).
+_MAX_SHRINKING = 64
 
 
 class LocalSettings(SettingsBase):  # type: ignore[misc,valid-type]
@@ -78,6 +81,8 @@ class ServerH2Connection(h2.connection.H2Connection):
     _pieces: list[bytes | bytearray | memoryview]
     #: Encodes response blocks with h2's encoder, reusing unchanged fields (None: h2's encoder as is).
     _blocks: BlockEncoder | None
+    #: Receive windows being shrunk: their target size by stream id (0: the connection); None while none is.
+    _shrinking: dict[int, int] | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._pieces = []
@@ -212,6 +217,94 @@ class ServerH2Connection(h2.connection.H2Connection):
             pieces.append(self._data_to_send)
             self._data_to_send = bytearray()
         return pieces
+
+    def set_inbound_window(self, stream_id: int, size: int) -> None:
+        """Make ``size`` the receive window of ``stream_id`` (0: the connection) that acknowledged bytes refill.
+
+        h2's window managers refill a window up to their ``max_window_size``
+        and send credit once half of it was consumed. Growing: a WINDOW_UPDATE
+        for the difference now, and the new size as that maximum (h2's own
+        ``increment_flow_control_window`` raises it only as far as the window
+        now open reaches). Shrinking: the maximum comes down as far as the
+        window the client still holds allows, then further at each
+        acknowledgement (:meth:`acknowledge_received_data`), so the credit of
+        consumed bytes is withheld until the window is ``size``; the maximum
+        never drops below the open window, so h2 never computes a negative
+        increment. Without these internals only growing works (h2's public API).
+        A stream h2 no longer has open is left alone.
+        """
+        if stream_id:
+            stream = self.streams.get(stream_id)
+            if stream is None or stream.closed:
+                return
+        manager = self._inbound_manager(stream_id)
+        if manager is None:  # no internals: h2's public API can only open more
+            grow = size - self._inbound_window(stream_id)
+            if grow > 0:
+                self._open_inbound(stream_id, grow)
+            return
+        shrinking = self._shrinking
+        grow = size - manager.max_window_size
+        if grow > 0:
+            if shrinking is not None:
+                shrinking.pop(stream_id, None)
+            if self._open_inbound(stream_id, grow):
+                manager.max_window_size = size
+        elif grow < 0:
+            if shrinking is None:
+                shrinking = self._shrinking = {}
+            elif len(shrinking) >= _MAX_SHRINKING:
+                for sid in [sid for sid in shrinking if sid and sid not in self.streams]:
+                    del shrinking[sid]
+            shrinking[stream_id] = size
+            self._lower(stream_id, manager, size)
+
+    def _inbound_manager(self, stream_id: int) -> Any:
+        """h2's window manager of ``stream_id``'s receive window (0: the connection's); None if closed or unprobed."""
+        if not _INBOUND_WINDOWS:
+            return None
+        if not stream_id:
+            return self._inbound_flow_control_window_manager
+        stream = self.streams.get(stream_id)
+        if stream is None or stream.closed:
+            return None
+        return stream._inbound_window_manager
+
+    def _inbound_window(self, stream_id: int) -> int:
+        if not stream_id:
+            return int(self.inbound_flow_control_window)
+        return int(self.streams[stream_id].inbound_flow_control_window)
+
+    def _open_inbound(self, stream_id: int, grow: int) -> bool:
+        try:
+            self.increment_flow_control_window(min(grow, self.MAX_WINDOW_INCREMENT), stream_id or None)
+        except (h2.exceptions.ProtocolError, KeyError):  # the stream closed meanwhile
+            return False
+        return True
+
+    def _lower(self, stream_id: int, manager: Any, size: int) -> None:
+        """Bring ``manager``'s maximum towards ``size``, never below the window the client still holds."""
+        manager.max_window_size = max(size, manager.current_window_size)
+        if manager.max_window_size == size and self._shrinking is not None:
+            self._shrinking.pop(stream_id, None)
+            if not self._shrinking:
+                self._shrinking = None
+
+    def acknowledge_received_data(self, acknowledged_size: int, stream_id: int) -> None:
+        """h2's, after bringing windows being shrunk closer to their size (see :meth:`set_inbound_window`)."""
+        shrinking = self._shrinking
+        if shrinking is not None:
+            for sid in (0, stream_id):
+                size = shrinking.get(sid)
+                if size is not None:
+                    manager = self._inbound_manager(sid)
+                    if manager is None:
+                        shrinking.pop(sid, None)
+                    else:
+                        self._lower(sid, manager, size)
+            if not shrinking:
+                self._shrinking = None
+        super().acknowledge_received_data(acknowledged_size, stream_id)
 
     def _receive_unknown_frame(self, frame: Any) -> Any:
         """PRIORITY_UPDATE (RFC 9218 §7.1) goes to :attr:`on_priority_update`; h2 ignores every other unknown type."""

@@ -76,6 +76,15 @@ def _h2_dispatch_table() -> bool:
     )
 
 
+def _h2_inbound_windows() -> bool:
+    probe = h2.connection.H2Connection()
+    manager = getattr(probe, "_inbound_flow_control_window_manager", None)
+    return (
+        all(hasattr(manager, name) for name in ("max_window_size", "current_window_size"))
+        and "_inbound_window_manager" in h2.stream.H2Stream.__init__.__code__.co_names
+    )
+
+
 def _openssl_util() -> bool:
     try:
         from OpenSSL._util import ffi, lib  # noqa: F401
@@ -113,6 +122,7 @@ H2_CONTENT_LENGTH = "h2.stream_content_length"
 H2_GOAWAY = "h2.receive_goaway_frame"
 H2_SETTINGS = "h2.settings_layout"
 H2_DISPATCH = "h2.frame_dispatch_table"
+H2_INBOUND_WINDOWS = "h2.inbound_window_managers"
 HPACK_TABLES = "hpack.tables"
 OPENSSL_UTIL = "pyopenssl.util"
 OPENSSL_READ_BIO = "pyopenssl.from_ssl"
@@ -129,6 +139,10 @@ CHECKS: dict[str, tuple[str, Callable[[], bool]]] = {
     H2_GOAWAY: ("h2: H2Connection._receive_goaway_frame", _h2_method("_receive_goaway_frame")),
     H2_SETTINGS: ("h2: Settings._settings (deques), _client, h2.settings._validate_setting", _h2_settings_layout),
     H2_DISPATCH: ("h2: H2Connection._frame_dispatch_table (bound methods), read by _receive_frame", _h2_dispatch_table),
+    H2_INBOUND_WINDOWS: (
+        "h2: H2Connection._inbound_flow_control_window_manager, H2Stream._inbound_window_manager",
+        _h2_inbound_windows,
+    ),
     HPACK_TABLES: ("hpack: HeaderTable.dynamic_entries/resized, Decoder.max_allowed_table_size", _hpack_tables),
     OPENSSL_UTIL: ("pyOpenSSL: OpenSSL._util ffi and lib (BIO_read, X509_verify_cert_error_string)", _openssl_util),
     OPENSSL_READ_BIO: ("pyOpenSSL: Connection._from_ssl, the BIO bio_read drains", _openssl_from_ssl_bio),

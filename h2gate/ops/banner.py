@@ -14,6 +14,7 @@ import socket
 from h2gate import __version__
 from h2gate.config import Config
 from h2gate.net.binds import display_address
+from h2gate.protocol import codecs
 
 log = logging.getLogger("h2gate.error")
 
@@ -46,12 +47,13 @@ def _describe_cert(path: str) -> str:
 
 
 def print_startup_block(config: Config, sockets: list[socket.socket], interface: str, how: str, workers: str) -> None:
-    """Log the block: version, interface and app, process model, TLS, then one ``listening on`` line per bind."""
+    """Log the block: version, interface and app, process model, TLS, codec, then a ``listening on`` line per bind."""
     tls = config.use_tls
     log.info("h2gate %s serving %s app %s (%s)", __version__, interface, config.app, how)
     log.info("processes: %s", workers)
     summary = tls_summary(config)
     log.info("TLS: %s", summary if summary else "off (cleartext HTTP/2: h2c)")
+    log.info("HTTP/2 codec: %s", codecs.describe(config.codec))
     for sock in sockets:
         address = display_address(sock, tls)
         if tls:

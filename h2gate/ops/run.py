@@ -24,12 +24,13 @@ from h2gate.config import Config
 from h2gate.errors import StartupError
 from h2gate.net.binds import Bind, close_sockets, open_socket, open_sockets, parse_bind, reuse_port_supported
 from h2gate.observe import metrics
-from h2gate.ops import signals, systemd
+from h2gate.ops import gctune, signals, systemd
 from h2gate.ops.appload import as_asgi3, detect_interface, import_app
 from h2gate.ops.banner import print_startup_block
 from h2gate.ops.listeners import SlotSockets
 from h2gate.ops.resources import raise_open_file_limit
 from h2gate.ops.server import Server
+from h2gate.protocol import codecs
 
 log = logging.getLogger("h2gate.error")
 
@@ -82,8 +83,9 @@ def make_server(
 ) -> Server:
     """A Server for an already loaded app object (``interface``: "asgi" or "wsgi"); also used by h2gate.testing.
 
-    The caller closes ``server.runner`` once the server has stopped.
+    The caller closes ``server.runner`` once the server has stopped. Raises StartupError.
     """
+    codecs.resolve(config.codec)  # --codec ngh2 without ngh2: one line naming what to install
     wsgi = None
     if interface == "wsgi":
         from h2gate.wsgi import WSGIHandler
@@ -126,6 +128,7 @@ def serve_sockets(
         server.on_stopping = on_stopping
         if signal_hooks is not None:
             server.signal_hooks = signal_hooks
+        gctune.tune()
         trio.run(server.serve)
     finally:
         # The server has stopped; a repeated SIGTERM from a supervisor must
@@ -146,6 +149,7 @@ def check(config: Config) -> list[str]:
     assert config.app is not None
     binds = [parse_bind(text) for text in config.bind]
     check_frame_api(config)
+    codec = codecs.describe(config.codec)
     build_ssl_context(config)
     loaded = import_app(config.app, factory=config.factory, app_dir=config.app_dir)
     interface = detect_interface(loaded, config.app) if config.interface == "auto" else config.interface
@@ -154,6 +158,7 @@ def check(config: Config) -> list[str]:
     return [
         f"app {config.app}: {interface.upper()} ({_describe_runtime(config, interface)})",
         f"TLS: {tls_summary(config) or 'off (cleartext HTTP/2: h2c)'}",
+        f"HTTP/2 codec: {codec}",
         f"binds: {', '.join(str(b) for b in binds)} (not bound by --check-config)",
     ]
 
@@ -214,6 +219,7 @@ def run(config: Config, cli_values: Mapping[str, Any] | None = None) -> int:
     for text in config.bind:
         parse_bind(text)  # a bad bind is a startup error even when socket activation ignores it
     check_frame_api(config)  # --enable-frame-api: loopback only, with a loud warning
+    codecs.resolve(config.codec)  # --codec ngh2 without ngh2 installed: before any socket or worker
     if uses_supervisor(config):
         from h2gate.ops.supervisor import Supervisor
 

@@ -18,6 +18,7 @@ import functools
 import logging
 import socket
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 import trio
@@ -327,25 +328,27 @@ class Server:
             "stopping": self._shutdown,
         }
 
-    async def _handle_exchange(self, conn: Connection, exchange: Stream) -> None:
+    def _handle_exchange(self, conn: Connection, exchange: Stream) -> Awaitable[None]:
+        """The coroutine that serves ``exchange``, for the stream's task to await.
+
+        Not a coroutine itself: picking the handler needs no waiting, and every
+        frame on a task's await chain is passed through at each of its switches.
+        """
         if self.request_hook is not None:
             self.request_hook()
         transport = conn.transport
         if self.proxy is not None:  # once per exchange: ASGI, WSGI and the access log see the same
             transport = self.proxy.apply(exchange.head, transport)
         if self.wsgi is not None:
-            await self.wsgi.handle(exchange, transport)
-            return
+            return self.wsgi.handle(exchange, transport)
         protocol = connect_protocol(exchange)
         if protocol is not None and protocol != b"websocket":
-            await simple_response(
+            return simple_response(
                 exchange, 501, b"Extended CONNECT is supported for websocket only\n", self.config.server_header
             )
-            return
         if protocol is not None:
-            await handle_websocket(exchange, transport, self.runner, **self._websocket_options())
-            return
-        await handle_http(
+            return handle_websocket(exchange, transport, self.runner, **self._websocket_options())
+        return handle_http(
             exchange,
             transport,
             self.runner,

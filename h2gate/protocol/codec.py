@@ -21,11 +21,15 @@ The contract every codec keeps:
   never opened) raise :class:`StreamGone`; nothing is queued then. They never
   raise anything else for the peer's doing.
 * Inbound flow control is manual: the codec never opens a window by itself;
-  :meth:`Codec.acknowledge` returns credit as the application consumes bytes.
+  :meth:`Codec.acknowledge` returns credit as the application consumes bytes,
+  and :meth:`Codec.set_receive_window` resizes a window when the core's
+  adaptive flow control (:mod:`h2gate.protocol.flowcontrol`) says so.
 * Output accumulates until :meth:`Codec.data_to_send` takes it, in order.
 
 :class:`h2gate.protocol.h2codec.H2Codec` implements this with the ``h2``
-library; an optional native codec implements the same and passes the same tests.
+library (the default); :class:`h2gate.protocol.ngh2codec.Ngh2Codec` with
+libnghttp2 (``pip install 'h2gate[fast]'``). Both pass the same conformance and
+attack suites; :mod:`h2gate.protocol.codecs` picks one (``--codec``).
 """
 
 from __future__ import annotations
@@ -89,11 +93,16 @@ class StreamReset:
 
 @dataclass(frozen=True, slots=True)
 class StreamProtocolError:
-    """The codec found a stream error and has queued RST_STREAM ``code`` for it."""
+    """The codec found a stream error and has queued RST_STREAM ``code`` for it.
+
+    ``malformed``: the codec refused a malformed request or trailer section (RFC 9113 §8.1.1)
+    itself, so the request never came out as an event.
+    """
 
     stream_id: int
     code: int
     reason: str
+    malformed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +227,15 @@ class Codec(Protocol):
 
     def acknowledge(self, stream_id: int, size: int) -> None:
         """``size`` received bytes were consumed: credit them back (WINDOW_UPDATE as the codec sees fit)."""
+
+    def set_receive_window(self, stream_id: int, size: int) -> None:
+        """Make ``size`` the receive window of ``stream_id`` (0: the connection) that consumed bytes refill.
+
+        Growing opens the difference at once (a WINDOW_UPDATE for bytes beyond
+        what was consumed); shrinking withholds the credit of the next bytes
+        acknowledged until the window is down to ``size`` (nothing granted is
+        taken back). A stream the codec no longer has open is left alone.
+        """
 
     def window(self, stream_id: int) -> int:
         """How many DATA bytes ``stream_id`` may send now (the smaller of its and the connection's window)."""

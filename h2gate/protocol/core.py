@@ -27,6 +27,7 @@ app's side of each exchange, calling back into the core to send.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -35,14 +36,15 @@ import trio
 from h2gate.config import Config
 from h2gate.errors import ConnectionProtocolError, ErrorCode, code_name
 from h2gate.http.head import Headers
-from h2gate.http.validate import request_problem, trailer_problem
+from h2gate.http.validate import parse_request, trailer_problem
 from h2gate.observe import metrics
 from h2gate.protocol import codec as ev
 from h2gate.protocol.closing import DRAIN, Closing
 from h2gate.protocol.codec import Codec, LocalSettings, StreamGone
+from h2gate.protocol.codecs import new_codec
+from h2gate.protocol.flowcontrol import Change, ReceiveWindows
 from h2gate.protocol.framecheck import FrameCheck, StreamProblem
 from h2gate.protocol.guards import HEADER_BLOCK_MARGIN, Guards
-from h2gate.protocol.h2codec import H2Codec
 from h2gate.protocol.lifecycle import Phase, Trigger
 from h2gate.protocol.priority import SendTurns
 from h2gate.protocol.signal import Signal
@@ -56,6 +58,7 @@ TRIM_AFTER = 1.5
 
 #: Deadline keys besides stream ids (which time request bodies) and the drain PING's (h2gate.protocol.closing).
 HANDSHAKE, IDLE, HEADER_BLOCK, CUT, TRIM = "handshake", "idle", "header block", "cut", "trim"
+WINDOWS = "windows"
 
 
 class ConnectionCore:
@@ -80,7 +83,7 @@ class ConnectionCore:
         self._spawn = spawn
         self.wake = wake  # the writer has something to send
         self.clock = clock
-        self.codec: Codec = codec if codec is not None else H2Codec()
+        self.codec: Codec = codec if codec is not None else new_codec(config.codec)
         self.extended_connect = extended_connect
         self.streams: dict[int, Stream] = {}
         self.turns = SendTurns()  # RFC 9218 send order of this connection's streams
@@ -102,6 +105,8 @@ class ConnectionCore:
             on_closed=self._lose_streams, upgraded=upgraded,
         )  # fmt: skip
         self.frame_tap: Callable[[ConnectionCore, ev.Event], None] | None = None  # --enable-frame-api
+        #: Adaptive receive windows, made when a body first could use them (h2gate.protocol.flowcontrol).
+        self.windows: ReceiveWindows | None = None
 
     # -- state others read ------------------------------------------------------------------------------
 
@@ -233,11 +238,11 @@ class ConnectionCore:
             why = f"refused, over SETTINGS_MAX_CONCURRENT_STREAMS {limit}"
             self.reset_stream(stream_id, ErrorCode.REFUSED_STREAM, why, charge=True)
             return
-        problem = request_problem(event.headers, ended=event.ended)
-        if problem is not None:
-            self._malformed(stream_id, problem)
+        head = parse_request(event.headers, ended=event.ended)  # validated and split in one pass
+        if isinstance(head, str):
+            self._malformed(stream_id, head)
             return
-        stream = Stream(self, stream_id, event.headers, request_ended=event.ended)
+        stream = Stream(self, stream_id, event.headers, request_ended=event.ended, head=head)
         if not event.ended:
             declared = self.guards.body_lengths.expect(stream_id, event.headers)
             if self.guards.body_sizes.too_large(declared):
@@ -250,9 +255,33 @@ class ConnectionCore:
                     stream_id,
                     self.guards.body_sizes.limit,
                 )
-            elif self.config.body_timeout and stream.head.method != b"CONNECT":
-                self.deadlines.arm(stream_id, stream.last_activity + self.config.body_timeout)
+            else:
+                if self.config.body_timeout and stream.head.method != b"CONNECT":
+                    self.deadlines.arm(stream_id, stream.last_activity + self.config.body_timeout)
+                self._track_body(stream_id, declared)
         self._admit(stream)
+
+    def _track_body(self, stream_id: int, declared: int | None) -> None:
+        """A body that could outgrow the initial window gets an adaptive one (h2gate.protocol.flowcontrol)."""
+        config = self.config
+        limit = config.max_window_size
+        if declared is not None:
+            limit = min(limit, declared)
+        if config.max_body_size:
+            limit = min(limit, config.max_body_size)
+        if limit <= config.initial_window_size:
+            return
+        windows = self.windows
+        if windows is None:
+            windows = self.windows = ReceiveWindows(
+                stream_initial=config.initial_window_size,
+                stream_max=config.max_window_size,
+                connection_initial=config.connection_window_size,
+                connection_max=config.max_connection_window_size,
+            )
+        size = windows.track(stream_id, limit, self.clock())
+        if size is not None:
+            self._resize([(stream_id, size)])
 
     def _open_in_codec(self) -> int:
         """Client streams we accepted that are still open in the codec (pushed ones count against the client)."""
@@ -284,8 +313,15 @@ class ConnectionCore:
             self.codec.acknowledge(stream_id, event.flow_length)  # nobody will read these bytes
             return
         stream._on_data(event.data, event.flow_length)
+        windows = self.windows
+        if windows is not None and stream_id in windows and self.closing.phase is Phase.OPEN:
+            ping = windows.ping_due(self.clock())  # a body flows: measure the round trip and what it carries
+            if ping is not None:
+                self.codec.ping(ping)
 
     def _on_stream_ended(self, event: ev.StreamEnded) -> None:
+        if self.windows is not None:
+            self.windows.forget(event.stream_id)
         problem = self.guards.body_lengths.end(event.stream_id)
         if problem is not None:
             self._malformed(event.stream_id, problem)
@@ -309,7 +345,7 @@ class ConnectionCore:
 
     def _on_reset(self, event: ev.StreamReset) -> None:
         metrics.recorder.stream_reset("client", event.code)
-        self.guards.forget(event.stream_id)
+        self._forget(event.stream_id)
         stream = self.streams.get(event.stream_id)
         if stream is not None and stream.reset_code is None:
             log.debug("client reset stream %d (%s)", event.stream_id, code_name(event.code))
@@ -319,8 +355,9 @@ class ConnectionCore:
 
     def _on_codec_stream_error(self, event: ev.StreamProtocolError) -> None:
         # The codec has answered it with RST_STREAM already.
+        what = "malformed request" if event.malformed else "stream error"
         name = code_name(event.code)
-        log.info("stream %d from %s: stream error: %s (RST_STREAM %s)", event.stream_id, self.peer, event.reason, name)
+        log.info("stream %d from %s: %s: %s (RST_STREAM %s)", event.stream_id, self.peer, what, event.reason, name)
         metrics.recorder.stream_reset("server", event.code)
         stream = self.streams.get(event.stream_id)
         if stream is not None and stream.reset_code is None:
@@ -354,6 +391,12 @@ class ConnectionCore:
             self.fail(ErrorCode.ENHANCE_YOUR_CALM, "flood of control frames while not reading our replies")
 
     def _on_ping_ack(self, event: ev.PingAcked) -> None:
+        windows = self.windows
+        if windows is not None:
+            changes = windows.acked(event.data, self.clock())
+            if changes is not None:  # the ACK of a flow-control PING
+                self._resize(changes)
+                return
         self.closing.ping_acked(event.data)
 
     def _on_goaway(self, event: ev.GoAwayReceived) -> None:
@@ -379,7 +422,7 @@ class ConnectionCore:
                 self.codec.reset(stream_id, code)
                 metrics.recorder.stream_reset("server", code)
                 self.wake()
-            self.guards.forget(stream_id)
+            self._forget(stream_id)
             if stream is not None:
                 stream._on_reset(code)
                 stream.cancel_app_soon()
@@ -430,7 +473,7 @@ class ConnectionCore:
         if not stream.state.done and stream.reset_code is None:
             self.reset_stream(stream.stream_id, ErrorCode.CANCEL, None)
         del self.streams[stream.stream_id]
-        self.guards.forget(stream.stream_id)
+        self._forget(stream.stream_id)
         self.deadlines.disarm(stream.stream_id)
         self.turns.scheduler.forget(stream.stream_id)
         metrics.recorder.stream_closed()
@@ -439,6 +482,12 @@ class ConnectionCore:
             self._arm_idle()
         else:
             self.closing.idle()
+
+    def _forget(self, stream_id: int) -> None:
+        """The stream's budgets and its adaptive window are no longer needed."""
+        self.guards.forget(stream_id)
+        if self.windows is not None:
+            self.windows.forget(stream_id)
 
     def _arm_idle(self) -> None:
         if not self.streams:
@@ -463,8 +512,32 @@ class ConnectionCore:
     def acknowledge(self, stream_id: int, size: int) -> None:
         """The app consumed ``size`` body bytes of ``stream_id``: the client may send that much more."""
         if not self.closed:
+            if self.windows is not None:
+                self.windows.consumed(stream_id, size, self.clock())
             self.codec.acknowledge(stream_id, size)
             self.wake()
+
+    def _resize(self, changes: list[Change]) -> None:
+        """Apply the adaptive windows' new sizes, and time their next shrink."""
+        windows = self.windows
+        if windows is None or self.closed:
+            return
+        for stream_id, size in changes:
+            self.codec.set_receive_window(stream_id, size)
+            log.debug(
+                "receive window of %s from %s now %d bytes (round trip %s)",
+                f"stream {stream_id}" if stream_id else "the connection",
+                self.peer,
+                size,
+                "unknown" if windows.rtt is None else f"{windows.rtt * 1000:.1f} ms",
+            )
+        if changes:
+            self.wake()
+        due = windows.next_check
+        if due < math.inf:
+            self.deadlines.arm(WINDOWS, due)
+        else:
+            self.deadlines.disarm(WINDOWS)
 
     def queued_data(self, size: int) -> None:
         """A stream queued ``size`` DATA bytes: count them against the writer's high-water mark."""
@@ -508,6 +581,10 @@ class ConnectionCore:
 
     def _header_block_timeout(self) -> None:
         self.fail(ErrorCode.ENHANCE_YOUR_CALM, f"header block not finished within {self.config.header_timeout:g}s")
+
+    def _windows_idle(self) -> None:
+        if self.windows is not None:
+            self._resize(self.windows.idle(self.clock()))
 
     def _cut(self) -> None:
         """Shutdown's grace period is over: reset what still runs, cancel its app, then close."""
@@ -558,4 +635,5 @@ _TIMERS: dict[str, Callable[[ConnectionCore], None]] = {
     DRAIN: lambda core: core.closing.final(),
     CUT: ConnectionCore._cut,
     TRIM: lambda core: core.guards.trim(core.clock()),
+    WINDOWS: ConnectionCore._windows_idle,
 }

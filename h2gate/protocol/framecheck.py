@@ -10,7 +10,10 @@ Connection errors (the caller sends GOAWAY; nothing of that read reaches h2):
 * a SETTINGS frame with ACK and a payload is FRAME_SIZE_ERROR (§6.5); h2 says PROTOCOL_ERROR;
 * RST_STREAM on an idle stream is PROTOCOL_ERROR (§6.4); h2 ignores it once any stream was opened;
 * a frame longer than our SETTINGS_MAX_FRAME_SIZE is FRAME_SIZE_ERROR (§4.2), refused when its 9-byte
-  header arrives: h2 would first buffer the whole declared length (up to 16 MiB).
+  header arrives: h2 would first buffer the whole declared length (up to 16 MiB);
+* PRIORITY on stream 0 is PROTOCOL_ERROR (§6.3): libnghttp2, told RFC 7540 priorities are off, ignores it;
+* PRIORITY_UPDATE (RFC 9218 §7.1) not on stream 0, shorter than 4 bytes or naming stream 0
+  (PROTOCOL_ERROR, FRAME_SIZE_ERROR): libnghttp2 lets the last one through.
 
 Stream errors, which h2 (or hyperframe, while parsing) would make connection
 errors. The frame is *dropped* from the bytes h2 sees and a :class:`StreamProblem`
@@ -187,6 +190,8 @@ class FrameCheck:
         """How many bytes of a frame are needed to judge it, given at least its header."""
         length, ftype, flags = int.from_bytes(head[:3], "big"), head[3], head[4]
         stream_id = int.from_bytes(head[5:9], "big") & 0x7FFFFFFF
+        if ftype == _PRIORITY_UPDATE and length >= 4:
+            return _HEADER + 4  # the prioritized stream id
         if not stream_id:
             return _HEADER
         if ftype == _PRIORITY and length == 5:
@@ -235,12 +240,26 @@ class FrameCheck:
                 self._stream_error(out, stream_id, ErrorCode.PROTOCOL_ERROR, "WINDOW_UPDATE of 0")
         elif ftype == _PRIORITY_UPDATE:
             self.priority_frames += 1
-        elif ftype == _PRIORITY and stream_id:
+            return self._priority_update(head, length, stream_id)
+        elif ftype == _PRIORITY and not stream_id:
+            return ErrorCode.PROTOCOL_ERROR, "PRIORITY on stream 0"  # §6.3; libnghttp2 ignores every PRIORITY
+        elif ftype == _PRIORITY:
             self.priority_frames += 1
             if length != 5:
                 self._stream_error(out, stream_id, ErrorCode.FRAME_SIZE_ERROR, f"PRIORITY of length {length}")
             elif int.from_bytes(head[_HEADER:], "big") & 0x7FFFFFFF == stream_id:
                 self._stream_error(out, stream_id, ErrorCode.PROTOCOL_ERROR, "PRIORITY depends on itself")
+        return None
+
+    @staticmethod
+    def _priority_update(head: bytes | bytearray, length: int, stream_id: int) -> Problem | None:
+        """RFC 9218 §7.1: PRIORITY_UPDATE is sent on stream 0, names a stream, and is at least 4 bytes long."""
+        if stream_id:
+            return ErrorCode.PROTOCOL_ERROR, f"PRIORITY_UPDATE on stream {stream_id}"
+        if length < 4:
+            return ErrorCode.FRAME_SIZE_ERROR, f"PRIORITY_UPDATE of length {length}"
+        if not int.from_bytes(head[_HEADER : _HEADER + 4], "big") & 0x7FFFFFFF:
+            return ErrorCode.PROTOCOL_ERROR, "PRIORITY_UPDATE for stream 0"
         return None
 
     def _count(self, length: int, ftype: int, flags: int) -> Problem | None:

@@ -321,6 +321,10 @@ class H2Codec:
         if size and self._h2.state_machine.state is not _CLOSED:
             self._h2.acknowledge_received_data(size, stream_id)
 
+    def set_receive_window(self, stream_id: int, size: int) -> None:
+        if self._h2.state_machine.state is not _CLOSED:
+            self._h2.set_inbound_window(stream_id, size)
+
     def window(self, stream_id: int) -> int:
         try:
             return int(self._h2.local_flow_control_window(stream_id))

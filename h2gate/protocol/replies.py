@@ -38,28 +38,48 @@ def _dropped(name: bytes) -> None:
     )
 
 
+#: Names an app gave that were found valid, to their lowercase form (bounded): most responses repeat a few names.
+_GOOD_NAMES: dict[bytes, bytes] = {}
+_GOOD_NAMES_MAX = 1024
+
+
 def prepare_headers(
     pairs: Iterable[tuple[bytes, bytes]], server_header: bool, *, trailer: bool = False
 ) -> tuple[Headers, int | None]:
-    """Check and normalise the app's response headers.
+    """Check and normalise the app's response headers, in one pass.
 
     Returns the header block (with a placeholder ``:status`` first, ``server``
     and ``date`` added) and the declared content-length, if any. Raises
-    HeaderError naming the offending field. ``trailer``: a trailer block, which
-    gets the same checks but no ``:status``, ``server`` or ``date``.
+    HeaderError naming the offending field (an item that is not a pair of byte
+    strings included). ``trailer``: a trailer block, which gets the same checks
+    but no ``:status``, ``server`` or ``date``.
     """
     out: Headers = [] if trailer else [(b":status", b"")]
     has_server = False
     content_length: int | None = None
-    for name, value in pairs:
-        name = name.lower()
-        # Checked here because h2 would only notice halfway through HPACK-encoding
-        # the block (leaving the stream and encoder unusable), or not at all and
-        # the client would reject the whole connection (RFC 9113 §8.2.1).
-        if _NAME_OK(name) is None:
-            raise HeaderError(f"response header name {name!r} is not a valid field name")
-        if BAD_VALUE_BYTE(value) is not None:
-            raise HeaderError(f"response header value {value!r} for {name!r} contains CR, LF or NUL")
+    good = _GOOD_NAMES
+    names: list[bytes] = []
+    values: list[bytes] = []
+    for item in pairs:
+        try:
+            name, value = item
+        except (TypeError, ValueError):
+            raise HeaderError(f"response header {item!r} is not a [name, value] pair") from None
+        if not isinstance(name, bytes) or not isinstance(value, bytes):
+            raise HeaderError(f"response header {item!r} must be a pair of byte strings")
+        lower = good.get(name)
+        if lower is None:
+            lower = name.lower()
+            # Checked here because h2 would only notice halfway through HPACK-encoding
+            # the block (leaving the stream and encoder unusable), or not at all and
+            # the client would reject the whole connection (RFC 9113 §8.2.1).
+            if _NAME_OK(lower) is None:
+                raise HeaderError(f"response header name {lower!r} is not a valid field name")
+            if len(good) < _GOOD_NAMES_MAX:
+                good[name] = lower
+        name = lower
+        names.append(name)
+        values.append(value)  # CR, LF and NUL are looked for in all of them at once, below
         value = value.strip(b" \t")
         if name in HOP_BY_HOP:
             _dropped(name)
@@ -71,6 +91,9 @@ def prepare_headers(
         elif name == b"server":
             has_server = True
         out.append((name, value))
+    if values and BAD_VALUE_BYTE(b"".join(values)) is not None:
+        name, value = next((n, v) for n, v in zip(names, values, strict=True) if BAD_VALUE_BYTE(v) is not None)
+        raise HeaderError(f"response header value {value!r} for {name!r} contains CR, LF or NUL")
     if trailer:
         return out, content_length
     if server_header and not has_server:

@@ -62,7 +62,15 @@ class Stream:
         "stream_id", "too_large", "trailers",
     )  # fmt: skip
 
-    def __init__(self, core: ConnectionCore, stream_id: int, headers: Headers, *, request_ended: bool) -> None:
+    def __init__(
+        self,
+        core: ConnectionCore,
+        stream_id: int,
+        headers: Headers,
+        *,
+        request_ended: bool,
+        head: RequestHead | None = None,
+    ) -> None:
         self._core = core
         self.stream_id = stream_id
         self.headers = headers
@@ -81,7 +89,7 @@ class Stream:
         self._writable = Signal()
         self._room_unserved = False  # waited for the writer (send_data_nowait) and got no chunk in since
         self.done = trio.Event()
-        self._head: RequestHead | None = None
+        self._head = head  # the core's parse_request made it; else split on first use
         self.scope = trio.CancelScope()  # around the app's task; see cancel_app_soon
         self.last_activity = core.clock()  # last DATA received or taken by the app (body timeout)
 
@@ -261,7 +269,8 @@ class Stream:
             self._response_finished()
         core = self._core
         core.wake()
-        await _wait_flushable(core)
+        if core.queued > HIGH_WATER:
+            await _wait_flushable(core)
 
     async def send_informational(self, headers: Headers) -> None:
         """A 1xx HEADERS block (e.g. 103 Early Hints); the final response may still follow."""
@@ -271,8 +280,10 @@ class Stream:
             self._core.codec.send_informational(self.stream_id, headers)
         except StreamGone:
             raise self._gone() from None
-        self._core.wake()
-        await _wait_flushable(self._core)
+        core = self._core
+        core.wake()
+        if core.queued > HIGH_WATER:
+            await _wait_flushable(core)
 
     async def send_trailers(self, headers: Headers) -> None:
         """The response's trailer section (checked by h2gate.http.fields), ending the stream."""
@@ -285,8 +296,10 @@ class Stream:
         self.state.apply(Move.SEND_TRAILERS)
         self._core.turns.scheduler.forget(self.stream_id)
         self._response_finished()
-        self._core.wake()
-        await _wait_flushable(self._core)
+        core = self._core
+        core.wake()
+        if core.queued > HIGH_WATER:
+            await _wait_flushable(core)
 
     async def send_data(self, data: bytes, *, end_stream: bool = False) -> None:
         """Queue ``data`` as DATA frames, waiting for window as needed.
@@ -341,7 +354,8 @@ class Stream:
                 elif core.queued > HIGH_WATER:  # the socket is the bottleneck: take turns from now on
                     contended, header = True, priority_of_headers(self.head.fields)
                 core.wake()
-                await _wait_flushable(core)
+                if core.queued > HIGH_WATER:
+                    await _wait_flushable(core)
         finally:
             if contended:
                 turns.leave(self.stream_id)
@@ -405,6 +419,53 @@ class Stream:
         core.wake()
         return True
 
+    def respond_nowait(self, headers: Headers, body: bytes, *, end_stream: bool) -> bool:
+        """The final HEADERS and ``body`` as their first DATA, queued at once if nothing has to wait for them.
+
+        What :meth:`send_headers` then :meth:`send_data` would do, without a
+        trip through the stream's task: only when the response has not
+        started, no stream is waiting for its turn, ``body`` fits the
+        flow-control windows and one QUANTUM, and the writer stays under its
+        high-water mark. False (nothing sent) otherwise: the caller takes the
+        waiting path, which also reports a reset or a closed stream. Lets a
+        small response from an app on the hosted asyncio loop leave without
+        waking trio for it (h2gate.asgi.runner).
+        """
+        core, size = self._core, len(body)
+        if (
+            self.reset_code is not None
+            or self.state.response is not State.IDLE
+            or core.turns.scheduler.busy
+            or size > QUANTUM
+            or core.queued + size > HIGH_WATER
+        ):
+            return False
+        codec, sid = core.codec, self.stream_id
+        headers_end = end_stream and not size
+        try:
+            if size and size > codec.window(sid):
+                return False
+            codec.send_headers(sid, headers, headers_end)
+        except StreamGone:
+            return False  # nothing sent: the waiting path finds it gone and says so
+        self.state.apply(Move.SEND_HEADERS_END if headers_end else Move.SEND_HEADERS)
+        self.status = int(headers[0][1])
+        self.response_headers = headers
+        core.wake()
+        if headers_end:
+            self._response_finished()
+        elif size:
+            try:
+                codec.send_data(sid, body, end_stream)
+            except StreamGone:
+                self._gone()  # reset; the app learns it at its next send or receive
+                return True
+            core.queued_data(size)
+            self.bytes_sent += size
+            if end_stream:
+                self._sent_end()
+        return True
+
     def _unsignalled(self) -> bool:
         """No priority header or PRIORITY_UPDATE: the stream is one of the round-robin crowd."""
         scheduler = self._core.turns.scheduler
@@ -434,8 +495,10 @@ class Stream:
         self.state.apply(Move.SEND_END)
         self._core.turns.scheduler.forget(self.stream_id)
         self._check_done()
-        self._core.wake()
-        await _wait_flushable(self._core)
+        core = self._core
+        core.wake()
+        if core.queued > HIGH_WATER:
+            await _wait_flushable(core)
 
     def _response_finished(self) -> None:
         if self.state.request is State.OPEN:

@@ -78,6 +78,13 @@ TRANSITIONS: dict[tuple[Side, State, Move], State] = {
 }
 
 _SIDE_OF = {Move.RECV_END: Side.REQUEST}
+#: TRANSITIONS keyed by the members' names: an Enum member's hash is a Python-level call, and
+#: apply()/check() run several times per request; a tuple of str hashes in C. Derived, never edited.
+_BY_NAME: dict[tuple[str, str, str], State] = {
+    (side.name, state.name, move.name): after for (side, state, move), after in TRANSITIONS.items()
+}
+_REQUEST_MOVES = frozenset(move.name for move in _SIDE_OF)
+_CUT_NAMES = frozenset(move.name for move in _CUT)
 _FINAL = (State.ENDED, State.GONE)
 
 
@@ -92,26 +99,33 @@ class StreamState:
 
     def check(self, move: Move) -> None:
         """Raise StreamStateError unless ``move`` is allowed now (checked before bytes are queued for it)."""
-        side = _SIDE_OF.get(move, Side.RESPONSE)
-        current = self.request if side is Side.REQUEST else self.response
-        if (side, current, move) not in TRANSITIONS:
-            raise StreamStateError(f"{move.value} is not allowed when the {side.value} is {current.value}")
+        name = move._name_
+        if name in _REQUEST_MOVES:
+            if ("REQUEST", self.request._name_, name) not in _BY_NAME:
+                raise self._refused(Side.REQUEST, self.request, move)
+        elif ("RESPONSE", self.response._name_, name) not in _BY_NAME:
+            raise self._refused(Side.RESPONSE, self.response, move)
 
     def apply(self, move: Move) -> None:
         """Make ``move``; RESET and LOST cut both sides. Raises StreamStateError for a forbidden one."""
-        if move in _CUT:
-            self.request = TRANSITIONS[(Side.REQUEST, self.request, move)]
-            self.response = TRANSITIONS[(Side.RESPONSE, self.response, move)]
-            return
-        side = _SIDE_OF.get(move, Side.RESPONSE)
-        current = self.request if side is Side.REQUEST else self.response
-        after = TRANSITIONS.get((side, current, move))
-        if after is None:
-            raise StreamStateError(f"{move.value} is not allowed when the {side.value} is {current.value}")
-        if side is Side.REQUEST:
+        name = move._name_
+        if name in _CUT_NAMES:
+            self.request = _BY_NAME[("REQUEST", self.request._name_, name)]
+            self.response = _BY_NAME[("RESPONSE", self.response._name_, name)]
+        elif name in _REQUEST_MOVES:
+            after = _BY_NAME.get(("REQUEST", self.request._name_, name))
+            if after is None:
+                raise self._refused(Side.REQUEST, self.request, move)
             self.request = after
         else:
+            after = _BY_NAME.get(("RESPONSE", self.response._name_, name))
+            if after is None:
+                raise self._refused(Side.RESPONSE, self.response, move)
             self.response = after
+
+    @staticmethod
+    def _refused(side: Side, current: State, move: Move) -> StreamStateError:
+        return StreamStateError(f"{move.value} is not allowed when the {side.value} is {current.value}")
 
     @property
     def done(self) -> bool:

@@ -19,7 +19,7 @@ from h2gate.asgi.frames import check_frame_api
 from h2gate.config import load_config
 from h2gate.errors import StartupError
 from tests.conformance.frames import Peer, data_frame, headers_frame, request_headers
-from tests.conftest import ServerProcess, h2c_client
+from tests.conftest import SERVER_CODEC, ServerProcess, h2c_client
 from tests.h2raw import RawH2
 
 APP = "apps.frames:app"
@@ -70,7 +70,9 @@ def test_data_flags_report_end_stream_and_padding(server: ServerProcess) -> None
     finally:
         peer.close()
     data = json.loads(body)[1]
-    assert data == {"type": "h2gate.frames.data", "data": "xyz", "end_stream": True, "flags": ["END_STREAM", "PADDED"]}
+    # libnghttp2 (--codec ngh2) strips the padding and gives its window back itself: it never says there was any.
+    flags = ["END_STREAM"] if SERVER_CODEC == "ngh2" else ["END_STREAM", "PADDED"]
+    assert data == {"type": "h2gate.frames.data", "data": "xyz", "end_stream": True, "flags": flags}
 
 
 @pytest.mark.parametrize("loop", ["asyncio", "trio"])
@@ -150,7 +152,8 @@ def test_app_that_stops_after_raw_headers_gets_the_stream_reset(server: ServerPr
         assert isinstance(peer.wait_for(lambda f: isinstance(f, GoAwayFrame)), GoAwayFrame)
     finally:
         peer.close()
-    assert "the app returned before finishing the response body" in server.output
+    # The line may be read from the server's log a moment after the frames reach the client.
+    server.wait_for_log("the app returned before finishing the response body")
 
 
 def test_bad_frame_message_is_an_app_mistake(server: ServerProcess) -> None:

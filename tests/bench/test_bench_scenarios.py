@@ -152,3 +152,17 @@ def test_ab_script_loads_two_servers_at_once() -> None:
     )  # fmt: skip
     assert out.count("  round ") == 2 and "no figure" not in out
     assert "median ratio" in out and "median h2gate-trio:" in out and "median h2gate-asyncio:" in out
+
+
+def test_ab_script_runs_one_side_from_another_tree(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "h2gate", tree / "h2gate")
+    args = ("--rounds", "1", "-n", "300", "--warmup", "50")
+    out = run_script("bench/ab.py", "--servers", "h2gate-trio,h2gate-trio", "--tree-a", str(tree), *args)
+    assert out.count("  round ") == 1 and "no figure" not in out
+    assert "median A:h2gate-trio:" in out and "median h2gate-trio:" in out
+    # The A side imports the tree's package, not this checkout's (which the servers start in): break the copy.
+    init = tree / "h2gate" / "__init__.py"
+    init.write_text(init.read_text() + "\nraise SystemExit('the copy in the tree was imported')\n")
+    out = run_script("bench/ab.py", "--servers", "h2gate-trio,h2gate-trio", "--tree-a", str(tree), *args)
+    assert "no figure: A:h2gate-trio did not start" in out

@@ -182,7 +182,8 @@ def test_check_config_passes_without_binding(certs: Certs) -> None:
     lines = result.stdout.splitlines()
     assert lines[0] == "h2gate: app apps.basic:app: ASGI (app loop: asyncio)"
     assert lines[1].startswith("h2gate: TLS: certificate ") and "TLS >= 1.2" in lines[1]
-    assert lines[2] == f"h2gate: binds: 127.0.0.1:{port} (not bound by --check-config)"
+    assert lines[2].startswith("h2gate: HTTP/2 codec: h2 ") or lines[2].startswith("h2gate: HTTP/2 codec: ngh2 ")
+    assert lines[3] == f"h2gate: binds: 127.0.0.1:{port} (not bound by --check-config)"
     assert lines[-1] == "h2gate: configuration OK"
 
 

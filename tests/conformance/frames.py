@@ -344,6 +344,18 @@ class Peer:
         assert frame.error_code == code, f"RST_STREAM {frame.error_code} != {code}"
         return frame  # type: ignore[return-value]
 
+    def expect_stream_error(self, stream_id: int, code: int, timeout: float = 5.0) -> bool:
+        """RST_STREAM on ``stream_id`` or GOAWAY, with ``code``; True if it was the GOAWAY.
+
+        For the rules where RFC 9113 asks for a stream error: §5.4.1 lets an endpoint treat any
+        stream error as a connection error, and libnghttp2 (``--codec ngh2``) does for some.
+        """
+        frame = self.wait_for(lambda f: isinstance(f, GoAwayFrame) or (
+            isinstance(f, RstStreamFrame) and f.stream_id == stream_id
+        ), timeout)  # fmt: skip
+        assert frame.error_code == code, f"{type(frame).__name__} {frame.error_code} != {code}"  # type: ignore[attr-defined]
+        return isinstance(frame, GoAwayFrame)
+
     def expect_response(self, stream_id: int, timeout: float = 5.0) -> tuple[dict[bytes, bytes], bytes]:
         """Collect the response on ``stream_id`` up to END_STREAM: (headers, body)."""
         headers: dict[bytes, bytes] = {}

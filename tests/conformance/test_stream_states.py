@@ -39,17 +39,18 @@ def test_window_update_on_idle_stream(peer: Peer) -> None:
 
 def test_headers_on_half_closed_remote(peer: Peer) -> None:
     sid = _open_sleeper(peer, "hc-headers")
-    # The request ended (END_STREAM): more HEADERS on it is STREAM_CLOSED.
+    # The request ended (END_STREAM): more HEADERS on it is STREAM_CLOSED (§5.1), a stream error
+    # (h2) or, as §5.4.1 allows, a connection error (libnghttp2).
     peer.send(headers_frame(sid, peer.block([("x-trailer", "1")])))
-    peer.expect_rst(sid, STREAM_CLOSED)
-    peer.expect_alive()
+    if not peer.expect_stream_error(sid, STREAM_CLOSED):
+        peer.expect_alive()
 
 
 def test_data_on_half_closed_remote(peer: Peer) -> None:
     sid = _open_sleeper(peer, "hc-data")
     peer.send(data_frame(sid, b"late", end_stream=True))
-    peer.expect_rst(sid, STREAM_CLOSED)
-    peer.expect_alive()
+    if not peer.expect_stream_error(sid, STREAM_CLOSED):  # as in the test above
+        peer.expect_alive()
 
 
 def test_window_update_on_half_closed_remote_allowed(peer: Peer) -> None:
@@ -137,5 +138,7 @@ def test_upgraded_stream_one_is_closed_to_the_client(peer: Peer) -> None:
     # client from the start; once answered it is closed, and client streams continue at 3.
     assert peer.new_stream_id() == 3
     peer.send(data_frame(1, b"late", end_stream=True))
-    peer.expect_rst(1, STREAM_CLOSED)
-    peer.expect_alive()
+    # §6.1: a stream error STREAM_CLOSED (h2), or the connection error §5.1 allows once both
+    # sides have ended it (the ngh2 codec, as both codecs answer on other streams).
+    if not peer.expect_stream_error(1, STREAM_CLOSED):
+        peer.expect_alive()

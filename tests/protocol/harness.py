@@ -7,6 +7,10 @@ core queued with hyperframe. Stream tasks are not run: the streams the core
 spawns are collected in :attr:`Harness.spawned`, and a test plays their app
 with :meth:`Harness.respond` (one short ``trio.run``) and ends them with
 :meth:`Harness.finish`, as the driver would.
+
+The core runs on the codec ``Harness(codec=...)`` names, else on :data:`CODEC`:
+``tests/protocol/conftest.py`` runs every test that uses the harness once per
+codec (h2, and ngh2 where it is installed).
 """
 
 from __future__ import annotations
@@ -31,13 +35,15 @@ from tests.conformance.frames import (
 from tests.h2raw import split_frames
 
 PING, SETTINGS_TYPE, GOAWAY_TYPE = 0x6, 0x4, 0x7
+#: The codec of a Harness that names none (set per test by tests/protocol/conftest.py).
+CODEC = "h2"
 
 
 class Harness:
     """One ConnectionCore and a scripted client (see the module docstring)."""
 
-    def __init__(self, **options: Any) -> None:
-        self.config = Config(**options)
+    def __init__(self, codec: str | None = None, **options: Any) -> None:
+        self.config = Config(codec=codec or CODEC, **options)
         self.now = 1000.0
         self.spawned: list[Stream] = []
         self.finished: list[Stream] = []
@@ -74,7 +80,9 @@ class Harness:
         return frames
 
     def handshake(self) -> list[Frame]:
-        return self.feed(PREFACE, SettingsFrame(0).serialize())
+        """The preface and the client's SETTINGS; then, as real clients do, the ACK of ours."""
+        answer = self.feed(PREFACE, SettingsFrame(0).serialize())
+        return answer + self.feed(SettingsFrame(0, flags=["ACK"]).serialize())
 
     def block(self, headers: list[tuple[Any, Any]]) -> bytes:
         return bytes(self.encoder.encode(headers))

@@ -13,6 +13,10 @@ After every step:
   stream ever reported a negative send window;
 * buffered input stays under its bounds: FrameCheck holds at most the start
   of one frame, each stream at most its advertised window;
+* WINDOW_UPDATE only for bytes acknowledged (consumed by the app, or dropped)
+  or as an adaptive window grows within its cap: on every stream and on the
+  connection, what we granted less what we acknowledged never exceeds the
+  cap (the client answers our PINGs, so the windows do grow);
 * a stream the core spawned ends exactly once: the core forgets it when its
   task finishes, never before, and at CLOSED every open stream is cut off.
 
@@ -21,11 +25,13 @@ After every step:
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import struct
 
+import pytest
 import trio
-from hyperframe.frame import DataFrame, GoAwayFrame, HeadersFrame, SettingsFrame, WindowUpdateFrame
+from hyperframe.frame import DataFrame, GoAwayFrame, HeadersFrame, PingFrame, SettingsFrame, WindowUpdateFrame
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
@@ -53,6 +59,24 @@ settings.register_profile(
 PROFILE = os.environ.get("H2GATE_HYPOTHESIS_PROFILE", "ci")
 
 INITIAL_WINDOW = 65_535
+MAX_WINDOW, CONNECTION_WINDOW, MAX_CONNECTION_WINDOW = 262_144, 1_048_576, 2_097_152
+
+
+class CountingCodec:
+    """The core's codec, counting the bytes the core acknowledges on each stream."""
+
+    def __init__(self, codec: object) -> None:
+        self._codec = codec
+        self.acked: dict[int, int] = {}
+
+    def acknowledge(self, stream_id: int, size: int) -> None:
+        self.acked[stream_id] = self.acked.get(stream_id, 0) + size
+        self._codec.acknowledge(stream_id, size)  # type: ignore[attr-defined]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._codec, name)
+
+
 FIELDS = st.sampled_from(
     [
         [],
@@ -70,9 +94,12 @@ CODES = st.sampled_from([0, 1, 2, 5, 7, 8, 11, 0x99])
 
 
 class CoreMachine(RuleBasedStateMachine):
+    codec = "h2"
+
     def __init__(self) -> None:
         super().__init__()
         self.h = Harness(
+            codec=self.codec,
             max_concurrent_streams=8,
             initial_window_size=INITIAL_WINDOW,
             max_resets_per_second=50,
@@ -81,12 +108,17 @@ class CoreMachine(RuleBasedStateMachine):
             max_priority_frames_per_second=50,
             max_window_updates_per_second=200,
             max_header_list_size=4096,
+            max_window_size=MAX_WINDOW,
+            max_connection_window_size=MAX_CONNECTION_WINDOW,
         )
+        self.codec = CountingCodec(self.h.core.codec)
+        self.h.core.codec = self.codec  # type: ignore[assignment]
         self.next_sid = 1
         self.windows: dict[int, int] = {}  # the client's receive windows, as it advertised them
         self.conn_window = INITIAL_WINDOW
         self.initial = INITIAL_WINDOW
         self.seen = 0  # frames of h.frames already checked
+        self.sent: dict[int, int] = {}  # DATA bytes sent per stream
 
     @initialize(valid=st.booleans())
     def start(self, valid: bool) -> None:
@@ -107,7 +139,33 @@ class CoreMachine(RuleBasedStateMachine):
 
     @rule(size=st.integers(0, 20_000), end=st.booleans(), which=st.integers(0, 12))
     def send_data(self, size: int, end: bool, which: int) -> None:
-        self.h.feed(data_frame(which * 2 + 1, b"d" * size, end_stream=end))
+        sid = which * 2 + 1
+        self.h.feed(data_frame(sid, b"d" * size, end_stream=end))
+        self.sent[sid] = self.sent.get(sid, 0) + size
+
+    def _granted(self, sid: int) -> int:
+        """What we allowed the client to send on ``sid`` (0: the connection) so far."""
+        base = 65_535 if sid == 0 else INITIAL_WINDOW
+        return base + sum(
+            f.window_increment for f in self.h.frames if isinstance(f, WindowUpdateFrame) and f.stream_id == sid
+        )
+
+    def _uploading(self) -> list[int]:
+        return [s.stream_id for s in self._live_streams() if not s.request_ended and not s.disconnected]
+
+    @precondition(lambda self: bool(self._uploading()))
+    @rule(pick=st.integers(0, 100), size=st.integers(1, 300_000))
+    def send_body(self, pick: int, size: int) -> None:
+        """A well-behaved upload: as much of ``size`` as the windows we granted allow, in full frames."""
+        live = self._uploading()
+        sid = live[pick % len(live)]
+        room = min(self._granted(sid) - self.sent.get(sid, 0), self._granted(0) - sum(self.sent.values()))
+        size = min(size, room)
+        while size > 0 and not self.h.core.closed:
+            n = min(size, 16_384)
+            self.h.feed(data_frame(sid, b"u" * n))
+            self.sent[sid] = self.sent.get(sid, 0) + n
+            size -= n
 
     @rule(which=st.integers(0, 12), code=CODES)
     def reset(self, which: int, code: int) -> None:
@@ -129,6 +187,13 @@ class CoreMachine(RuleBasedStateMachine):
             delta = value - self.initial
             self.initial = value
             self.windows = {sid: w + delta for sid, w in self.windows.items()}
+
+    @rule()
+    def ack_our_ping(self) -> None:
+        """The client answers the last PING we sent (a flow-control one, or a drain's)."""
+        ours = [f for f in self.h.frames if isinstance(f, PingFrame) and "ACK" not in f.flags]
+        if ours:
+            self.h.feed(self.h.ping_bytes(ours[-1].opaque_data, ack=True))
 
     @rule(count=st.integers(1, 150))
     def pings(self, count: int) -> None:
@@ -172,6 +237,9 @@ class CoreMachine(RuleBasedStateMachine):
     def _live(self) -> list[int]:
         return [s.stream_id for s in self.h.spawned if s not in self.h.finished]
 
+    def _live_streams(self) -> list:
+        return [s for s in self.h.spawned if s not in self.h.finished]
+
     def _unanswered(self) -> list[int]:
         return [sid for sid in self._live() if not self.h.stream(sid).headers_sent]
 
@@ -206,7 +274,7 @@ class CoreMachine(RuleBasedStateMachine):
         live = self._live()
         self.h.finish(live[pick % len(live)])
 
-    @rule(seconds=st.sampled_from([0.1, 1.1, 11.0, 61.0]))
+    @rule(seconds=st.sampled_from([0.02, 0.1, 1.1, 2.1, 11.0, 61.0]))
     def time_passes(self, seconds: float) -> None:
         self.h.tick(seconds)
 
@@ -247,6 +315,19 @@ class CoreMachine(RuleBasedStateMachine):
             assert stream.buffered <= max(self.initial, INITIAL_WINDOW) + 16_384
 
     @invariant()
+    def window_updates_only_for_acknowledged_bytes_or_growth(self) -> None:
+        granted: dict[int, int] = {}
+        for frame in self.h.frames:
+            if isinstance(frame, WindowUpdateFrame):
+                granted[frame.stream_id] = granted.get(frame.stream_id, 0) + frame.window_increment
+        acked = self.codec.acked
+        opening = CONNECTION_WINDOW - 65_535  # our preface opens the connection window to its initial size
+        assert granted.get(0, 0) - opening - sum(acked.values()) <= MAX_CONNECTION_WINDOW - CONNECTION_WINDOW
+        for sid, total in granted.items():
+            if sid:
+                assert total - acked.get(sid, 0) <= MAX_WINDOW - INITIAL_WINDOW, (sid, total, acked.get(sid))
+
+    @invariant()
     def streams_end_exactly_once(self) -> None:
         core = self.h.core
         finished = {id(s) for s in self.h.finished}
@@ -264,5 +345,15 @@ class CoreMachine(RuleBasedStateMachine):
         assert not self.h.core.streams
 
 
+class Ngh2CoreMachine(CoreMachine):
+    """The same machine on the native codec: the invariants hold whichever codec runs."""
+
+    codec = "ngh2"
+
+
 CoreMachine.TestCase.settings = settings.get_profile(PROFILE)
+Ngh2CoreMachine.TestCase.settings = settings.get_profile(PROFILE)
 TestCore = CoreMachine.TestCase
+TestCoreNgh2 = pytest.mark.skipif(importlib.util.find_spec("ngh2") is None, reason="ngh2 is not installed")(
+    Ngh2CoreMachine.TestCase
+)

@@ -135,10 +135,16 @@ def test_headers_depending_on_itself_rewritten(step: int, padded: bool) -> None:
 
 
 def test_stream_zero_left_to_h2() -> None:
-    # On stream 0 these are connection errors, which h2 reports itself.
-    for bad in (frame(0x8, 0, 0, b"\0\0\0\0"), frame(0x2, 0, 0, b"\0\0\0\0")):
-        data = PREFACE + SETTINGS + bad
-        assert run(data, 3) == (data, [], None)
+    # On stream 0 a WINDOW_UPDATE of 0 is a connection error, which the codec reports itself.
+    data = PREFACE + SETTINGS + frame(0x8, 0, 0, b"\0\0\0\0")
+    assert run(data, 3) == (data, [], None)
+
+
+def test_priority_on_stream_zero() -> None:
+    # §6.3: PROTOCOL_ERROR, which libnghttp2 (ignoring every PRIORITY frame) would not say.
+    for step in (1, 3, 1000):
+        *_, problem = run(PREFACE + SETTINGS + frame(0x2, 0, 0, b"\0\0\0\1\x10"), step)
+        assert problem == (ErrorCodes.PROTOCOL_ERROR, "PRIORITY on stream 0")
 
 
 def test_upgraded_connection_has_stream_one() -> None:

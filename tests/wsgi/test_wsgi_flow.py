@@ -29,6 +29,7 @@ RSS_BOUND = 40 * MB
 def test_upload_through_slow_app_is_bounded(serve) -> None:
     window = 65_535
     flags = ["--initial-window-size", str(window), "--connection-window-size", str(window), "--no-access-log"]
+    flags += ["--max-window-size", "0", "--max-connection-window-size", "0"]  # fixed windows: the bound below
     server = serve(*VALIDATED, *flags, env=STRICT)
     block = os.urandom(MB)
     key = uuid.uuid4().hex
