@@ -16,7 +16,9 @@ keeps breaking a limit gets one GOAWAY and one log line.
   treat every frame after a GOAWAY as a protocol error and fail the requests
   in flight (encode/httpcore#730), though they retry one above the final
   GOAWAY's last stream id: they get only the final GOAWAY, at the first moment
-  the connection is idle, so a request crossing it is retried.
+  the connection is idle, so a request crossing it is retried (one that has
+  sent no request yet gets FIRST_REQUEST_WAIT to send its first, which it
+  writes after its SETTINGS: a last stream id of 0 would fail it).
 * Once the final GOAWAY is out and the connection is idle, it is CLOSED.
 
 It sees the rest of the core through two callbacks: whether the connection is
@@ -43,7 +45,9 @@ log = logging.getLogger("h2gate.error")
 MAX_STREAM_ID = 2**31 - 1
 #: Seconds the client gets to answer our drain PING before the final GOAWAY goes out regardless.
 DRAIN_PING_TIMEOUT = 1.0
-#: The deadline key of the drain PING.
+#: Seconds a draining Python-h2 client that has sent no request yet gets to send its first one.
+FIRST_REQUEST_WAIT = 0.5
+#: The deadline key of the drain PING (and of that wait).
 DRAIN = "drain"
 #: The setting identifiers, in wire order, of a client on the Python h2 library: h2's own list, and
 #: httpcore's (httpx), which drops ENABLE_CONNECT_PROTOCOL. No browser or proxy sends either.
@@ -163,6 +167,11 @@ class Closing:
             return
         phase = self.lifecycle.phase
         if phase is Phase.DRAINING and self.strict and self.settings_seen:
+            if self.highest == 0 and not self._deadlines.armed(DRAIN):
+                # No request yet: httpcore writes its first HEADERS after its SETTINGS, often in a
+                # read of its own, and fails it on a GOAWAY naming stream 0. Give it a moment.
+                self._deadlines.arm(DRAIN, self._clock() + FIRST_REQUEST_WAIT)
+                return
             self.final()
         elif phase is Phase.CLOSING and self.lifecycle.fire(Trigger.IDLE):
             self._enter_closed(linger=True)

@@ -9,7 +9,7 @@ import pytest
 from hyperframe.frame import DataFrame, GoAwayFrame, PingFrame, SettingsFrame, WindowUpdateFrame
 
 from h2gate.errors import ErrorCode
-from h2gate.protocol.closing import DRAIN_PING_TIMEOUT, MAX_STREAM_ID
+from h2gate.protocol.closing import DRAIN_PING_TIMEOUT, FIRST_REQUEST_WAIT, MAX_STREAM_ID
 from h2gate.protocol.lifecycle import Phase
 from tests.conformance.frames import PREFACE, headers_frame, raw_frame, rst_frame, window_update
 from tests.protocol.harness import Harness, goaway_bytes
@@ -325,6 +325,31 @@ def test_a_python_h2_client_draining_in_its_handshake_still_gets_its_first_reque
     h.respond(1)
     h.finish(1)
     assert [g.last_stream_id for g in h.goaways()] == [1]
+
+
+def test_a_python_h2_client_draining_in_its_handshake_gets_a_moment_for_a_request_in_a_later_read() -> None:
+    """httpcore writes its first HEADERS after its SETTINGS; they may arrive in separate reads."""
+    h = Harness()
+    h.core.drain()
+    h.feed(PREFACE, python_h2_settings())
+    assert not h.goaways()
+    h.tick(0.2)
+    h.feed(h.request_bytes(1))
+    assert len(h.spawned) == 1 and not h.goaways()
+    h.respond(1)
+    h.finish(1)
+    assert [g.last_stream_id for g in h.goaways()] == [1]
+
+
+def test_a_python_h2_client_that_sends_no_request_while_draining_gets_goaway_0_after_the_wait() -> None:
+    h = Harness()
+    h.feed(PREFACE, python_h2_settings())
+    h.core.drain()
+    h.collect()
+    assert not h.goaways()
+    h.tick(FIRST_REQUEST_WAIT + 0.01)
+    assert [(g.last_stream_id, g.error_code) for g in h.goaways()] == [(0, 0)]
+    assert h.core.phase is Phase.CLOSED
 
 
 def test_a_grpc_call_cut_by_shutdown_ends_unavailable() -> None:
