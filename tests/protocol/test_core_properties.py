@@ -291,9 +291,16 @@ class CoreMachine(RuleBasedStateMachine):
         finals = [g for g in goaways if g.last_stream_id != MAX_STREAM_ID or g.error_code]
         assert len(finals) <= 1, [(g.last_stream_id, g.error_code) for g in goaways]
         assert len(goaways) - len(finals) <= 1
-        if finals:  # nothing opens streams or sends data after the final GOAWAY
-            after = self.h.frames[self.h.frames.index(finals[0]) + 1 :]
-            assert not [f for f in after if isinstance(f, HeadersFrame | GoAwayFrame)], after
+        if finals:  # after the final GOAWAY: no other GOAWAY, no new stream; after an error's, no response
+            final = finals[0]
+            at = self.h.frames.index(final)
+            after = self.h.frames[at + 1 :]
+            assert not [f for f in after if isinstance(f, GoAwayFrame)], after
+            if final.error_code:
+                assert not [f for f in after if isinstance(f, HeadersFrame | DataFrame)], after
+            else:  # streams the GOAWAY covers may still be answered (RFC 9113 §6.8)
+                known = {f.stream_id for f in self.h.frames[:at]} | set(range(1, final.last_stream_id + 1, 2))
+                assert not [f for f in after if isinstance(f, HeadersFrame) and f.stream_id not in known], after
 
     @invariant()
     def data_within_the_clients_windows(self) -> None:
