@@ -143,6 +143,12 @@ class Closing:
         if data == self._ping:
             self.final()
 
+    def drain_due(self) -> None:
+        """The drain's deadline: the PING went unanswered, or a Python-h2 client's wait for a first request ended."""
+        if self.strict and not self._is_idle():
+            return  # a request came: the final GOAWAY goes out once it is done (idle)
+        self.final()
+
     def final(self) -> None:
         """The final GOAWAY: the client has seen the first one (or took too long to say so)."""
         if not self.lifecycle.fire(Trigger.DRAINED):

@@ -632,7 +632,7 @@ _TIMERS: dict[str, Callable[[ConnectionCore], None]] = {
     HANDSHAKE: ConnectionCore._handshake_timeout,
     IDLE: ConnectionCore._idle_timeout,
     HEADER_BLOCK: ConnectionCore._header_block_timeout,
-    DRAIN: lambda core: core.closing.final(),
+    DRAIN: lambda core: core.closing.drain_due(),
     CUT: ConnectionCore._cut,
     TRIM: lambda core: core.guards.trim(core.clock()),
     WINDOWS: ConnectionCore._windows_idle,
