@@ -117,22 +117,35 @@ def _h2_word(event: Any) -> str:
 # --------------------------------------------------------------------------- h2 as h2gate drives it
 
 
+def _seam_settings() -> Any:
+    from h2gate.protocol.codec import LocalSettings
+
+    return LocalSettings(
+        max_concurrent_streams=STREAMS,
+        initial_window_size=STREAM_WINDOW,
+        connection_window_size=1 << 20,
+        max_header_list_size=HEADER_LIST,
+        max_frame_size=16_384,
+        enable_connect_protocol=True,
+    )
+
+
 def _h2gate_new() -> Any:
     """h2 behind h2gate's own codec seam (h2gate/protocol/h2codec.py): lean HEADERS and DATA, HPACK reuse."""
-    from h2gate.protocol.codec import LocalSettings
     from h2gate.protocol.h2codec import H2Codec
 
     codec = H2Codec()
-    codec.initiate(
-        LocalSettings(
-            max_concurrent_streams=STREAMS,
-            initial_window_size=STREAM_WINDOW,
-            connection_window_size=1 << 20,
-            max_header_list_size=HEADER_LIST,
-            max_frame_size=16_384,
-            enable_connect_protocol=True,
-        )
-    )
+    codec.initiate(_seam_settings())
+    codec.data_to_send()
+    return codec
+
+
+def _ngh2gate_new() -> Any:
+    """ngh2 behind h2gate's codec seam (h2gate/protocol/ngh2codec.py), as ``--codec ngh2`` serves."""
+    from h2gate.protocol.ngh2codec import Ngh2Codec
+
+    codec = Ngh2Codec()
+    codec.initiate(_seam_settings())
     codec.data_to_send()
     return codec
 
@@ -205,26 +218,6 @@ def _ngh2_events(conn: Any, data: bytes) -> list[str]:
         return words
 
     return _described(run)
-
-
-def _seam_new() -> Any:
-    from bench.ngh2_codec import Ngh2Codec
-
-    codec = Ngh2Codec()
-    codec.initiate({0x3: STREAMS, 0x4: STREAM_WINDOW, 0x6: HEADER_LIST, 0x8: 1}, connection_window=1 << 20)
-    codec.data_to_send()
-    return codec
-
-
-def _seam_serve(codec: Any, data: bytes) -> bytes:
-    from bench.ngh2_codec import RequestReceived
-
-    for event in codec.receive(data):
-        if type(event) is RequestReceived:
-            sid = event.stream_id
-            codec.send_headers(sid, RESPONSE_WITH_STATUS, False)
-            codec.send_data(sid, HELLO, True)
-    return codec.data_to_send()
 
 
 # --------------------------------------------------------------------------- zttp (Zig)
@@ -334,11 +327,11 @@ ADAPTERS: dict[str, Adapter] = {
         Adapter("jh2", "jh2", "h2 fork with a Rust HPACK (jawah)", *_JH2),
         Adapter("ngh2", "ngh2", "libnghttp2 through Cython (MIT)", _ngh2_new, _ngh2_serve, _ngh2_events),
         Adapter(
-            "ngh2-seam",
+            "ngh2+h2gate",
             "ngh2",
-            "ngh2 behind the prototype codec interface (bench/ngh2_codec.py)",
-            _seam_new,
-            _seam_serve,
+            "ngh2 behind h2gate's codec seam (protocol/ngh2codec.py, --codec ngh2)",
+            _ngh2gate_new,
+            _h2gate_serve,
             _seam_words,
         ),
         Adapter("zttp", "zttp", "Zig HTTP/1.1, 2, 3 codec (Uvicorn's)", _zttp_new, _zttp_serve, _zttp_events),

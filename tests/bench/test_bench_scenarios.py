@@ -140,12 +140,6 @@ def test_h2load_output_without_h2_is_no_figure() -> None:
     assert parse_h2load("Application protocol: h2\n" + text).ok
 
 
-def test_ngh2_prototype_self_check() -> None:
-    pytest.importorskip("ngh2")
-    out = run_script("bench/ngh2_codec.py")
-    assert "0 failed" in out and "FAIL" not in out
-
-
 def test_ab_script_loads_two_servers_at_once() -> None:
     out = run_script(
         "bench/ab.py", "--servers", "h2gate-trio,h2gate-asyncio", "--rounds", "2", "-n", "300", "--warmup", "50"
