@@ -37,6 +37,8 @@ _LEAN_HPACK = PROBES[HPACK_TABLES]
 _INBOUND_WINDOWS = PROBES[H2_INBOUND_WINDOWS]
 #: Windows still being shrunk that are remembered at most (those of streams closed meanwhile are dropped).
 _MAX_SHRINKING = 64
+#: Closed streams h2 may keep in ``streams`` before the next count forgets them (see open_inbound_streams).
+_PRUNE_SLACK = 8
 
 
 class LocalSettings(SettingsBase):  # type: ignore[misc,valid-type]
@@ -83,6 +85,8 @@ class ServerH2Connection(h2.connection.H2Connection):
     _blocks: BlockEncoder | None
     #: Receive windows being shrunk: their target size by stream id (0: the connection); None while none is.
     _shrinking: dict[int, int] | None = None
+    #: ``len(streams)`` at which the next new stream has h2 count (and forget) the closed ones.
+    _prune_at = 0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._pieces = []
@@ -94,6 +98,25 @@ class ServerH2Connection(h2.connection.H2Connection):
             decoder = BlockDecoder()
             decoder.max_header_list_size = self.decoder.max_header_list_size
             self.decoder = decoder
+
+    @property
+    def open_inbound_streams(self) -> int:
+        """h2's count of the client's open streams, taken only once a few closed ones have piled up.
+
+        h2 counts before every new stream to compare with our
+        SETTINGS_MAX_CONCURRENT_STREAMS, which :class:`LocalSettings` makes
+        unlimited (the core refuses the excess), so the figure itself is never
+        used; the count's side effect is: it moves closed streams out of
+        ``streams``. Counting every time walked the whole table per request;
+        now it happens when ``_PRUNE_SLACK`` more streams than after the last
+        count are in the table, so at most that many closed ones wait there
+        (h2 itself keeps them until the next new stream). Returns 0 in between.
+        """
+        if len(self.streams) < self._prune_at:
+            return 0
+        count = int(h2.connection.H2Connection.open_inbound_streams.fget(self))  # type: ignore[attr-defined]
+        self._prune_at = len(self.streams) + _PRUNE_SLACK
+        return count
 
     def data_to_send(self, amount: int | None = None) -> bytes:
         pieces = self._pieces

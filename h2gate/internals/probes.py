@@ -109,6 +109,14 @@ def _openssl_bio_pair() -> bool:
     )
 
 
+def _openssl_direct_read() -> bool:
+    from OpenSSL import SSL
+    from OpenSSL._util import lib
+
+    names = ("BIO_write", "BIO_get_mem_data", "SSL_read", "SSL_get_error")
+    return callable(getattr(SSL.Connection, "_raise_ssl_error", None)) and all(hasattr(lib, n) for n in names)
+
+
 def _asyncio_run_once_selects() -> bool:
     run_once = getattr(asyncio.base_events.BaseEventLoop, "_run_once", None)
     return run_once is not None and "select" in run_once.__code__.co_names
@@ -127,6 +135,7 @@ HPACK_TABLES = "hpack.tables"
 OPENSSL_UTIL = "pyopenssl.util"
 OPENSSL_READ_BIO = "pyopenssl.from_ssl"
 OPENSSL_BIO_PAIR = "pyopenssl.bio_pair"
+OPENSSL_RAISE = "pyopenssl.direct_read"
 ASYNCIO_RUN_ONCE = "asyncio.run_once_selects"
 
 #: Each internal: what it is (in words, for the test that names it) and how to tell it is still there.
@@ -147,6 +156,10 @@ CHECKS: dict[str, tuple[str, Callable[[], bool]]] = {
     OPENSSL_UTIL: ("pyOpenSSL: OpenSSL._util ffi and lib (BIO_read, X509_verify_cert_error_string)", _openssl_util),
     OPENSSL_READ_BIO: ("pyOpenSSL: Connection._from_ssl, the BIO bio_read drains", _openssl_from_ssl_bio),
     OPENSSL_BIO_PAIR: ("pyOpenSSL: Connection._ssl, _into_ssl and _from_ssl (its memory BIOs)", _openssl_bio_pair),
+    OPENSSL_RAISE: (
+        "pyOpenSSL: Connection._raise_ssl_error; OpenSSL._util SSL_read, SSL_get_error, BIO_write, BIO_get_mem_data",
+        _openssl_direct_read,
+    ),
     ASYNCIO_RUN_ONCE: ("asyncio: BaseEventLoop._run_once calls selector.select", _asyncio_run_once_selects),
 }
 

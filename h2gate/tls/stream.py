@@ -24,6 +24,13 @@ its bytes are handed to the transport (backpressure). The reader never waits
 for it: if the lock is held, the holder will send the reader's records too, so
 a writer stalled by a peer that is not reading cannot stall the reader.
 
+On a socket, after the handshake, the reader does not go through trio's
+``SocketStream`` and pyOpenSSL's ``recv``: :class:`h2gate.internals.openssl.DirectRead`
+reads the socket into OpenSSL's input BIO and decrypts every complete record
+in one pass, with no exception and one ``bytes`` of plaintext per read (its
+docstring has the figures); other transports, and a pyOpenSSL without those
+internals, take the general loop.
+
 With renegotiation off and the handshake done, ``SSL_write`` on a memory BIO
 never needs to read, and ``SSL_read`` never needs the writer, so the two
 directions are independent. The handshake runs under its own lock before
@@ -46,7 +53,7 @@ from typing import NoReturn
 import trio
 from OpenSSL import SSL
 
-from h2gate.internals.openssl import direct_drain, renew_bios
+from h2gate.internals.openssl import DirectRead, direct_drain, direct_read, renew_bios
 from h2gate.net.socket_send import SendTimeout, raw_sender, within
 from h2gate.tls.context import TLSInfo, client_cert_failure, tls_info
 
@@ -107,7 +114,7 @@ class TLSStream(trio.abc.Stream):
 
     # Slots: thousands of these sit idle at once, and a __dict__ is a few hundred bytes each.
     __slots__ = (
-        "_conn", "_direct", "_eof", "_grown", "_handshake_lock", "_handshook", "_info", "_outgoing",
+        "_conn", "_direct", "_eof", "_grown", "_handshake_lock", "_handshook", "_info", "_outgoing", "_reader",
         "_receive_guard", "_send_guard", "_send_lock", "_state", "_transport_send", "peer_cert_error",
         "transport_stream",
     )  # fmt: skip
@@ -119,6 +126,7 @@ class TLSStream(trio.abc.Stream):
         self._conn = SSL.Connection(context, None)
         self._conn.set_accept_state()
         self._direct = direct_drain(self._conn, raw)  # None: bio_read and _outgoing only
+        self._reader = direct_read(self._conn, transport_stream)  # None: transport receive_some, recv, bio_write
         self._state = _State.OK
         self._handshook = False
         self._eof = False  # close_notify or transport EOF seen
@@ -199,6 +207,8 @@ class TLSStream(trio.abc.Stream):
             self._check_usable()
             if not self._handshook:
                 await self.do_handshake()
+            if self._reader is not None:
+                return await self._receive_direct(self._reader, max_bytes)
             waited = False
             data = b""
             while not self._eof:
@@ -225,6 +235,41 @@ class TLSStream(trio.abc.Stream):
             if not waited:
                 await trio.lowlevel.checkpoint()
             return data
+
+    async def _receive_direct(self, reader: DirectRead, max_bytes: int) -> bytes:
+        """:meth:`receive_some` on a socket, through :class:`h2gate.internals.openssl.DirectRead`.
+
+        The same steps as the general loop: decrypt what the BIO holds, send
+        what OpenSSL wrote back, read the socket only when no plaintext came
+        out; without an exception, a ``bytes`` of ciphertext or a buffer per
+        call in between.
+        """
+        waited = False
+        data = b""
+        while not self._eof:
+            try:
+                data, self._eof = reader.decrypt(max_bytes)
+            except SSL.Error as exc:
+                await self._fail(exc)
+            if reader.output_pending():  # an alert, a ticket, a KeyUpdate reply
+                await self._flush(wait=False)
+                waited = True
+            if data or self._eof:
+                break
+            try:
+                while (count := reader.fill()) < 0:
+                    await reader.wait_readable()
+                    waited = True
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                self._raise_transport_error(exc)
+            if not count:
+                self._eof = True  # EOF without close_notify; HTTP/2 framing detects truncation
+                break
+            if count > _BIO_KEEP:
+                self._grown = True
+        if not waited:
+            await trio.lowlevel.checkpoint()
+        return data
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         """Encrypt ``data`` and return once all of it is handed to the transport.

@@ -10,6 +10,7 @@ import pytest
 
 from h2gate.errors import StartupError
 from h2gate.protocol import codecs
+from h2gate.protocol.codec import Codec, LocalSettings
 from h2gate.protocol.framecheck import PREFACE
 from h2gate.protocol.h2codec import H2Codec
 from h2gate.protocol.rawframes import FrameWalker, end_stream_frame, goaway_frame, ping_frame, rst_stream_frame
@@ -95,3 +96,56 @@ def test_ngh2_after_the_final_goaway_every_command_still_has_an_answer() -> None
     assert [type(f).__name__ for f in frames][-3:] == ["GoAwayFrame", "RstStreamFrame", "PingFrame"]
     client.send_headers(3, [(":method", "GET"), (":path", "/"), (":scheme", "http"), (":authority", "x")], True)
     assert codec.receive(client.data_to_send()) == []  # past the final GOAWAY: nothing more to serve
+
+
+def _codec(name: str) -> Codec:
+    if name == "h2":
+        return H2Codec()
+    from h2gate.protocol.ngh2codec import Ngh2Codec
+
+    return Ngh2Codec()
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["h2", pytest.param("ngh2", marks=pytest.mark.skipif(importlib.util.find_spec("ngh2") is None, reason="no ngh2"))],
+)
+def test_windows_and_order_while_frames_wait_to_be_taken(name: str) -> None:
+    """The native codec frames once per batch: until then window() already counts the queued DATA.
+
+    Both codecs answer the same: the windows as the client will see them, every frame in the order
+    the commands were given (a raw frame between two streams' responses included), a stream closed
+    by its END_STREAM before anyone took the bytes.
+    """
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
+    client.initiate_connection()
+    codec = _codec(name)
+    codec.initiate(LocalSettings(10, 65_535, 65_535, 65_536, 16_384, False))
+    codec.receive(client.data_to_send())
+    client.receive_data(codec.data_to_send())
+    request = [(":method", "GET"), (":path", "/"), (":scheme", "https"), (":authority", "x")]
+    for sid in (1, 3, 5):
+        client.send_headers(sid, request, end_stream=True)
+    codec.receive(client.data_to_send())
+    assert codec.window(1) == codec.window(3) == 65_535
+    codec.send_headers(1, [(b":status", b"200")], False)
+    codec.send_data(1, b"a" * 1000, False)
+    assert codec.window(1) == 64_535 and codec.window(3) == 64_535  # the connection's window counts it too
+    codec.write_raw(ping_frame(b"rawframe"))
+    codec.send_headers(3, [(b":status", b"204")], True)
+    codec.send_headers(5, [(b":status", b"200")], False)
+    codec.send_data(5, b"b" * 500, True)
+    assert codec.window(1) == 64_035
+    assert codec.is_open(1) and not codec.is_open(3) and not codec.is_open(5)
+    codec.send_data(1, b"c" * 10, True)
+    events = client.receive_data(codec.data_to_send())
+    seen = [(type(e).__name__, getattr(e, "stream_id", None)) for e in events if type(e) is not h2.events.StreamEnded]
+    assert seen == [
+        ("ResponseReceived", 1), ("DataReceived", 1), ("PingReceived", None), ("ResponseReceived", 3),
+        ("ResponseReceived", 5), ("DataReceived", 5), ("DataReceived", 1),
+    ]  # fmt: skip
+    assert client.inbound_flow_control_window == 65_535 - 1510  # what window() said was charged, and no more
