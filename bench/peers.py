@@ -7,7 +7,8 @@ here says why (``ServerSpec.unavailable``) and is skipped with that reason.
 
 The field, ASGI: h2gate (asyncio and trio loops with the h2 codec;
 ``h2gate-asyncio-log`` is the default as users run it, access log on;
-``h2gate-ngh2-*`` with the native codec, ``--codec ngh2``), Hypercorn (asyncio, trio), Granian
+``h2gate-ngh2-*`` with the native codec, ``--codec ngh2``; ``h2gate-ngh2-asyncio-log`` is
+what ``pip install 'h2gate[fast]'`` users run), Hypercorn (asyncio, trio), Granian
 (Rust, hyper), h2corn (Rust, hyper), pyvoy (Envoy, C++), Uvicorn with the
 zttp codec (``--http zttp --http2``: Python server, Zig HTTP/2 codec).
 WSGI: h2gate, Hypercorn, Granian, Gunicorn gthread (HTTP/2 since 25 with
@@ -136,6 +137,13 @@ SPECS: dict[str, ServerSpec] = {
         ServerSpec(
             "h2gate-ngh2-asyncio",
             _h2gate(APP, "--loop", "asyncio", "--codec", "ngh2", *_QUIET),
+            "h2gate",
+            extras=("ngh2",),
+        ),
+        # Target 2 names the defaults otherwise: the native codec with the asyncio loop and the access log on.
+        ServerSpec(
+            "h2gate-ngh2-asyncio-log",
+            _h2gate(APP, "--loop", "asyncio", "--codec", "ngh2"),
             "h2gate",
             extras=("ngh2",),
         ),
