@@ -3,20 +3,34 @@
 The scope, ``receive()``/``send()`` (:class:`HTTPCycle`) and the fault handling
 around one app call; the response state machine is
 :class:`h2gate.asgi.http_response.HTTPResponse`.
+
+A request for an app on the hosted asyncio loop starts without a trio task
+(:func:`serve_http`, :class:`OffTaskCall`): the app's task runs it, a
+response that needs no waiting leaves from its ``send()``, and the access
+line is written and the stream ended from the app task's last step. The
+first thing that has to wait in trio (a body to read, a full window or
+writer, a final message left to send, a fault to answer, the core cancelling
+the app after a reset or at ``--graceful-timeout``) moves the rest of the
+call into a trio task of the connection, with a real cancel scope, where it
+ends as :func:`handle_http` would.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import unquote_to_bytes
+
+import trio
 
 from h2gate.asgi.frames import FrameAPI, FrameTap
 from h2gate.asgi.http_response import HTTPResponse
 from h2gate.asgi.push import PushMistake, push, push_enabled
-from h2gate.asgi.runner import AppRunner, loop_hint
+from h2gate.asgi.runner import AppRunner, AsyncioRunner, _Bridge, loop_hint
 from h2gate.asgi.types import Message, Scope
 from h2gate.errors import AppMistake, ClientDisconnected, ErrorCode, StreamStateError
 from h2gate.http.head import RequestHead
@@ -186,6 +200,140 @@ class HTTPCycle(HTTPResponse):
             raise AppMistake(f"unexpected ASGI message type {kind!r} on an http connection")
 
 
+class StreamHost(Protocol):
+    """The connection's side of a stream served without a task of its own (h2gate.protocol.driver)."""
+
+    def start_task(self, stream: Stream, work: Awaitable[None]) -> None: ...
+    def stream_done(self, stream: Stream) -> None: ...
+
+
+def _extend(scope: Scope, exchange: Stream) -> None:
+    extensions = scope["extensions"]
+    for name in HTTP_EXTENSIONS:
+        extensions[name] = {}
+    if push_enabled(exchange):
+        extensions["http.response.push"] = {}
+
+
+def serve_http(
+    exchange: Stream,
+    transport: Transport,
+    runner: AppRunner,
+    host: StreamHost,
+    *,
+    root_path: str,
+    state: dict[str, Any],
+    server_header: bool,
+    frame_tap: FrameTap | None = None,
+) -> Awaitable[None] | None:
+    """Serve one request: :func:`handle_http`'s coroutine for the stream's task to await, or None when the
+    app was started on the hosted asyncio loop without one (:class:`OffTaskCall`)."""
+    if not isinstance(runner, AsyncioRunner) or frame_tap is not None or not exchange.head.target:
+        return handle_http(
+            exchange, transport, runner, root_path=root_path, state=state, server_header=server_header,
+            frame_tap=frame_tap,
+        )  # fmt: skip
+    started = time.perf_counter()
+    scope = build_scope(exchange.head, transport, root_path, state)
+    assert scope is not None  # it has a :path
+    _extend(scope, exchange)
+    OffTaskCall(exchange, transport, runner, host, scope, server_header, started)
+    return None
+
+
+class OffTaskCall:
+    """One request on the hosted asyncio loop while no trio task serves it (see the module docstring).
+
+    It is also the stream's :class:`~h2gate.protocol.stream.AppScope` meanwhile: a deadline or a cancel
+    from the core moves the call into a trio task whose real cancel scope gets it.
+    """
+
+    __slots__ = ("bridge", "cycle", "host", "runner", "scope", "started", "transport")
+
+    def __init__(
+        self,
+        exchange: Stream,
+        transport: Transport,
+        runner: AsyncioRunner,
+        host: StreamHost,
+        scope: Scope,
+        server_header: bool,
+        started: float,
+    ) -> None:
+        self.transport, self.runner, self.host, self.scope, self.started = transport, runner, host, scope, started
+        cycle = self.cycle = HTTPCycle(exchange, scope, server_header)
+        exchange.scope = self
+        self.bridge: _Bridge | None = None
+        self.bridge = runner.start(
+            scope, cycle.receive, cycle.send, first=cycle.prefetch(), local_send=cycle.send_local,
+            final=cycle.ends_response, owner=self,
+        )  # fmt: skip
+
+    # AppScope: the core's cancels, while no trio task serves the call --------------------------------
+
+    @property
+    def deadline(self) -> float:
+        return math.inf
+
+    @deadline.setter
+    def deadline(self, value: float) -> None:
+        self._to_trio().deadline = value
+
+    def cancel(self) -> None:
+        self._to_trio().cancel()
+
+    def _to_trio(self) -> trio.CancelScope:
+        bridge = self.bridge
+        assert bridge is not None
+        bridge.attach()  # calls need_trio, which gives the stream a trio scope
+        scope = self.cycle.exchange.scope
+        assert isinstance(scope, trio.CancelScope)
+        return scope
+
+    # Owner: what the bridge tells us -------------------------------------------------------------------
+
+    def need_trio(self) -> None:
+        self._start_task(self._serve())
+
+    def app_done(self, outcome: BaseException | None) -> None:
+        cycle = self.cycle
+        if outcome is not None or not cycle.complete:
+            self._start_task(self._conclude(outcome))
+            return
+        exchange = cycle.exchange  # the common case: answered, nothing left but the access line
+        exchange.scope = None  # (which referred to this call: no cycle left for the collector)
+        bridge, self.bridge = self.bridge, None
+        if bridge is not None:
+            bridge.release()
+        try:
+            access_log(self.transport, self.scope, exchange, time.perf_counter() - self.started)
+        finally:
+            self.host.stream_done(exchange)
+
+    # the trio task ------------------------------------------------------------------------------------
+
+    def _start_task(self, work: Awaitable[None]) -> None:
+        exchange = self.cycle.exchange
+        exchange.scope = trio.CancelScope()
+        self.host.start_task(exchange, work)
+
+    async def _serve(self) -> None:
+        bridge = self.bridge
+        assert bridge is not None
+        try:
+            outcome = await bridge.serve()
+        except BaseException:  # cancelled: the app's task is cancelled too
+            access_log(self.transport, self.scope, self.cycle.exchange, time.perf_counter() - self.started)
+            raise
+        await self._conclude(outcome)
+
+    async def _conclude(self, outcome: BaseException | None) -> None:
+        bridge, self.bridge = self.bridge, None
+        if bridge is not None:
+            bridge.release()
+        await conclude(self.cycle, self.scope, self.transport, self.runner, outcome, None, self.started)
+
+
 async def handle_http(
     exchange: Stream,
     transport: Transport,
@@ -196,7 +344,7 @@ async def handle_http(
     server_header: bool,
     frame_tap: FrameTap | None = None,
 ) -> None:
-    """Run the app for one request; every fault ends as a 500 or an RST_STREAM.
+    """Run the app for one request in this trio task; every fault ends as a 500 or an RST_STREAM.
 
     ``frame_tap``: the connection's frame recorder under --enable-frame-api.
     """
@@ -205,15 +353,13 @@ async def handle_http(
     if scope is None:
         await simple_response(exchange, 501, b"CONNECT is not supported by this server\n", server_header)
         return
-    for name in HTTP_EXTENSIONS:
-        scope["extensions"][name] = {}
-    if push_enabled(exchange):
-        scope["extensions"]["http.response.push"] = {}
-    cycle = response = HTTPCycle(exchange, scope, server_header)
+    _extend(scope, exchange)
+    cycle = HTTPCycle(exchange, scope, server_header)
     frames = None
     if frame_tap is not None:  # --enable-frame-api
         frames = FrameAPI(exchange, scope, cycle, frame_tap)
     receive, send = (cycle.receive, cycle.send) if frames is None else (frames.receive, frames.send)
+    outcome: BaseException | None = None
     try:
         if runner.bridged:
             first = cycle.prefetch() if frames is None else None  # frame messages come before http.request
@@ -222,13 +368,37 @@ async def handle_http(
             await runner.call(scope, receive, send, first=first, local_send=local, final=final)
         else:
             await runner.call(scope, receive, send)
+    except (Exception, SystemExit, KeyboardInterrupt) as exc:
+        outcome = exc
+    except BaseException:  # cancelled (a reset's grace or --graceful-timeout ran out)
+        if frames is not None:
+            frames.finish()
+        access_log(transport, scope, exchange, time.perf_counter() - started)
+        raise
+    await conclude(cycle, scope, transport, runner, outcome, frames, started)
+
+
+async def conclude(
+    cycle: HTTPCycle,
+    scope: Scope,
+    transport: Transport,
+    runner: AppRunner,
+    outcome: BaseException | None,
+    frames: FrameAPI | None,
+    started: float,
+) -> None:
+    """After the app returned or raised ``outcome``: the log line and the 500 or RST a fault needs, the access line."""
+    response, exchange = cycle, cycle.exchange
+    try:
+        if outcome is not None:
+            raise outcome
         if exchange.disconnected and not response.complete:
             # The client reset the stream (or the connection went): an app that
             # stops after http.disconnect / a failed send() did nothing wrong.
             log.debug("stream %d: client went away during %s %s", exchange.stream_id, scope["method"], scope["path"])
         elif not response.started:
             log.error("%s %s: the app returned without sending a response", scope["method"], scope["path"])
-            await simple_response(exchange, 500, b"Internal Server Error\n", server_header)
+            await simple_response(exchange, 500, b"Internal Server Error\n", cycle.server_header)
         elif not response.complete:
             log.error("%s %s: the app returned before finishing the response body", scope["method"], scope["path"])
             exchange.reset(ErrorCode.INTERNAL_ERROR)
@@ -237,24 +407,25 @@ async def handle_http(
     except OSError as exc:
         if not exchange.disconnected:
             log.exception("%s %s: exception in the app", scope["method"], scope["path"])
-            await fail(exchange, server_header)
+            await fail(exchange, cycle.server_header)
         else:  # the app gave up on a client that went away (e.g. raised on http.disconnect)
             what = f"{scope['method']} {scope['path']}"
             log.debug("stream %d: %s ended as its client went away: %r", exchange.stream_id, what, exc)
     except StreamStateError:
         log.exception("%s %s: internal error (h2gate's stream bookkeeping)", scope["method"], scope["path"])
-        await fail(exchange, server_header)
+        await fail(exchange, cycle.server_header)
     except AppMistake as exc:
         log.error("%s %s: ASGI error in the app: %s", scope["method"], scope["path"], exc)
-        await fail(exchange, server_header)
+        await fail(exchange, cycle.server_header)
     except Exception as exc:
         log.exception("%s %s: exception in the app%s", scope["method"], scope["path"], loop_hint(runner, exc))
-        await fail(exchange, server_header)
-    except (SystemExit, KeyboardInterrupt) as exc:  # one request's app must not stop the server
+        await fail(exchange, cycle.server_header)
+    except (SystemExit, KeyboardInterrupt, asyncio.CancelledError) as exc:  # one request must not stop the server
         what = f"{scope['method']} {scope['path']}"
         log.error("%s: the app raised %r; answered 500, the server keeps running", what, exc)
-        await fail(exchange, server_header)
+        await fail(exchange, cycle.server_header)
     finally:
+        outcome = None  # the traceback refers to this frame
         if frames is not None:
             frames.finish()
         access_log(transport, scope, exchange, time.perf_counter() - started)

@@ -9,11 +9,18 @@ work, and parks in trio while it has none, woken by the loop's own selector
 (sockets the app opened, other threads' ``call_soon_threadsafe``), by its next
 timer or by new callbacks. No message crosses a thread, so no lock, wake-up
 syscall or GIL hand-over is paid per request. Each ``receive()``/``send()``
-the app makes runs as a trio task in the stream's nursery with its result set
-on an asyncio future; the message that ends a response travels with the news
-that the app returned. As with any single-loop server, an app that blocks its
-event loop (``time.sleep`` in ``async def``) stalls the whole worker until it
-yields.
+that has to wait in trio runs as a trio task in the stream's nursery with its
+result set on an asyncio future; the message that ends a response travels
+with the news that the app returned. As with any single-loop server, an app
+that blocks its event loop (``time.sleep`` in ``async def``) stalls the whole
+worker until it yields.
+
+A call is served by a trio task from its start (:meth:`AsyncioRunner.call`),
+or starts without one (:meth:`AsyncioRunner.start`, an HTTP request): its
+owner is told when the app returns (``app_done``, from the app's own task)
+if nothing had to wait in trio meanwhile; the first message or request that
+has to wait asks the owner for a trio task instead (``need_trio``), which then
+serves the rest as :meth:`_Bridge.serve`. Most small requests never need one.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ import logging
 import selectors
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import sniffio
 import trio
@@ -37,6 +44,20 @@ log = logging.getLogger("h2gate.error")
 #: Handles a message on the asyncio side without trio: True if done, False if trio must send it,
 #: None to try again once the callback it was given (a plain function, "room!") has been called.
 LocalSend = Callable[[Message, Callable[[], object]], "bool | None"]
+
+
+class Owner(Protocol):
+    """Who serves a call started without a trio task (:meth:`AsyncioRunner.start`)."""
+
+    def need_trio(self) -> None:
+        """Something has to wait in trio: start a task that awaits :meth:`_Bridge.serve` (called at most once)."""
+
+    def app_done(self, outcome: BaseException | None) -> None:
+        """The app returned (or raised ``outcome``) and nothing ever had to wait in trio: finish the call.
+
+        Called from the app's task, in its last step; must not raise."""
+
+
 #: how long close() lets cancelled asyncio tasks (a lifespan that never returned, background work) finish
 CLOSE_TIMEOUT = 5.0
 
@@ -258,30 +279,27 @@ class AsyncioRunner(AppRunner):
         a disconnect while it streams. A failure sending a final message is
         raised once the app is done.
         """
-        bridge = _Bridge(self, scope, receive, send, first, local_send, final)
-        errors: list[BaseException] = []
+        bridge = _Bridge(self, scope, receive, send, first, local_send, final, None)
         bridge.start()  # outside a turn: create_task only schedules the first step
-        try:
-            # Most small requests never ask trio for I/O: no nursery until one does.
-            if not await _pump(bridge, send, errors, None):
-                async with trio.open_nursery() as nursery:
-                    try:
-                        await _pump(bridge, send, errors, nursery)
-                    finally:
-                        bridge.open = False
-                        nursery.cancel_scope.cancel()
-        except BaseException:
-            self.loop.call_soon(bridge.cancel)
-            raise
-        finally:
-            bridge.open = False
-        if errors:
-            bridge.release()
-            raise errors[0]
-        task = bridge.task
-        bridge.release()
-        assert task is not None
-        task.result()
+        outcome = await bridge.serve()
+        if outcome is not None:
+            raise outcome
+
+    def start(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        *,
+        first: Message | None,
+        local_send: LocalSend | None,
+        final: Callable[[Message], bool] | None,
+        owner: Owner,
+    ) -> _Bridge:
+        """Start the app for one scope without a trio task; ``owner`` hears how it goes (see :class:`Owner`)."""
+        bridge = _Bridge(self, scope, receive, send, first, local_send, final, owner)
+        bridge.start()
+        return bridge
 
     def close(self) -> None:
         """After the trio run: cancel app tasks still pending (a lifespan that never returned), then close the loop."""
@@ -306,9 +324,11 @@ class _Bridge:
     the future the app waits on, or None for a final message it need not wait
     for) or to ``requests`` (other I/O, e.g. ``receive()``, which may wait for
     as long as the client likes) and sets ``wake``. The trio side
-    (AsyncioRunner.call) sends the outbox itself, one message after the other
+    (:meth:`serve`) sends the outbox itself, one message after the other
     (each send is bounded: flow control waits end with ``--send-timeout`` or a
-    reset), and runs each request as a task of its own.
+    reset), and runs each request as a task of its own. A call started
+    without a trio task has ``owner`` and no ``wake`` until the first such
+    message or request asks the owner for one (:meth:`attach`).
     """
 
     __slots__ = (
@@ -320,6 +340,8 @@ class _Bridge:
         "on_room",
         "open",
         "outbox",
+        "outcome",
+        "owner",
         "receive",
         "requests",
         "room",
@@ -339,6 +361,7 @@ class _Bridge:
         first: Message | None,
         local_send: LocalSend | None,
         final: Callable[[Message], bool] | None,
+        owner: Owner | None,
     ) -> None:
         self.app, self.loop, self.scope = runner.app, runner.loop, scope
         self.receive, self.send, self.first, self.local_send, self.final = receive, send, first, local_send, final
@@ -347,7 +370,10 @@ class _Bridge:
         self.sending = False  # the trio side is sending a message from the outbox
         self.outbox: deque[tuple[Message, asyncio.Future[None] | None]] = deque()
         self.requests: deque[tuple[asyncio.Future[Any], Callable[..., Awaitable[Any]], tuple[Any, ...]]] = deque()
-        self.wake = trio.Event()
+        self.owner = owner  # serves the call while no trio task does (AsyncioRunner.start)
+        #: Set for the trio side when the app has something for it; None while no trio task serves the call.
+        self.wake: trio.Event | None = None if owner is not None else trio.Event()
+        self.outcome: BaseException | None = None  # what the app raised
         self.room: asyncio.Future[None] | None = None  # what app_send waits on after local_send said None
         self.on_room = self._room_ready  # bound once: local_send is given it for every chunk
 
@@ -364,10 +390,51 @@ class _Bridge:
         if room is not None and not room.done():  # the app's task may have been cancelled meanwhile
             room.set_result(None)
 
+    def attach(self) -> None:
+        """From now on a trio task serves the call: ask the owner for one (once)."""
+        owner = self.owner
+        if owner is not None:
+            self.owner = None
+            self.wake = trio.Event()
+            owner.need_trio()
+
+    def _notify(self) -> None:
+        """The asyncio side queued something for trio."""
+        if self.wake is None:
+            self.attach()
+        assert self.wake is not None
+        self.wake.set()
+
+    async def serve(self) -> BaseException | None:
+        """The trio side: serve the app's traffic until it has returned; what it raised, or None.
+
+        Cancelled, it cancels the app's task (without waiting for it) and re-raises.
+        """
+        errors: list[BaseException] = []
+        try:
+            # Most small requests never ask trio for I/O: no nursery until one does.
+            if not await _pump(self, self.send, errors, None):
+                async with trio.open_nursery() as nursery:
+                    try:
+                        await _pump(self, self.send, errors, nursery)
+                    finally:
+                        self.open = False
+                        nursery.cancel_scope.cancel()
+        except BaseException:
+            self.loop.call_soon(self.cancel)
+            raise
+        finally:
+            self.open = False
+        outcome = errors[0] if errors else self.outcome
+        self.release()
+        return outcome
+
     def release(self) -> None:
         """The call is over: drop the references that make cycles (task, bound methods), so that
         reference counting frees the call's objects at once instead of the cyclic garbage collector."""
         self.task = None
+        self.owner = None
+        self.outcome = None
         self.on_room = _ignore
         self.local_send = self.final = None
         self.receive = self.send = _ignore_async  # type: ignore[assignment]
@@ -399,11 +466,11 @@ class _Bridge:
             raise ClientDisconnected("the stream is finished")
         if self.final is not None and self.final(message):
             self.outbox.append((message, None))
-            self.wake.set()
+            self._notify()
             return
         future: asyncio.Future[None] = self.loop.create_future()
         self.outbox.append((message, future))
-        self.wake.set()
+        self._notify()
         await future
 
     async def _remote(self, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...]) -> Any:
@@ -411,7 +478,7 @@ class _Bridge:
             raise ClientDisconnected("the stream is finished")
         future: asyncio.Future[Any] = self.loop.create_future()
         self.requests.append((future, fn, args))
-        self.wake.set()
+        self._notify()
         return await future
 
 
@@ -430,19 +497,39 @@ def _abandoned(task: asyncio.Task[None]) -> None:
 
 
 async def _call_app(bridge: _Bridge) -> None:
-    """The app's task. Its end wakes the trio side from here, not from a done callback: the
-    trio task runs after this turn of the loop, when the task is done, and a callback would
-    cost a handle and a step of the loop per request. (A task cancelled before its first step
-    never runs this; by then the trio side has stopped waiting.)"""
+    """The app's task. What it raised is kept for the trio side (a cancellation is raised on).
+
+    Its end wakes the trio side from here, not from a done callback: the trio
+    task runs after this turn of the loop, when the task is done, and a
+    callback would cost a handle and a step of the loop per request. A call
+    no trio task serves is finished by its owner from here. (A task cancelled
+    before its first step never runs this; by then the trio side has stopped waiting.)
+    """
     try:
         await bridge.app(bridge.scope, bridge.app_receive, bridge.app_send)
+    except asyncio.CancelledError as exc:
+        bridge.outcome = exc
+        raise
+    except BaseException as exc:  # SystemExit and KeyboardInterrupt too: that request answers 500
+        bridge.outcome = exc
     finally:
-        bridge.wake.set()
+        wake = bridge.wake
+        if wake is not None:
+            wake.set()
+        else:
+            owner = bridge.owner
+            bridge.owner = None
+            if owner is not None:
+                try:
+                    owner.app_done(bridge.outcome)
+                except Exception:
+                    log.exception("internal error finishing a request")
 
 
 async def _pump(bridge: _Bridge, send: Send, errors: list[BaseException], nursery: trio.Nursery | None) -> bool:
     """Serve the app's traffic until it returns (True), or until it asks for I/O and ``nursery`` is None (False)."""
     while True:
+        assert bridge.wake is not None
         await bridge.wake.wait()
         bridge.wake = trio.Event()
         outbox = bridge.outbox

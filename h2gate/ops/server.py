@@ -24,7 +24,7 @@ from typing import Any
 import trio
 
 from h2gate.asgi.frames import FrameTap
-from h2gate.asgi.http import handle_http
+from h2gate.asgi.http import serve_http
 from h2gate.asgi.lifespan import Lifespan, LifespanFailure
 from h2gate.asgi.runner import AppRunner
 from h2gate.asgi.websocket import connect_protocol, handle_websocket, handle_websocket_http1
@@ -328,8 +328,9 @@ class Server:
             "stopping": self._shutdown,
         }
 
-    def _handle_exchange(self, conn: Connection, exchange: Stream) -> Awaitable[None]:
-        """The coroutine that serves ``exchange``, for the stream's task to await.
+    def _handle_exchange(self, conn: Connection, exchange: Stream) -> Awaitable[None] | None:
+        """The coroutine that serves ``exchange``, for the stream's task to await; None when an HTTP request
+        was started on the hosted asyncio loop without a task (h2gate.asgi.http.serve_http).
 
         Not a coroutine itself: picking the handler needs no waiting, and every
         frame on a task's await chain is passed through at each of its switches.
@@ -348,10 +349,11 @@ class Server:
             )
         if protocol is not None:
             return handle_websocket(exchange, transport, self.runner, **self._websocket_options())
-        return handle_http(
+        return serve_http(
             exchange,
             transport,
             self.runner,
+            conn,
             root_path=self.config.root_path,
             state=self.lifespan.state,
             server_header=self.config.server_header,

@@ -593,7 +593,7 @@ class ConnectionCore:
             if not stream.state.done and stream.reset_code is None:
                 cut += 1
                 stream._cut()
-            stream.scope.cancel()
+            stream.cancel_app()
         if cut:
             log.info("graceful timeout: %d stream(s) from %s cut", cut, self.peer)
         self.closing.close(Trigger.FAIL, linger=True)

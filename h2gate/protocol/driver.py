@@ -1,8 +1,15 @@
 """The trio side of one connection: it moves bytes and runs tasks; the core decides.
 
 Theory of operation. A connection is one nursery of stream tasks (one per
-request, running the app through an adapter) around one nursery of three I/O
-tasks:
+request, running the app through an adapter) around one nursery of I/O
+tasks. The handler is called as the core admits a stream: it returns the
+coroutine for the stream's task, or None when the adapter serves the stream
+without one (an app on the hosted asyncio loop whose response needs no
+waiting, h2gate.asgi.http); such an adapter ends the stream with
+:meth:`Connection.stream_done`, or moves the rest into a task with
+:meth:`Connection.start_task` as soon as something has to wait in trio, or
+the core cancels the app (:class:`h2gate.protocol.stream.AppScope`). The
+I/O tasks:
 
 * the *reader* hands each read to :meth:`ConnectionCore.receive`; once the
   core is CLOSED it keeps reading and discards, so a client that is still
@@ -24,7 +31,9 @@ the transport may give back buffers sized for its busiest moment
 The connection ends when the core is CLOSED: the last bytes are flushed
 (bounded), the reader lingers if the close was ours, the transport is closed,
 and the stream tasks get ``graceful_timeout`` to notice (each already failed
-its next read or send as a disconnect) before they are cancelled.
+its next read or send as a disconnect) before they are cancelled; an app
+still running without a task of its own is cancelled then too, by a task
+started for it in the (cancelled) nursery, so nothing outlives the connection.
 """
 
 from __future__ import annotations
@@ -57,8 +66,13 @@ LINGER_TIME, LINGER_BYTES = 1.0, 4 * 1024 * 1024
 #: How long the last frames (the GOAWAY) get to reach the socket once the core is CLOSED.
 FLUSH_TIME = 1.0
 
-StreamHandler = Callable[["Connection", Stream], Awaitable[None]]
+#: The coroutine that serves a stream in its own task, or None: the adapter serves it without one (see above).
+StreamHandler = Callable[["Connection", Stream], Awaitable[None] | None]
 FrameTap = Callable[[ConnectionCore, ev.Event], None]
+
+
+async def _raise(exc: Exception) -> None:
+    raise exc
 
 
 def peer_text(transport: Transport) -> str:
@@ -134,56 +148,83 @@ class Connection:
         core = self.core
         async with trio.open_nursery() as streams:
             self._nursery = streams
-            upgrade = self.upgrade
-            if upgrade is None:
-                core.start()
-            else:
-                core.start((list(upgrade.headers), upgrade.body), upgrade.settings)
-            if self._grace is not None:
-                core.shutdown(self._grace)
-            self._timer = timers().handle(self._due)
-            self._deadlines_moved()
             try:
-                async with trio.open_nursery() as io:
-                    io.start_soon(self._writer)
-                    io.start_soon(self._reader)
-                    await core.ended.wait()
-                    await self._flush()
-                    if core.linger and not self._broken:
-                        with trio.move_on_after(LINGER_TIME):
-                            await self._reader_done.wait()
-                    io.cancel_scope.cancel()
+                await self._serve(core)
+                # Apps saw http.disconnect / ClientDisconnected already; give them a bounded moment.
+                with trio.move_on_after(self.config.graceful_timeout):
+                    while core.streams:
+                        await core.streams_changed.wait()
             finally:
-                self._timer.close()
-                core.lost()  # whatever ended the I/O, nothing more reaches the client
-                with trio.CancelScope(shield=True), trio.move_on_after(1):
-                    await self.transport.stream.aclose()
-            # Apps saw http.disconnect / ClientDisconnected already; give them a bounded moment.
-            with trio.move_on_after(self.config.graceful_timeout):
-                while core.streams:
-                    await core.streams_changed.wait()
-            streams.cancel_scope.cancel()
+                for stream in list(core.streams.values()):
+                    stream.cancel_app()  # one without a task of its own gets one now, to end in
+                streams.cancel_scope.cancel()
+
+    async def _serve(self, core: ConnectionCore) -> None:
+        upgrade = self.upgrade
+        if upgrade is None:
+            core.start()
+        else:
+            core.start((list(upgrade.headers), upgrade.body), upgrade.settings)
+        if self._grace is not None:
+            core.shutdown(self._grace)
+        self._timer = timers().handle(self._due)
+        self._deadlines_moved()
+        try:
+            async with trio.open_nursery() as io:
+                io.start_soon(self._writer)
+                io.start_soon(self._reader)
+                await core.ended.wait()
+                await self._flush()
+                if core.linger and not self._broken:
+                    with trio.move_on_after(LINGER_TIME):
+                        await self._reader_done.wait()
+                io.cancel_scope.cancel()
+        finally:
+            self._timer.close()
+            core.lost()  # whatever ended the I/O, nothing more reaches the client
+            with trio.CancelScope(shield=True), trio.move_on_after(1):
+                await self.transport.stream.aclose()
 
     def _spawn(self, stream: Stream) -> None:
-        assert self._nursery is not None
-        self._nursery.start_soon(self._run_stream, stream)
+        """The core admitted ``stream``: serve it, in a task of its own unless the handler needs none."""
+        work: Awaitable[None] | None
+        if stream.too_large:
+            work = self._answer_413(stream)
+        else:
+            try:
+                work = self.handler(self, stream)
+            except Exception as exc:
+                work = _raise(exc)  # reported and answered in the stream's task, as a fault in it would be
+            if work is None:
+                return  # the adapter ends it with stream_done, or moves it into a task with start_task
+        self.start_task(stream, work)
 
-    async def _run_stream(self, stream: Stream) -> None:
+    def start_task(self, stream: Stream, work: Awaitable[None]) -> None:
+        """Serve ``stream`` by awaiting ``work`` in a task of the connection's nursery, inside ``stream.scope``
+        (a trio.CancelScope, made if there is none); :meth:`stream_done` is called when it ends."""
+        assert self._nursery is not None
+        self._nursery.start_soon(self._run_stream, stream, work)
+
+    async def _run_stream(self, stream: Stream, work: Awaitable[None]) -> None:
+        scope = stream.scope
+        if not isinstance(scope, trio.CancelScope):
+            scope = stream.scope = trio.CancelScope()
         try:
-            with stream.scope:
-                if stream.too_large:
-                    await self._answer_413(stream)
-                else:
-                    await self.handler(self, stream)
+            with scope:
+                await work
         except Exception:
             # Adapters turn app faults into 500/RST themselves; this is our own
             # bug, and it still must not take the other streams down with it.
             log.exception("internal error on stream %d from %s (stream reset)", stream.stream_id, self.peer_text)
             stream.reset(ErrorCode.INTERNAL_ERROR)
         finally:
-            self.core.stream_finished(stream)
-            if not self.core.streams and not self._writing and not self._wake_event.is_set():
-                self._release()  # idle, and the writer has nothing left: else it releases after writing
+            self.stream_done(stream)
+
+    def stream_done(self, stream: Stream) -> None:
+        """``stream`` has been served (exactly once per admitted stream: by its task, or by the adapter)."""
+        self.core.stream_finished(stream)
+        if not self.core.streams and not self._writing and not self._wake_event.is_set():
+            self._release()  # idle, and the writer has nothing left: else it releases after writing
 
     async def _answer_413(self, stream: Stream) -> None:
         started = time.perf_counter()

@@ -25,7 +25,7 @@ import logging
 import math
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import trio
 
@@ -45,6 +45,22 @@ log = logging.getLogger("h2gate.error")
 #: Seconds an app keeps running after its stream was reset before the response completed
 #: (it sees http.disconnect at once): reset streams must not leave work behind (Rapid Reset).
 RESET_GRACE = 1.0
+
+
+class AppScope(Protocol):
+    """How the core cancels a stream's app: a trio cancel scope, or what stands in for one.
+
+    The driver enters a :class:`trio.CancelScope` around a stream's task. An
+    adapter that serves a stream without a trio task of its own (the hosted
+    asyncio loop, h2gate.asgi.http) puts an object here whose ``deadline`` and
+    ``cancel`` move the rest of the call into a trio task with a real scope.
+    """
+
+    @property
+    def deadline(self) -> float: ...
+    @deadline.setter
+    def deadline(self, value: float) -> None: ...
+    def cancel(self) -> None: ...
 
 
 async def _wait_flushable(core: ConnectionCore) -> None:
@@ -90,7 +106,8 @@ class Stream:
         self._room_unserved = False  # waited for the writer (send_data_nowait) and got no chunk in since
         self.done = trio.Event()
         self._head = head  # the core's parse_request made it; else split on first use
-        self.scope = trio.CancelScope()  # around the app's task; see cancel_app_soon
+        #: What cancels the app (cancel_app_soon): set by whoever runs it, else a trio scope made on first use.
+        self.scope: AppScope | None = None
         self.last_activity = core.clock()  # last DATA received or taken by the app (body timeout)
 
     # -- what adapters read ----------------------------------------------------------------------
@@ -199,7 +216,19 @@ class Stream:
     def cancel_app_soon(self) -> None:
         """The stream was cut before the response completed: cancel the app after RESET_GRACE."""
         if not self.response_ended:
-            self.scope.deadline = min(self.scope.deadline, self._core.clock() + RESET_GRACE)
+            scope = self.app_scope()
+            scope.deadline = min(scope.deadline, self._core.clock() + RESET_GRACE)
+
+    def cancel_app(self) -> None:
+        """Cancel the app now (shutdown's cut, the connection's end)."""
+        self.app_scope().cancel()
+
+    def app_scope(self) -> AppScope:
+        """What cancels the app (a trio cancel scope, made now if nobody set one yet)."""
+        scope = self.scope
+        if scope is None:
+            scope = self.scope = trio.CancelScope()
+        return scope
 
     # -- request body ----------------------------------------------------------------------------------
 
