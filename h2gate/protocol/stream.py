@@ -73,8 +73,8 @@ class Stream:
     """One exchange (see the module docstring). Fields other than the documented ones are the stream's own."""
 
     __slots__ = (
-        "_chunks", "_core", "_head", "_readable", "_room_unserved", "_writable", "buffered", "bytes_sent", "cut",
-        "done", "headers", "last_activity", "reset_code", "response_headers", "scope", "state", "status",
+        "_chunks", "_core", "_done", "_head", "_readable", "_room_unserved", "_writable", "buffered", "bytes_sent",
+        "cut", "headers", "last_activity", "reset_code", "response_headers", "scope", "state", "status",
         "stream_id", "too_large", "trailers",
     )  # fmt: skip
 
@@ -104,7 +104,7 @@ class Stream:
         self._readable = Signal()
         self._writable = Signal()
         self._room_unserved = False  # waited for the writer (send_data_nowait) and got no chunk in since
-        self.done = trio.Event()
+        self._done: trio.Event | None = None  # made when someone waits (see done)
         self._head = head  # the core's parse_request made it; else split on first use
         #: What cancels the app (cancel_app_soon): set by whoever runs it, else a trio scope made on first use.
         self.scope: AppScope | None = None
@@ -118,6 +118,19 @@ class Stream:
         if self._head is None:
             self._head = split_head(self.headers)
         return self._head
+
+    @property
+    def done(self) -> trio.Event:
+        """Set once both sides are over (or the stream was reset): what an app waiting for a disconnect awaits.
+
+        Made on first use: most exchanges end without anyone waiting for it.
+        """
+        done = self._done
+        if done is None:
+            done = self._done = trio.Event()
+            if self.state.done:
+                done.set()
+        return done
 
     @property
     def request_ended(self) -> bool:
@@ -173,7 +186,8 @@ class Stream:
         self._release_buffered()
         self._readable.fire()
         self._writable.fire()
-        self.done.set()
+        if self._done is not None:
+            self._done.set()
 
     def _on_lost(self) -> None:
         """The connection is gone: to the app, as if the client had reset the stream."""
@@ -541,8 +555,8 @@ class Stream:
         self._core.reset_stream(self.stream_id, code, None)
 
     def _check_done(self) -> None:
-        if self.state.done:
-            self.done.set()
+        if self._done is not None and self.state.done:
+            self._done.set()
 
     # -- extensions ------------------------------------------------------------------------------------
 
