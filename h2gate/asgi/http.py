@@ -30,7 +30,7 @@ import trio
 from h2gate.asgi.frames import FrameAPI, FrameTap
 from h2gate.asgi.http_response import HTTPResponse
 from h2gate.asgi.push import PushMistake, push, push_enabled
-from h2gate.asgi.runner import AppRunner, AsyncioRunner, _Bridge, loop_hint
+from h2gate.asgi.runner import AppRunner, AsyncioRunner, Bridge, loop_hint
 from h2gate.asgi.types import Message, Scope
 from h2gate.errors import AppMistake, ClientDisconnected, ErrorCode, StreamStateError
 from h2gate.http.head import RequestHead
@@ -263,7 +263,7 @@ class OffTaskCall:
         self.transport, self.runner, self.host, self.scope, self.started = transport, runner, host, scope, started
         cycle = self.cycle = HTTPCycle(exchange, scope, server_header)
         exchange.scope = self
-        self.bridge: _Bridge | None = None
+        self.bridge: Bridge | None = None
         self.bridge = runner.start(
             scope, cycle.receive, cycle.send, first=cycle.prefetch(), local_send=cycle.send_local,
             final=cycle.ends_response, owner=self,

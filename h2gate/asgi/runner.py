@@ -20,7 +20,7 @@ or starts without one (:meth:`AsyncioRunner.start`, an HTTP request): its
 owner is told when the app returns (``app_done``, from the app's own task)
 if nothing had to wait in trio meanwhile; the first message or request that
 has to wait asks the owner for a trio task instead (``need_trio``), which then
-serves the rest as :meth:`_Bridge.serve`. Most small requests never need one.
+serves the rest as :meth:`Bridge.serve`. Most small requests never need one.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ class Owner(Protocol):
     """Who serves a call started without a trio task (:meth:`AsyncioRunner.start`)."""
 
     def need_trio(self) -> None:
-        """Something has to wait in trio: start a task that awaits :meth:`_Bridge.serve` (called at most once)."""
+        """Something has to wait in trio: start a task that awaits :meth:`Bridge.serve` (called at most once)."""
 
     def app_done(self, outcome: BaseException | None) -> None:
         """The app returned (or raised ``outcome``) and nothing ever had to wait in trio: finish the call.
@@ -279,7 +279,7 @@ class AsyncioRunner(AppRunner):
         a disconnect while it streams. A failure sending a final message is
         raised once the app is done.
         """
-        bridge = _Bridge(self, scope, receive, send, first, local_send, final, None)
+        bridge = Bridge(self, scope, receive, send, first, local_send, final, None)
         bridge.start()  # outside a turn: create_task only schedules the first step
         outcome = await bridge.serve()
         if outcome is not None:
@@ -295,9 +295,9 @@ class AsyncioRunner(AppRunner):
         local_send: LocalSend | None,
         final: Callable[[Message], bool] | None,
         owner: Owner,
-    ) -> _Bridge:
+    ) -> Bridge:
         """Start the app for one scope without a trio task; ``owner`` hears how it goes (see :class:`Owner`)."""
-        bridge = _Bridge(self, scope, receive, send, first, local_send, final, owner)
+        bridge = Bridge(self, scope, receive, send, first, local_send, final, owner)
         bridge.start()
         return bridge
 
@@ -317,7 +317,7 @@ class AsyncioRunner(AppRunner):
             loop.close()
 
 
-class _Bridge:
+class Bridge:
     """One app call's traffic between its asyncio task and the trio task serving it.
 
     The asyncio side appends to ``outbox`` (messages to send, in order, with
@@ -496,7 +496,7 @@ def _abandoned(task: asyncio.Task[None]) -> None:
         log.warning("the app raised while its cancelled stream was ending", exc_info=exc)
 
 
-async def _call_app(bridge: _Bridge) -> None:
+async def _call_app(bridge: Bridge) -> None:
     """The app's task. What it raised is kept for the trio side (a cancellation is raised on).
 
     Its end wakes the trio side from here, not from a done callback: the trio
@@ -526,7 +526,7 @@ async def _call_app(bridge: _Bridge) -> None:
                     log.exception("internal error finishing a request")
 
 
-async def _pump(bridge: _Bridge, send: Send, errors: list[BaseException], nursery: trio.Nursery | None) -> bool:
+async def _pump(bridge: Bridge, send: Send, errors: list[BaseException], nursery: trio.Nursery | None) -> bool:
     """Serve the app's traffic until it returns (True), or until it asks for I/O and ``nursery`` is None (False)."""
     while True:
         assert bridge.wake is not None
