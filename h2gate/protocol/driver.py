@@ -38,10 +38,11 @@ started for it in the (cancelled) nursery, so nothing outlives the connection.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import trio
 
@@ -146,44 +147,48 @@ class Connection:
     async def run(self) -> None:
         """Serve the connection until it is done; never raises for the peer's misbehaviour."""
         core = self.core
-        async with trio.open_nursery() as streams:
+        async with trio.open_nursery() as streams, self._apps_cancelled_at_end():
             self._nursery = streams
+            upgrade = self.upgrade
+            if upgrade is None:
+                core.start()
+            else:
+                core.start((list(upgrade.headers), upgrade.body), upgrade.settings)
+            if self._grace is not None:
+                core.shutdown(self._grace)
+            self._timer = timers().handle(self._due)
+            self._deadlines_moved()
             try:
-                await self._serve(core)
-                # Apps saw http.disconnect / ClientDisconnected already; give them a bounded moment.
-                with trio.move_on_after(self.config.graceful_timeout):
-                    while core.streams:
-                        await core.streams_changed.wait()
+                async with trio.open_nursery() as io:
+                    io.start_soon(self._writer)
+                    io.start_soon(self._reader)
+                    await core.ended.wait()
+                    await self._flush()
+                    if core.linger and not self._broken:
+                        with trio.move_on_after(LINGER_TIME):
+                            await self._reader_done.wait()
+                    io.cancel_scope.cancel()
             finally:
-                for stream in list(core.streams.values()):
-                    stream.cancel_app()  # one without a task of its own gets one now, to end in
-                streams.cancel_scope.cancel()
+                self._timer.close()
+                core.lost()  # whatever ended the I/O, nothing more reaches the client
+                with trio.CancelScope(shield=True), trio.move_on_after(1):
+                    await self.transport.stream.aclose()
+            # Apps saw http.disconnect / ClientDisconnected already; give them a bounded moment.
+            with trio.move_on_after(self.config.graceful_timeout):
+                while core.streams:
+                    await core.streams_changed.wait()
+            streams.cancel_scope.cancel()
 
-    async def _serve(self, core: ConnectionCore) -> None:
-        upgrade = self.upgrade
-        if upgrade is None:
-            core.start()
-        else:
-            core.start((list(upgrade.headers), upgrade.body), upgrade.settings)
-        if self._grace is not None:
-            core.shutdown(self._grace)
-        self._timer = timers().handle(self._due)
-        self._deadlines_moved()
+    @contextlib.asynccontextmanager
+    async def _apps_cancelled_at_end(self) -> AsyncIterator[None]:
+        """However run() ends, an app still running without a task of its own (see the module docstring)
+        is cancelled, by a task started for it in the streams' nursery, before that nursery closes."""
         try:
-            async with trio.open_nursery() as io:
-                io.start_soon(self._writer)
-                io.start_soon(self._reader)
-                await core.ended.wait()
-                await self._flush()
-                if core.linger and not self._broken:
-                    with trio.move_on_after(LINGER_TIME):
-                        await self._reader_done.wait()
-                io.cancel_scope.cancel()
+            yield
         finally:
-            self._timer.close()
-            core.lost()  # whatever ended the I/O, nothing more reaches the client
-            with trio.CancelScope(shield=True), trio.move_on_after(1):
-                await self.transport.stream.aclose()
+            for stream in list(self.core.streams.values()):
+                if not isinstance(stream.scope, trio.CancelScope):
+                    stream.cancel_app()
 
     def _spawn(self, stream: Stream) -> None:
         """The core admitted ``stream``: serve it, in a task of its own unless the handler needs none."""
