@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 Address = tuple[str, int] | tuple[str, None] | None
 
 
-@dataclass
+@dataclass(slots=True)
 class CleartextTransport:
     """h2c: HTTP/2 straight over TCP or a unix socket (prior knowledge)."""
 
@@ -29,7 +29,7 @@ class CleartextTransport:
     tls: TLSInfo | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class TLSTransport:
     """HTTP/2 over TLS; ``alpn`` is what the handshake selected."""
 

@@ -47,7 +47,7 @@ class Phase(enum.Enum):
     OTHER = "other"  # an HTTP/1.1 WebSocket session: never closed to make room
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Entry:
     accepted: float
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)

@@ -175,8 +175,11 @@ class Server:
 
     # -- admission (h2gate/ops/admission.py) -------------------------------------------
 
-    async def _admit(self, stream: trio.SocketStream) -> None:
-        """--max-connections: make room by closing a stalled handshake or an idle connection, else refuse."""
+    def _admit(self, stream: trio.SocketStream) -> Awaitable[None]:
+        """--max-connections: make room by closing a stalled handshake or an idle connection, else refuse.
+
+        Not a coroutine itself: its frame would stay on every connection's stack for the connection's life.
+        """
         entry, victim = self.admission.admit(time.monotonic())
         if victim is not None:
             if victim.phase is Phase.HANDSHAKE:
@@ -187,16 +190,8 @@ class Server:
                 victim.conn.shutdown()  # GOAWAY: its client opens a new connection when it needs one
         if entry is None:
             metrics.recorder.connection_rejected()
-            await trio.aclose_forcefully(stream)
-            return
-        try:
-            with entry.scope:
-                await self._handle(stream, entry)
-            if entry.scope.cancelled_caught:
-                with trio.CancelScope(shield=True):
-                    await trio.aclose_forcefully(stream)
-        finally:
-            self.admission.leave(entry)
+            return trio.aclose_forcefully(stream)
+        return self._handle(stream, entry)
 
     async def _report_admission(self) -> None:
         """One log line when the limit is first reached, one with the totals when the burst is over."""
@@ -225,7 +220,14 @@ class Server:
 
     async def _handle(self, stream: trio.SocketStream, entry: Entry) -> None:
         try:
-            opened = await self._open_transport(stream)
+            # Only a handshake may be cancelled to make room (an idle connection gets a GOAWAY instead), so the
+            # scope covers just that: a cancel scope per idle connection is memory (bench/README.md).
+            with entry.scope:
+                opened = await self._open_transport(stream)
+            if entry.scope.cancelled_caught:
+                with trio.CancelScope(shield=True):
+                    await trio.aclose_forcefully(stream)
+                return
             if opened is None or (self._stopping and isinstance(opened[1], WebSocketUpgrade)):
                 await stream.aclose()
                 return
@@ -259,6 +261,8 @@ class Server:
             log.exception("internal error on a connection; it was closed")
             with trio.CancelScope(shield=True):
                 await stream.aclose()
+        finally:
+            self.admission.leave(entry)
 
     async def _open_transport(
         self, stream: trio.SocketStream

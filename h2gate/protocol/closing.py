@@ -58,7 +58,7 @@ class Closing:
     """The phase and the GOAWAYs of one connection (see the module docstring)."""
 
     __slots__ = (
-        "_clock", "_codec", "_deadlines", "_final_sent", "_is_idle", "_on_closed", "_ping", "_wake", "ended",
+        "_clock", "_codec", "_deadlines", "_ended", "_final_sent", "_is_idle", "_on_closed", "_ping", "_wake",
         "highest", "last_stream_id", "lifecycle", "linger", "peer", "settings_seen", "strict",
     )  # fmt: skip
 
@@ -82,7 +82,7 @@ class Closing:
         self._is_idle = is_idle
         self._on_closed = on_closed
         self.lifecycle = Lifecycle()
-        self.ended = trio.Event()  # the phase is CLOSED
+        self._ended: trio.Event | None = None  # made when first asked for (the driver is told by a callback)
         self.linger = False  # read and discard after the last bytes, so the client sees our GOAWAY
         self.highest = 1 if upgraded else 0  # the highest stream id a request came on (the core keeps it)
         self.last_stream_id = MAX_STREAM_ID  # after the final GOAWAY: the last stream served
@@ -98,6 +98,15 @@ class Closing:
     @property
     def closed(self) -> bool:
         return self.lifecycle.phase is Phase.CLOSED
+
+    @property
+    def ended(self) -> trio.Event:
+        """Set once the phase is CLOSED (made on first use: an event per idle connection is memory)."""
+        if self._ended is None:
+            self._ended = trio.Event()
+            if self.closed:
+                self._ended.set()
+        return self._ended
 
     def handshake_done(self, setting_ids: tuple[int, ...]) -> bool:
         """The client's first SETTINGS arrived; True if the connection just opened (else a drain goes on)."""
@@ -200,5 +209,6 @@ class Closing:
         self.linger = linger
         self._deadlines.clear()
         self._on_closed()
-        self.ended.set()
+        if self._ended is not None:
+            self._ended.set()
         self._wake()

@@ -64,6 +64,13 @@ WINDOWS = "windows"
 class ConnectionCore:
     """One connection's protocol state and decisions (see the module docstring)."""
 
+    # Slots: thousands of these sit idle at once (bench/README.md, "Idle connection memory").
+    __slots__ = (
+        "__weakref__", "_receiving", "_spawn", "clock", "closing", "codec", "config", "deadlines", "drained",
+        "extended_connect", "frame_tap", "frames", "guards", "on_closed", "peer", "queued", "requests", "scheme",
+        "send_timeout", "streams", "streams_changed", "turns", "wake", "windows",
+    )  # fmt: skip
+
     def __init__(
         self,
         config: Config,
@@ -105,6 +112,7 @@ class ConnectionCore:
             on_closed=self._lose_streams, upgraded=upgraded,
         )  # fmt: skip
         self.frame_tap: Callable[[ConnectionCore, ev.Event], None] | None = None  # --enable-frame-api
+        self.on_closed: Callable[[], None] | None = None  # the driver's: the connection is CLOSED
         #: Adaptive receive windows, made when a body first could use them (h2gate.protocol.flowcontrol).
         self.windows: ReceiveWindows | None = None
 
@@ -465,6 +473,8 @@ class ConnectionCore:
         for stream in list(self.streams.values()):
             if stream.reset_code is None:
                 stream._on_lost()
+        if self.on_closed is not None:
+            self.on_closed()
 
     # -- streams and output -------------------------------------------------------------------------------------
 

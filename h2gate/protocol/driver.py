@@ -1,39 +1,45 @@
 """The trio side of one connection: it moves bytes and runs tasks; the core decides.
 
-Theory of operation. A connection is one nursery of stream tasks (one per
-request, running the app through an adapter) around one nursery of I/O
-tasks. The handler is called as the core admits a stream: it returns the
-coroutine for the stream's task, or None when the adapter serves the stream
-without one (an app on the hosted asyncio loop whose response needs no
-waiting, h2gate.asgi.http); such an adapter ends the stream with
+Theory of operation. A connection is one task (the one the server runs it
+in) and one nursery of stream tasks (one per request, running the app
+through an adapter). The handler is called as the core admits a stream: it
+returns the coroutine for the stream's task, or None when the adapter serves
+the stream without one (an app on the hosted asyncio loop whose response
+needs no waiting, h2gate.asgi.http); such an adapter ends the stream with
 :meth:`Connection.stream_done`, or moves the rest into a task with
 :meth:`Connection.start_task` as soon as something has to wait in trio, or
-the core cancels the app (:class:`h2gate.protocol.stream.AppScope`). The
-I/O tasks:
+the core cancels the app (:class:`h2gate.protocol.stream.AppScope`). The I/O:
 
-* the *reader* hands each read to :meth:`ConnectionCore.receive`; once the
-  core is CLOSED it keeps reading and discards, so a client that is still
-  writing reads our GOAWAY instead of a TCP reset (bounded in time and bytes);
-* the *writer* is the only code that sends on the transport: woken by the
-  core, it takes everything queued (:meth:`ConnectionCore.data_to_send`) and
+* the connection's own task is the *reader*: it hands each read to
+  :meth:`ConnectionCore.receive`; once the core is CLOSED it keeps reading
+  and discards, so a client that is still writing reads our GOAWAY instead of
+  a TCP reset (bounded in time and bytes);
+* the *writer* is the only code that sends on the transport. It is a task in
+  the streams' nursery that exists only while there is something to write or
+  a stream that may write: the core's wake-up starts it when none runs, and it
+  ends once nothing is queued and no stream is open (an idle connection is one
+  waiting task, not three: bench/README.md, "Idle connection memory"). Each
+  time it takes everything queued (:meth:`ConnectionCore.data_to_send`) and
   sends it in one call, so frames made by a batch of input or by several
   streams go out together; a client that takes nothing for ``send_timeout``
   seconds is dropped;
 * no task of its own sleeps until the core's earliest deadline: the run's
   one timer task (:mod:`h2gate.protocol.timers`) calls
-  :meth:`ConnectionCore.on_timer` when it comes, so an idle connection is
-  two waiting tasks, not three.
+  :meth:`ConnectionCore.on_timer` when it comes.
 
 Whenever the connection goes idle (no stream left, nothing left to write)
 the transport may give back buffers sized for its busiest moment
 (:meth:`h2gate.tls.stream.TLSStream.release_buffers`).
 
-The connection ends when the core is CLOSED: the last bytes are flushed
-(bounded), the reader lingers if the close was ours, the transport is closed,
-and the stream tasks get ``graceful_timeout`` to notice (each already failed
-its next read or send as a disconnect) before they are cancelled; an app
-still running without a task of its own is cancelled then too, by a task
-started for it in the (cancelled) nursery, so nothing outlives the connection.
+The connection ends when the core is CLOSED: the writer gets ``FLUSH_TIME``
+to put the last bytes (the GOAWAY) on the wire, the reader goes on
+discarding for ``LINGER_TIME`` after that if the close was ours (the close
+sets the reader's deadline, the writer's last write shortens it), the
+writer is stopped, the transport is closed, and the stream tasks get
+``graceful_timeout`` to notice (each already failed its next read or send as
+a disconnect) before they are cancelled; an app still running without a task
+of its own is cancelled then too, by a task started for it in the (cancelled)
+nursery, so nothing outlives the connection.
 """
 
 from __future__ import annotations
@@ -87,8 +93,9 @@ class Connection:
 
     # Slots: thousands of these sit idle at once (bench/README.md, "Idle connection memory").
     __slots__ = (
-        "__weakref__", "_broken", "_grace", "_nursery", "_reader_done", "_timer", "_wake_event", "_writing",
-        "config", "core", "frame_tap", "handler", "peer_text", "transport", "upgrade",
+        "__weakref__", "_broken", "_grace", "_nursery", "_pending", "_read_scope", "_stopped", "_timer",
+        "_wake_event", "_writer_on", "_writer_scope", "config", "core", "frame_tap", "handler", "peer_text",
+        "transport", "upgrade",
     )  # fmt: skip
 
     def __init__(
@@ -117,11 +124,15 @@ class Connection:
             upgraded=upgrade is not None,
         )
         self.core.frame_tap = frame_tap
-        self._wake_event = trio.Event()
+        self.core.on_closed = self._closed
         self._nursery: trio.Nursery | None = None
-        self._writing = False
+        self._pending = False  # the core queued something since the writer last took the output
+        self._writer_on = False  # a writer task exists (started, or about to start)
+        self._writer_scope: trio.CancelScope | None = None  # the running writer's, to stop it at the end
+        self._wake_event: trio.Event | None = None  # the writer waits on it (it has nothing to write, streams run)
+        self._read_scope: trio.CancelScope | None = None  # the reader's, while it reads: the close times it
+        self._stopped = False  # run() is ending: no writer starts any more
         self._broken = False  # the transport failed: nothing more can be sent
-        self._reader_done = trio.Event()
         self._grace: float | None = None  # shutdown() came before run()
         self._timer: TimerHandle | None = None  # our place in the run's timer heap, while run() runs
 
@@ -159,18 +170,13 @@ class Connection:
             self._timer = timers().handle(self._due)
             self._deadlines_moved()
             try:
-                async with trio.open_nursery() as io:
-                    io.start_soon(self._writer)
-                    io.start_soon(self._reader)
-                    await core.ended.wait()
-                    await self._flush()
-                    if core.linger and not self._broken:
-                        with trio.move_on_after(LINGER_TIME):
-                            await self._reader_done.wait()
-                    io.cancel_scope.cancel()
+                await self._reader()
+                await self._flush()
             finally:
                 self._timer.close()
+                self._stopped = True
                 core.lost()  # whatever ended the I/O, nothing more reaches the client
+                await self._stop_writer()
                 with trio.CancelScope(shield=True), trio.move_on_after(1):
                     await self.transport.stream.aclose()
             # Apps saw http.disconnect / ClientDisconnected already; give them a bounded moment.
@@ -228,8 +234,8 @@ class Connection:
     def stream_done(self, stream: Stream) -> None:
         """``stream`` has been served (exactly once per admitted stream: by its task, or by the adapter)."""
         self.core.stream_finished(stream)
-        if not self.core.streams and not self._writing and not self._wake_event.is_set():
-            self._release()  # idle, and the writer has nothing left: else it releases after writing
+        if not self.core.streams and not self._writer_on:
+            self._release()  # idle, and no writer: else the writer releases once it has written
 
     async def _answer_413(self, stream: Stream) -> None:
         started = time.perf_counter()
@@ -239,10 +245,18 @@ class Connection:
         scope = {"method": head.method.decode("latin-1"), "raw_path": path, "query_string": query}
         access_log(self.transport, scope, stream, time.perf_counter() - started)
 
-    # -- I/O tasks ---------------------------------------------------------------------------------------------------
+    # -- the writer ------------------------------------------------------------------------------------------------
 
     def _wake(self) -> None:
-        self._wake_event.set()
+        """The core queued bytes: wake the writer, or start one."""
+        self._pending = True
+        event = self._wake_event
+        if event is not None:
+            self._wake_event = None
+            event.set()
+        elif not self._writer_on and not self._stopped and not self._broken and self._nursery is not None:
+            self._writer_on = True
+            self._nursery.start_soon(self._writer)
 
     def _release(self) -> None:
         """The connection went idle: the transport may give back buffers sized for its busiest moment."""
@@ -250,33 +264,44 @@ class Connection:
         if release is not None:
             release()
 
-    async def _flush(self) -> None:
-        """Give the writer a bounded moment to put the last frames (GOAWAY) on the wire."""
-        with trio.move_on_after(FLUSH_TIME):
-            while (self._wake_event.is_set() or self._writing) and not self._broken:
-                await self.core.drained.wait()
-
     async def _writer(self) -> None:
+        """Write what the core queues until nothing is queued and no stream is left to queue more."""
         core = self.core
+        if self._stopped:  # started too late: run() is over
+            self._writer_on = False
+            return
         send_all = sender(self.transport.stream)  # TLSStream's own, or the raw loop for h2c on a socket
         try:
-            while True:
-                await self._wake_event.wait()
-                self._wake_event = trio.Event()
-                data = core.data_to_send()
-                if data:
-                    self._writing = True
-                    await self._send_within_timeout(send_all, data)
-                    metrics.recorder.bytes_sent(len(data))
-                    self._writing = False
-                    del data  # not kept while the writer waits: a download's last batch can be 256 KiB
-                    if not core.streams:
-                        self._release()
-                core.drained.fire()
+            with trio.CancelScope() as self._writer_scope:
+                while True:
+                    if not self._pending:
+                        if core.closed or not core.streams:
+                            break  # nothing to write, and nobody left to queue more: this task ends
+                        event = self._wake_event = trio.Event()
+                        await event.wait()
+                        continue
+                    self._pending = False
+                    data = core.data_to_send()
+                    if data:
+                        await self._send_within_timeout(send_all, data)
+                        metrics.recorder.bytes_sent(len(data))
+                        del data  # not kept while the writer waits: a download's last batch can be 256 KiB
+                    core.drained.fire()
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             log.debug("connection from %s lost while writing: %r", self.peer_text, exc)
             self._broken = True
             core.lost()
+        finally:
+            self._writer_on = False
+            self._writer_scope = self._wake_event = None
+        if self._stopped:
+            core.drained.fire()  # _stop_writer waits for this
+            return
+        if not core.streams and not self._broken:
+            self._release()
+        core.drained.fire()
+        if core.closed:
+            self._flushed()
 
     async def _send_within_timeout(self, send: Send, data: bytes) -> None:
         """Write ``data``; a client that has not taken it all within ``send_timeout`` seconds is dropped.
@@ -293,27 +318,73 @@ class Connection:
             )
             raise
 
+    async def _flush(self) -> None:
+        """Give the writer a bounded moment to put the last frames on the wire (the reader has stopped)."""
+        with trio.move_on_after(FLUSH_TIME):
+            while self._writer_on and not self._broken:
+                await self.core.drained.wait()
+
+    async def _stop_writer(self) -> None:
+        """Cancel the writer, if one runs, and wait for it to end: the transport closes next."""
+        with trio.CancelScope(shield=True), trio.move_on_after(1):
+            while self._writer_on:
+                if self._writer_scope is None:  # spawned, not yet started: it sees _stopped and ends
+                    return
+                self._writer_scope.cancel()
+                await self.core.drained.wait()
+
+    # -- the reader (the connection's own task) and the close ----------------------------------------------------
+
     async def _reader(self) -> None:
         core = self.core
-        receive_some = self.transport.stream.receive_some
+        stream = self.transport.stream
+        receive_some = stream.receive_some
+        # TLS: after a short read the next wait is on the socket itself, on a short stack
+        # (TLSStream.transport_readable): a connection that goes idle waits there.
+        readable: Callable[[], Awaitable[None] | None] | None = getattr(stream, "transport_readable", None)
+        short = False  # the last read took all there was
         discarded = 0
         try:
-            while discarded < LINGER_BYTES:
-                data = await receive_some(READ_SIZE)
-                metrics.recorder.bytes_received(len(data))
-                if not data:
-                    log.debug("connection from %s closed by peer", self.peer_text)
-                    break
-                if core.closed:
-                    discarded += len(data)
-                    continue
-                core.receive(data)
-                del data  # not kept while the next read waits: an upload's last read can be 256 KiB
+            with trio.CancelScope() as self._read_scope:
+                if core.closed:  # closed before the first read
+                    self._closed()
+                while discarded < LINGER_BYTES:
+                    if short and readable is not None:
+                        waiting = readable()
+                        if waiting is not None:
+                            await waiting
+                    data = await receive_some(READ_SIZE)
+                    short = len(data) < READ_SIZE
+                    metrics.recorder.bytes_received(len(data))
+                    if not data:
+                        log.debug("connection from %s closed by peer", self.peer_text)
+                        break
+                    if core.closed:
+                        discarded += len(data)
+                        continue
+                    core.receive(data)
+                    del data  # not kept while the next read waits: an upload's last read can be 256 KiB
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             log.debug("connection from %s lost: %r", self.peer_text, exc)
         finally:
-            self._reader_done.set()
+            self._read_scope = None
         core.lost()
+
+    def _closed(self) -> None:
+        """The core is CLOSED: the reader reads on (discarding) while the writer flushes, and lingers if it was ours."""
+        scope = self._read_scope
+        if scope is not None:
+            scope.deadline = trio.current_time() + FLUSH_TIME + (LINGER_TIME if self.core.linger else 0.0)
+
+    def _flushed(self) -> None:
+        """The last bytes are out after the close: the reader lingers ``LINGER_TIME`` if the close was ours."""
+        scope = self._read_scope
+        if scope is None:
+            return
+        if self.core.linger and not self._broken:
+            scope.deadline = min(scope.deadline, trio.current_time() + LINGER_TIME)
+        else:
+            scope.cancel()
 
     # -- time (h2gate.protocol.timers calls _due in its own task) -----------------------------------------------
 

@@ -92,6 +92,11 @@ Piece = bytes | bytearray | memoryview | StreamProblem
 class FrameCheck:
     """Feed it every byte the client sends, in order; it returns what h2 should see."""
 
+    __slots__ = (
+        "_active", "_block", "_continuations", "_drop", "_first", "_held", "_preface", "_skip", "empty_frames",
+        "highest", "max_frame_size", "max_header_block", "priority_frames", "window_updates",
+    )  # fmt: skip
+
     def __init__(self, *, upgraded: bool = False, max_header_block: int = 2**31, max_frame_size: int = 16_384) -> None:
         self._preface = b""  # the preface read so far, while it is incomplete
         self._held = bytearray()  # the start of a frame split across reads, not yet passed on

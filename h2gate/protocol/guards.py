@@ -33,6 +33,8 @@ from h2gate.protocol.limits import BodyLengths, BodySizes, EarnedBudget, RateBud
 HEADER_BLOCK_MARGIN = 16_384
 #: Stream ids whose HEADERS depended on themselves, kept until the codec decodes them (bounded).
 MAX_BAD_HEADERS = 256
+#: Every connection's ``bad_headers`` until its first: shared, so only ever read or discarded from, never added to.
+_NONE: set[int] = set()
 
 
 class Guards:
@@ -53,7 +55,7 @@ class Guards:
         self.body_sizes = BodySizes(config.max_body_size)
         self.body_lengths = BodyLengths()
         #: Streams whose HEADERS depended on themselves (FrameCheck): refused once decoded.
-        self.bad_headers: set[int] = set()
+        self.bad_headers: set[int] = _NONE  # a set of its own from the first one on (most connections have none)
 
     def frames_read(self, check: FrameCheck, now: float) -> str | None:
         """Charge the frames FrameCheck counted in the last read; the flood in words if a budget broke."""
@@ -90,7 +92,9 @@ class Guards:
         return self._resets.spend(now)
 
     def header_depends_on_itself(self, stream_id: int) -> None:
-        if len(self.bad_headers) >= MAX_BAD_HEADERS:
+        if self.bad_headers is _NONE:
+            self.bad_headers = set()
+        elif len(self.bad_headers) >= MAX_BAD_HEADERS:
             self.bad_headers.clear()  # ids the codec drops silently (a stream we reset) would linger
         self.bad_headers.add(stream_id)
 

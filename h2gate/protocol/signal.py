@@ -19,7 +19,7 @@ class Signal:
 
     def __init__(self) -> None:
         self._event: trio.Event | None = None
-        self._callbacks: list[Callable[[], object]] = []
+        self._callbacks: list[Callable[[], object]] | None = None  # made by the first then(), as the event
         self._ahead = 0  # how many callbacks at the front were added with ahead=True
 
     def fire(self) -> None:
@@ -27,8 +27,9 @@ class Signal:
         if event is not None:
             self._event = None
             event.set()
-        if self._callbacks:
-            callbacks, self._callbacks, self._ahead = self._callbacks, [], 0
+        callbacks = self._callbacks
+        if callbacks:
+            self._callbacks, self._ahead = None, 0
             for callback in callbacks:
                 callback()
 
@@ -37,11 +38,14 @@ class Signal:
 
         Callbacks run in the order added, those added with ``ahead`` first.
         """
+        callbacks = self._callbacks
+        if callbacks is None:
+            callbacks = self._callbacks = []
         if ahead:
-            self._callbacks.insert(self._ahead, callback)
+            callbacks.insert(self._ahead, callback)
             self._ahead += 1
         else:
-            self._callbacks.append(callback)
+            callbacks.append(callback)
 
     async def wait(self) -> None:
         event = self._event

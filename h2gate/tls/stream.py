@@ -47,6 +47,7 @@ import contextlib
 import enum
 import math
 import operator
+from collections.abc import Awaitable
 from types import TracebackType
 from typing import NoReturn
 
@@ -339,6 +340,21 @@ class TLSStream(trio.abc.Stream):
             self._grown = False
             if self._direct is not None:
                 self._direct.rebind(conn)
+
+    def transport_readable(self) -> Awaitable[None] | None:
+        """What an idle reader awaits until the socket has bytes; None if the transport is not a socket.
+
+        Only for a caller whose last :meth:`receive_some` came back with fewer
+        bytes than it asked for: everything OpenSSL could decrypt was returned
+        then, so nothing is missed by waiting on the socket itself. The waiting
+        task's stack is then trio's readiness wait alone, not this stream's,
+        trio's stream's and its socket's frames too (about 2 KiB per idle
+        connection: bench/README.md, "Idle connection memory").
+        """
+        sock = getattr(self.transport_stream, "socket", None)
+        if sock is None or self._state is not _State.OK or self._eof:
+            return None
+        return trio.lowlevel.wait_readable(sock)
 
     async def wait_send_all_might_not_block(self) -> None:
         """Wait until the transport can probably take more data."""
