@@ -258,3 +258,6 @@ class Codec(Protocol):
 
     def is_open(self, stream_id: int) -> bool:
         """Whether ``stream_id`` is open for sending (not closed or reset)."""
+
+    def release(self) -> None:
+        """The connection is idle (no stream of ours open): drop what only finished streams still hold."""

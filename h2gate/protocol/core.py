@@ -493,6 +493,18 @@ class ConnectionCore:
         else:
             self.closing.idle()
 
+    def release(self) -> None:
+        """The connection is idle (the driver says so): tables sized for its busiest moment start afresh.
+
+        A dict that held entries keeps its table once emptied; thousands of idle
+        connections each keeping the table of their last request add up
+        (bench/README.md, "Idle connection memory").
+        """
+        if self.streams:
+            return
+        self.streams = {}
+        self.codec.release()
+
     def _forget(self, stream_id: int) -> None:
         """The stream's budgets and its adaptive window are no longer needed."""
         self.guards.forget(stream_id)

@@ -234,8 +234,13 @@ class Connection:
     def stream_done(self, stream: Stream) -> None:
         """``stream`` has been served (exactly once per admitted stream: by its task, or by the adapter)."""
         self.core.stream_finished(stream)
-        if not self.core.streams and not self._writer_on:
-            self._release()  # idle, and no writer: else the writer releases once it has written
+        if not self.core.streams:
+            event = self._wake_event
+            if event is not None:  # the writer waits with nothing to write: it ends (and releases)
+                self._wake_event = None
+                event.set()
+            elif not self._writer_on:
+                self._release()  # idle, and no writer: else the writer releases once it has written
 
     async def _answer_413(self, stream: Stream) -> None:
         started = time.perf_counter()
@@ -259,7 +264,8 @@ class Connection:
             self._nursery.start_soon(self._writer)
 
     def _release(self) -> None:
-        """The connection went idle: the transport may give back buffers sized for its busiest moment."""
+        """The connection went idle: the core and the transport may give back memory sized for its busiest moment."""
+        self.core.release()
         release = getattr(self.transport.stream, "release_buffers", None)
         if release is not None:
             release()

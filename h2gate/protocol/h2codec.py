@@ -347,3 +347,11 @@ class H2Codec:
     def is_open(self, stream_id: int) -> bool:
         stream = self._h2.streams.get(stream_id)
         return stream is not None and not stream.closed
+
+    def release(self) -> None:
+        # h2 keeps a closed stream's object (state machine, windows) until it next counts open
+        # streams, which it does on the next request: counting now lets an idle connection drop it.
+        conn = self._h2
+        conn.open_inbound_streams  # noqa: B018  # the count prunes closed streams (h2's own doing)
+        if not conn.streams:
+            conn.streams = {}  # a dict keeps the table of its busiest moment once emptied

@@ -10,6 +10,10 @@ from __future__ import annotations
 HIGH_WATER = 256 * 1024
 
 
+#: Every empty ``_Recent``'s entries: shared, so never appended to (``add`` makes a list first).
+_NONE: list[tuple[float, int]] = []
+
+
 class _Recent:
     """(time, count) entries of the last second, oldest first, with their running total.
 
@@ -22,12 +26,15 @@ class _Recent:
     __slots__ = ("_head", "_items", "total")
 
     def __init__(self) -> None:
-        self._items: list[tuple[float, int]] = []
+        self._items: list[tuple[float, int]] = _NONE  # a list of its own while it holds entries
         self._head = 0  # entries before this index have aged out
         self.total = 0
 
     def add(self, now: float, count: int) -> None:
-        self._items.append((now, count))
+        items = self._items
+        if items is _NONE:
+            items = self._items = []
+        items.append((now, count))
         self.total += count
 
     def prune(self, before: float) -> None:
@@ -38,7 +45,7 @@ class _Recent:
             self.total -= items[head][1]
             head += 1
         if head == end:
-            items.clear()
+            self._items = _NONE  # an idle connection keeps no list per budget
             head = 0
         elif head > 32 and head * 2 > end:
             del items[:head]

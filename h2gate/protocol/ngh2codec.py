@@ -586,3 +586,6 @@ class Ngh2Codec:
         except _STATE_ERRORS:
             return False
         return True
+
+    def release(self) -> None:
+        """Nothing to drop: libnghttp2 frees a closed stream itself."""
