@@ -118,6 +118,17 @@ class ServerH2Connection(h2.connection.H2Connection):
         self._prune_at = len(self.streams) + _PRUNE_SLACK
         return count
 
+    def forget_closed_streams(self) -> None:
+        """The connection is idle: have h2 move its closed streams out now, and start ``streams`` afresh if empty.
+
+        Otherwise the last request's stream object (state machine, windows)
+        stays until the next new stream, and the emptied dict keeps its table.
+        """
+        h2.connection.H2Connection.open_inbound_streams.fget(self)  # type: ignore[attr-defined]
+        self._prune_at = len(self.streams) + _PRUNE_SLACK
+        if not self.streams:
+            self.streams = {}
+
     def data_to_send(self, amount: int | None = None) -> bytes:
         pieces = self._pieces
         if not pieces:

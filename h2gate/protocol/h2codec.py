@@ -349,9 +349,4 @@ class H2Codec:
         return stream is not None and not stream.closed
 
     def release(self) -> None:
-        # h2 keeps a closed stream's object (state machine, windows) until it next counts open
-        # streams, which it does on the next request: counting now lets an idle connection drop it.
-        conn = self._h2
-        conn.open_inbound_streams  # noqa: B018  # the count prunes closed streams (h2's own doing)
-        if not conn.streams:
-            conn.streams = {}  # a dict keeps the table of its busiest moment once emptied
+        self._h2.forget_closed_streams()
