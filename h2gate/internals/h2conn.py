@@ -87,6 +87,10 @@ class ServerH2Connection(h2.connection.H2Connection):
     _shrinking: dict[int, int] | None = None
     #: ``len(streams)`` at which the next new stream has h2 count (and forget) the closed ones.
     _prune_at = 0
+    #: How each closed stream ended, kept to answer a late frame on it (RFC 9113 §5.1): h2 keeps
+    #: 65,536, about 200 bytes each, so a long-lived connection with many requests held megabytes
+    #: for as long as it lived, idle or not; the most recent 1,024 are plenty for frames in flight.
+    MAX_CLOSED_STREAMS = 1024
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._pieces = []

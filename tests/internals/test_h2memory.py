@@ -92,3 +92,31 @@ def test_frame_dispatch_binds_the_connections_own_methods() -> None:
     assert isinstance(conn.remote_settings, CompactSettings)
     with pytest.raises(KeyError):
         table[int]
+
+
+def test_h2_remembers_a_bounded_number_of_closed_streams() -> None:
+    """h2 kept 65,536 closed streams (about 13 MB) per connection; the most recent 1,024 are kept."""
+    import h2.config
+    import h2.connection
+
+    from h2gate.internals.h2conn import ServerH2Connection
+    from h2gate.protocol.codec import LocalSettings
+    from h2gate.protocol.h2codec import H2Codec
+
+    codec = H2Codec()
+    codec.initiate(LocalSettings(100, 65535, 65535, 65536, 16384, True))
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    client.initiate_connection()
+    codec.receive(client.data_to_send())
+    client.receive_data(codec.data_to_send())
+    for stream_id in range(1, 2 * 1500, 2):
+        client.send_headers(stream_id, [(":method", "GET"), (":path", "/"), (":scheme", "https"), (":authority", "t")])
+        client.end_stream(stream_id)
+        codec.receive(client.data_to_send())
+        codec.send_headers(stream_id, [(b":status", b"204")], True)
+        client.receive_data(codec.data_to_send())
+    codec.release()
+    h2conn = codec._h2
+    assert isinstance(h2conn, ServerH2Connection)
+    assert len(h2conn._closed_streams) == ServerH2Connection.MAX_CLOSED_STREAMS == 1024
+    assert not h2conn.streams
