@@ -44,11 +44,10 @@ nursery, so nothing outlives the connection.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import trio
 
@@ -158,43 +157,46 @@ class Connection:
     async def run(self) -> None:
         """Serve the connection until it is done; never raises for the peer's misbehaviour."""
         core = self.core
-        async with trio.open_nursery() as streams, self._apps_cancelled_at_end():
+        async with trio.open_nursery() as streams:
             self._nursery = streams
-            upgrade = self.upgrade
-            if upgrade is None:
-                core.start()
-            else:
-                core.start((list(upgrade.headers), upgrade.body), upgrade.settings)
-            if self._grace is not None:
-                core.shutdown(self._grace)
-            self._timer = timers().handle(self._due)
-            self._deadlines_moved()
             try:
-                await self._reader()
-                await self._flush()
+                upgrade = self.upgrade
+                if upgrade is None:
+                    core.start()
+                else:
+                    core.start((list(upgrade.headers), upgrade.body), upgrade.settings)
+                if self._grace is not None:
+                    core.shutdown(self._grace)
+                self._timer = timers().handle(self._due)
+                self._deadlines_moved()
+                try:
+                    await self._reader()
+                    await self._flush()
+                finally:
+                    self._timer.close()
+                    self._stopped = True
+                    core.lost()  # whatever ended the I/O, nothing more reaches the client
+                    await self._stop_writer()
+                    with trio.CancelScope(shield=True), trio.move_on_after(1):
+                        await self.transport.stream.aclose()
+                # Apps saw http.disconnect / ClientDisconnected already; give them a bounded moment.
+                with trio.move_on_after(self.config.graceful_timeout):
+                    while core.streams:
+                        await core.streams_changed.wait()
+                streams.cancel_scope.cancel()
             finally:
-                self._timer.close()
-                self._stopped = True
-                core.lost()  # whatever ended the I/O, nothing more reaches the client
-                await self._stop_writer()
-                with trio.CancelScope(shield=True), trio.move_on_after(1):
-                    await self.transport.stream.aclose()
-            # Apps saw http.disconnect / ClientDisconnected already; give them a bounded moment.
-            with trio.move_on_after(self.config.graceful_timeout):
-                while core.streams:
-                    await core.streams_changed.wait()
-            streams.cancel_scope.cancel()
+                self._cancel_untasked_apps()
 
-    @contextlib.asynccontextmanager
-    async def _apps_cancelled_at_end(self) -> AsyncIterator[None]:
+    def _cancel_untasked_apps(self) -> None:
         """However run() ends, an app still running without a task of its own (see the module docstring)
-        is cancelled, by a task started for it in the streams' nursery, before that nursery closes."""
-        try:
-            yield
-        finally:
-            for stream in list(self.core.streams.values()):
-                if not isinstance(stream.scope, trio.CancelScope):
-                    stream.cancel_app()
+        is cancelled, by a task started for it in the streams' nursery, before that nursery closes.
+
+        A plain call in a ``finally`` rather than an async context manager: the connection's task
+        would otherwise keep that manager's generator frame for its whole life (about 0.5 KiB an
+        idle connection)."""
+        for stream in list(self.core.streams.values()):
+            if not isinstance(stream.scope, trio.CancelScope):
+                stream.cancel_app()
 
     def _spawn(self, stream: Stream) -> None:
         """The core admitted ``stream``: serve it, in a task of its own unless the handler needs none."""
