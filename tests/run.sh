@@ -64,3 +64,6 @@ mypy  # strict on h2gate.protocol, h2gate.http, h2gate.internals (pyproject.toml
 H2GATE_CODEC=h2 python -m pytest "$@"
 # The same conformance and attack suites against servers on the native codec (issue 22: both codecs in CI).
 H2GATE_CODEC=ngh2 python -m pytest "$@" tests/conformance tests/attacks
+# The attack suite once more on the asyncio loop, the default users get: there an HTTP request's
+# app starts without a trio task of its own, and resets, floods and cuts must still end it.
+H2GATE_CODEC=h2 H2GATE_TEST_LOOP=asyncio python -m pytest "$@" tests/attacks
