@@ -27,10 +27,11 @@ from urllib.parse import unquote_to_bytes
 
 import trio
 
+from h2gate.asgi.bridge import Bridge
 from h2gate.asgi.frames import FrameAPI, FrameTap
 from h2gate.asgi.http_response import HTTPResponse
 from h2gate.asgi.push import PushMistake, push, push_enabled
-from h2gate.asgi.runner import AppRunner, AsyncioRunner, Bridge, loop_hint
+from h2gate.asgi.runner import AppRunner, AsyncioRunner, loop_hint
 from h2gate.asgi.types import Message, Scope
 from h2gate.errors import AppMistake, ClientDisconnected, ErrorCode, StreamStateError
 from h2gate.http.head import RequestHead
