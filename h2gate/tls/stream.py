@@ -11,19 +11,6 @@ transport instead. This is the shape of ``trio.SSLStream``, cut down to what an
 HTTP/2 server needs: server side only, no renegotiation (the context forbids
 it), no half-close.
 
-The server uses the stream from exactly two tasks at once: a reader that calls
-:meth:`TLSStream.receive_some` and a writer that calls
-:meth:`TLSStream.send_all`. Both may make OpenSSL emit records: the writer its
-data, the reader alerts, TLS 1.3 session tickets or a KeyUpdate response. The
-order of records on the wire must be the order OpenSSL wrote them into the
-BIO. So the BIO is only ever drained synchronously into one ``_outgoing`` list
-(no await in between, so BIO order is list order), and only the holder of
-``_send_lock`` takes bytes off that list and sends them, looping until it is
-empty. The writer always waits for the lock, so ``send_all`` returns only once
-its bytes are handed to the transport (backpressure). The reader never waits
-for it: if the lock is held, the holder will send the reader's records too, so
-a writer stalled by a peer that is not reading cannot stall the reader.
-
 On a socket, after the handshake, the reader does not go through trio's
 ``SocketStream`` and pyOpenSSL's ``recv``: :class:`h2gate.internals.openssl.DirectRead`
 reads the socket into OpenSSL's input BIO and decrypts every complete record
@@ -36,110 +23,42 @@ never needs to read, and ``SSL_read`` never needs the writer, so the two
 directions are independent. The handshake runs under its own lock before
 either direction starts.
 
-A failed transport send leaves a record half-sent, and an OpenSSL error leaves
-the session unusable: both move the stream to BROKEN for good. Cancelling a
-receive is always safe (nothing is consumed until the transport returns).
+The records themselves (their order on the wire, the send lock, the BROKEN
+state) are :mod:`h2gate.tls.records`'s.
 """
 
 from __future__ import annotations
 
-import contextlib
-import enum
 import math
 import operator
 from collections.abc import Awaitable
-from types import TracebackType
-from typing import NoReturn
 
 import trio
 from OpenSSL import SSL
 
-from h2gate.internals.openssl import DirectRead, direct_drain, direct_read, renew_bios
-from h2gate.net.socket_send import SendTimeout, raw_sender, within
-from h2gate.tls.context import TLSInfo, client_cert_failure, tls_info
+from h2gate.internals.openssl import DirectRead, renew_bios
+from h2gate.tls.context import TLSInfo, tls_info
+from h2gate.tls.records import CLOSE_NOTIFY_TIMEOUT, State, TLSRecords
 
 __all__ = ["TLSStream"]
 
 # Plaintext handed to one SSL_write: big enough to amortise the per-call cost,
 # small enough that the ciphertext copy in memory stays bounded.
 _SEND_CHUNK = 256 * 1024
-# Ciphertext read from the transport per call.
-_TRANSPORT_RECEIVE = 256 * 1024
 # Plaintext returned by receive_some(None).
 _DEFAULT_RECEIVE = 256 * 1024
-# Reading the BIO outside send_all: handshake flights, alerts, tickets.
-_SMALL_DRAIN = 16 * 1024
-# SSL_read returns at most one record (16 KiB plaintext); ask for a bit more.
-_RECORD_READ = 32 * 1024
 # A BIO that took more than this in one go keeps that much allocated: renewed once idle.
 _BIO_KEEP = 8 * 1024
-# How long aclose() may wait to get close_notify onto the wire.
-_CLOSE_NOTIFY_TIMEOUT = 1.0
 
 
-class _State(enum.Enum):
-    OK = "ok"
-    BROKEN = "broken"
-    CLOSED = "closed"
-
-
-class _OneAtATime:
-    """Raise BusyResourceError when a method is entered by a second task."""
-
-    __slots__ = ("_busy", "_message")
-
-    def __init__(self, message: str) -> None:
-        self._busy = False
-        self._message = message
-
-    def __enter__(self) -> None:
-        if self._busy:
-            raise trio.BusyResourceError(self._message)
-        self._busy = True
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._busy = False
-
-
-class TLSStream(trio.abc.Stream):
+class TLSStream(TLSRecords, trio.abc.Stream):
     """Server side of a TLS connection over ``transport_stream``.
 
     Call :meth:`do_handshake` first (under a timeout of the caller's choosing);
     :meth:`send_all` and :meth:`receive_some` also start it if needed.
     """
 
-    # Slots: thousands of these sit idle at once, and a __dict__ is a few hundred bytes each.
-    __slots__ = (
-        "_conn", "_direct", "_eof", "_grown", "_handshake_lock", "_handshook", "_info", "_outgoing", "_reader",
-        "_receive_guard", "_send_guard", "_send_lock", "_state", "_transport_send", "peer_cert_error",
-        "transport_stream",
-    )  # fmt: skip
-
-    def __init__(self, transport_stream: trio.abc.Stream, context: SSL.Context) -> None:
-        self.transport_stream = transport_stream
-        raw = raw_sender(transport_stream)
-        self._transport_send = within(transport_stream.send_all) if raw is None else raw.send_all
-        self._conn = SSL.Connection(context, None)
-        self._conn.set_accept_state()
-        self._direct = direct_drain(self._conn, raw)  # None: bio_read and _outgoing only
-        self._reader = direct_read(self._conn, transport_stream)  # None: transport receive_some, recv, bio_write
-        self._state = _State.OK
-        self._handshook = False
-        self._eof = False  # close_notify or transport EOF seen
-        self._grown = True  # a BIO held more than _BIO_KEEP at once (the handshake's flights count)
-        self._info: TLSInfo | None = None
-        #: Why the client's certificate ended the handshake (mTLS), once it has.
-        self.peer_cert_error: str | None = None
-        self._outgoing: list[bytes] = []
-        self._send_lock = trio.Lock()
-        self._handshake_lock: trio.Lock | None = trio.Lock()  # dropped once the handshake is done
-        self._receive_guard = _OneAtATime("another task is already receiving on this TLSStream")
-        self._send_guard = _OneAtATime("another task is already sending on this TLSStream")
+    __slots__ = ()
 
     @property
     def info(self) -> TLSInfo:
@@ -328,7 +247,7 @@ class TLSStream(trio.abc.Stream):
         BIO is drained, no send in progress); unread input is carried over. A
         no-op unless a BIO grew past ``_BIO_KEEP`` since the last time.
         """
-        if not self._grown or self._state is not _State.OK or not self._handshook:
+        if not self._grown or self._state is not State.OK or not self._handshook:
             return
         if self._send_guard._busy or self._send_lock.locked():
             return
@@ -352,7 +271,7 @@ class TLSStream(trio.abc.Stream):
         connection: bench/README.md, "Idle connection memory").
         """
         sock = getattr(self.transport_stream, "socket", None)
-        if sock is None or self._state is not _State.OK or self._eof:
+        if sock is None or self._state is not State.OK or self._eof:
             return None
         return trio.lowlevel.wait_readable(sock)
 
@@ -372,137 +291,18 @@ class TLSStream(trio.abc.Stream):
         Never waits for the peer's close_notify. Idempotent; a cancelled aclose
         still closes the transport.
         """
-        if self._state is _State.CLOSED:
+        if self._state is State.CLOSED:
             await trio.lowlevel.checkpoint()
             return
-        say_goodbye = self._state is _State.OK and self._handshook
-        self._state = _State.CLOSED
+        say_goodbye = self._state is State.OK and self._handshook
+        self._state = State.CLOSED
         try:
             if say_goodbye:
                 self._conn.shutdown()
                 self._drain()
-                with trio.move_on_after(_CLOSE_NOTIFY_TIMEOUT):
+                with trio.move_on_after(CLOSE_NOTIFY_TIMEOUT):
                     await self._send_queued()
         except (SSL.Error, trio.BrokenResourceError, trio.ClosedResourceError):
             pass  # best effort: the peer may already be gone
         finally:
             await self.transport_stream.aclose()
-
-    # -- internals -----------------------------------------------------------
-
-    def _break(self) -> None:
-        """OK -> BROKEN; a closed stream stays closed."""
-        if self._state is _State.OK:
-            self._state = _State.BROKEN
-
-    def _check_usable(self) -> None:
-        if self._state is _State.CLOSED:
-            raise trio.ClosedResourceError("this TLSStream was closed")
-        if self._state is _State.BROKEN:
-            raise trio.BrokenResourceError("this TLSStream is broken")
-
-    def _decrypt(self, max_bytes: int) -> bytes:
-        """Decrypt every complete record already in the BIO, up to ``max_bytes``.
-
-        Sets ``_eof`` on close_notify (data before it is returned first); any
-        other OpenSSL error is raised as is.
-        """
-        conn = self._conn
-        pieces: list[bytes] = []
-        remaining = max_bytes
-        while remaining:
-            try:
-                piece = conn.recv(min(remaining, _RECORD_READ))
-            except SSL.WantReadError:
-                break
-            except SSL.ZeroReturnError:
-                self._eof = True
-                break
-            pieces.append(piece)
-            remaining -= len(piece)
-        self._drain()
-        if len(pieces) == 1:
-            return pieces[0]
-        return b"".join(pieces)
-
-    def _drain(self, size: int = _SMALL_DRAIN) -> None:
-        """Move everything OpenSSL has written to its BIO onto ``_outgoing``.
-
-        ``size`` is the read buffer, ideally all that is waiting so one read
-        empties the BIO: sized to the ciphertext after SSL_write, small
-        elsewhere, where at most a few control records are waiting.
-        """
-        conn = self._conn
-        while True:
-            try:
-                data = conn.bio_read(size)
-            except SSL.WantReadError:
-                return
-            self._outgoing.append(data)
-            if len(data) < size:
-                return
-
-    async def _flush(self, *, wait: bool) -> None:
-        """Send ``_outgoing``; with ``wait`` False, leave it to a current holder."""
-        self._drain()
-        if not wait and self._send_lock.locked():
-            return  # the holder loops until _outgoing is empty
-        await self._send_queued()
-
-    async def _send_queued(self, deadline: float = math.inf) -> None:
-        """Take ``_send_lock`` and send ``_outgoing`` in order until it is empty (SendTimeout past ``deadline``)."""
-        lock = self._send_lock
-        try:
-            lock.acquire_nowait()  # the usual case; skips a trip to the scheduler
-        except trio.WouldBlock:
-            with trio.move_on_at(deadline) as waited:
-                await lock.acquire()
-            if waited.cancelled_caught:
-                raise SendTimeout("the TLS records queued ahead were not sent before the send deadline") from None
-        try:
-            outgoing = self._outgoing
-            while outgoing:
-                data = outgoing[0] if len(outgoing) == 1 else b"".join(outgoing)
-                outgoing.clear()
-                try:
-                    await self._transport_send(data, deadline)
-                except SendTimeout:
-                    self._break()  # part of a record may be out
-                    raise
-                except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                    self._raise_transport_error(exc)
-                except BaseException:
-                    # Cancelled part-way: the peer may have half a record.
-                    self._break()
-                    raise
-        finally:
-            lock.release()
-
-    async def _transport_receive(self) -> bytes | bytearray:
-        try:
-            return await self.transport_stream.receive_some(_TRANSPORT_RECEIVE)
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            self._raise_transport_error(exc)
-
-    def _raise_transport_error(self, exc: BaseException) -> NoReturn:
-        """Map a transport failure: Closed if we closed it, else Broken."""
-        if self._state is _State.CLOSED:
-            raise trio.ClosedResourceError("this TLSStream was closed") from exc
-        self._break()
-        raise trio.BrokenResourceError(f"transport failed: {exc!r}") from exc
-
-    async def _fail(self, exc: SSL.Error) -> NoReturn:
-        """Break the stream on an OpenSSL error, trying briefly to send its alert."""
-        if self._state is _State.CLOSED:
-            raise trio.ClosedResourceError("this TLSStream was closed") from exc
-        self._break()
-        if not self._handshook:
-            self.peer_cert_error = client_cert_failure(self._conn, exc)
-        self._drain()
-        if self._outgoing and not self._send_lock.locked():
-            with (
-                trio.move_on_after(_CLOSE_NOTIFY_TIMEOUT),
-                contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError),
-            ):
-                await self._send_queued()
-        raise trio.BrokenResourceError(f"TLS error: {exc}") from exc
