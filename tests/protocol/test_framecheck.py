@@ -6,6 +6,8 @@ import struct
 
 import pytest
 from h2.errors import ErrorCodes
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from h2gate.protocol.framecheck import PREFACE, FrameCheck, Piece, StreamProblem
 
@@ -206,3 +208,42 @@ def test_finished_blocks_do_not_add_up() -> None:
     check = FrameCheck(max_header_block=1000)
     block = OPEN_BLOCK + frame(0x9, 0, 1, b"z" * 400) + frame(0x9, 0x4, 1, b"z" * 400)
     assert check.feed(PREFACE + SETTINGS + block * 5)[1] is None
+
+
+_FRAMES = st.builds(
+    frame,
+    st.sampled_from([0x0, 0x0, 0x1, 0x1, 0x1, 0x2, 0x3, 0x4, 0x6, 0x8, 0x9, 0x10]),
+    st.sampled_from([0x0, 0x1, 0x4, 0x5, 0x8, 0x20, 0x24, 0x25, 0x2D]),
+    st.sampled_from([0, 1, 2, 3, 5, 7, 9, 0x80000001]),
+    st.binary(max_size=40),
+)
+
+
+def _outcome(check: FrameCheck, reads: list[bytes]) -> tuple[list[object], object, tuple[object, ...]]:
+    """Everything a FrameCheck hands on for ``reads`` (adjacent bytes joined), its first problem and its counts."""
+    out: list[object] = []
+    problem: object = None
+    for read in reads:
+        pieces, problem = check.feed(read)
+        if problem is not None:
+            break
+        for piece in pieces:
+            if isinstance(piece, StreamProblem) or not out or isinstance(out[-1], StreamProblem):
+                out.append(piece if isinstance(piece, StreamProblem) else bytes(piece))
+            else:
+                out[-1] = bytes(out[-1]) + bytes(piece)  # type: ignore[arg-type]
+    counts = (check.highest, check.empty_frames, check.priority_frames, check.window_updates, check.in_header_block)
+    return ([] if problem is not None else out), problem, counts
+
+
+@settings(max_examples=300, deadline=None)
+@given(frames=st.lists(_FRAMES, max_size=12), cuts=st.lists(st.integers(min_value=1), max_size=6))
+def test_whole_reads_and_split_reads_are_judged_alike(frames: list[bytes], cuts: list[int]) -> None:
+    """The whole-read walk (one unpack per frame) and the frame-by-frame one agree, however the bytes are split."""
+    data = PREFACE + SETTINGS + b"".join(frames)
+    points = sorted({cut % len(data) for cut in cuts} - {0})
+    reads = [data[a:b] for a, b in zip([0, *points], [*points, len(data)], strict=True)]
+    whole = _outcome(FrameCheck(max_header_block=60, max_frame_size=32), [PREFACE + SETTINGS, b"".join(frames)])
+    bytewise = _outcome(FrameCheck(max_header_block=60, max_frame_size=32), [data[i : i + 1] for i in range(len(data))])
+    split = _outcome(FrameCheck(max_header_block=60, max_frame_size=32), reads)
+    assert whole == bytewise == split
