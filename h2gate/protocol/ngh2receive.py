@@ -54,6 +54,13 @@ RST_STREAM_TYPE = 0x3
 #: How a stream closed, remembered for the last _CLOSED_MEMORY streams at least (DATA after a close).
 ENDED, CLIENT_RESET, OUR_RESET, CODEC_RESET = 0, 1, 2, 3
 _CLOSED_MEMORY = 256
+#: The events of every read, looked up once.
+_RequestReceived = ngh2.RequestReceived
+_DataReceived = ngh2.DataReceived
+_StreamClosed = ngh2.StreamClosed
+_WindowUpdated = ngh2.WindowUpdated
+_GoAwayReceived = ngh2.GoAwayReceived
+_ConnectionClosed = ngh2.ConnectionClosed
 
 
 class Ngh2Receiver:
@@ -173,13 +180,14 @@ class Ngh2Receiver:
             events = conn.events()
         except STATE_ERRORS:
             return []
-        for event in events:
-            if isinstance(event, ngh2.GoAwayReceived):
-                break  # a close after the client's GOAWAY is the client's: the core has its event
-            if isinstance(event, ngh2.ConnectionClosed) and event.error_code:
-                self._dead = True
-                self._out.append(without_last_goaway(out))  # the connection's GOAWAY is the core's
-                raise closed_error(event)
+        if _ConnectionClosed in set(map(type, events)):  # one pass in C for the usual read without it
+            for event in events:
+                if type(event) is _GoAwayReceived:
+                    break  # a close after the client's GOAWAY is the client's: the core has its event
+                if type(event) is _ConnectionClosed and event.error_code:
+                    self._dead = True
+                    self._out.append(without_last_goaway(out))  # the connection's GOAWAY is the core's
+                    raise closed_error(event)
         if out:
             self._out.append(out)
         return self._translate(events)
@@ -187,49 +195,51 @@ class Ngh2Receiver:
     def _translate(self, events: list[ngh2.Event]) -> list[seam.Event]:
         out: list[seam.Event] = []
         reset = 0  # the stream the client reset just now: its close is that reset
+        ended_streams = self._ended
+        # By exact type, the usual events first (ngh2's event classes have no subclasses).
         for event in events:
-            if isinstance(event, ngh2.RequestReceived):
+            if type(event) is _RequestReceived:
                 sid, ended = event.stream_id, event.end_stream
                 out.append(seam.RequestReceived(sid, list(event.headers), ended))
                 if ended:
-                    self._ended.add(sid)
+                    ended_streams.add(sid)
                     out.append(seam.StreamEnded(sid))
-            elif isinstance(event, ngh2.DataReceived):
+            elif type(event) is _DataReceived:
                 # Padding is libnghttp2's to give back: what the core acknowledges is the data itself.
                 data, ended = event.data, event.end_stream
                 out.append(seam.DataReceived(event.stream_id, data, len(data), ended))
                 if ended:
-                    self._ended.add(event.stream_id)
+                    ended_streams.add(event.stream_id)
                     out.append(seam.StreamEnded(event.stream_id))
-            elif isinstance(event, ngh2.StreamClosed):
+            elif type(event) is _StreamClosed:
                 sid = event.stream_id
                 if event.error_code and sid != reset:  # else finished, or the client's reset
                     self._closed_now(sid, CODEC_RESET)
                     out.append(reset_by_codec(event))
                 else:
                     self._closed_now(sid, ENDED)  # a no-op after the client's reset
-            elif isinstance(event, ngh2.StreamReset):
+            elif type(event) is _WindowUpdated:
+                out.append(seam.WindowUpdated(event.stream_id))
+            elif type(event) is ngh2.StreamReset:
                 reset = event.stream_id
                 self._closed_now(reset, CLIENT_RESET)
                 out.append(seam.StreamReset(reset, event.error_code))
-            elif isinstance(event, ngh2.WindowUpdated):
-                out.append(seam.WindowUpdated(event.stream_id))
-            elif isinstance(event, ngh2.TrailersReceived):
+            elif type(event) is ngh2.TrailersReceived:
                 out.append(seam.TrailersReceived(event.stream_id, list(event.headers)))
-                self._ended.add(event.stream_id)
+                ended_streams.add(event.stream_id)
                 out.append(seam.StreamEnded(event.stream_id))
-            elif isinstance(event, ngh2.SettingsReceived):
+            elif type(event) is ngh2.SettingsReceived:
                 changed = event.settings
                 if ENABLE_PUSH in changed:
                     self._push = bool(changed[ENABLE_PUSH])
                 out.append(seam.SettingsReceived(INITIAL_WINDOW in changed, tuple(changed)))
-            elif isinstance(event, ngh2.PingReceived):
+            elif type(event) is ngh2.PingReceived:
                 out.append(seam.PingReceived())
-            elif isinstance(event, ngh2.PingAcknowledged):
+            elif type(event) is ngh2.PingAcknowledged:
                 out.append(seam.PingAcked(event.opaque_data))
-            elif isinstance(event, ngh2.GoAwayReceived):
+            elif type(event) is _GoAwayReceived:
                 out.append(seam.GoAwayReceived(event.error_code, event.last_stream_id))
-            elif isinstance(event, ngh2.PriorityUpdateReceived):
+            elif type(event) is ngh2.PriorityUpdateReceived:
                 out.append(seam.PriorityUpdated(event.prioritized_stream_id, event.field_value))
             # SettingsAcknowledged, ALTSVC, ORIGIN, a clean ConnectionClosed: nothing for the core
         return out
@@ -247,9 +257,15 @@ class Ngh2Receiver:
             return
         if data:
             self._out.append(data)
+        closed, ended = self._closed, self._ended
         for event in events:
-            if type(event) is ngh2.StreamClosed:  # our END_STREAM or reset closed it
-                self._closed_now(event.stream_id, ENDED if not event.error_code else OUR_RESET)
+            if type(event) is _StreamClosed:  # our END_STREAM or reset closed it: _closed_now, inline
+                sid = event.stream_id
+                ended.discard(sid)
+                if sid not in closed:
+                    closed[sid] = ENDED if not event.error_code else OUR_RESET
+                    if len(closed) >= 2 * _CLOSED_MEMORY:
+                        self._closed = closed = dict(list(closed.items())[-_CLOSED_MEMORY:])
 
     def is_open(self, stream_id: int) -> bool:
         if self._dirty:

@@ -13,6 +13,7 @@ import struct
 
 _HEAD = struct.Struct(">HBBBL")  # 24-bit length (16 + 8 bits), type, flags, stream id
 _SETTING = struct.Struct(">HL")
+_WALK = struct.Struct(">LBL")  # (length << 8 | type), flags, stream id: one unpack per frame header
 _SETTINGS, _PING, _GOAWAY, _RST_STREAM = 0x4, 0x6, 0x7, 0x3
 _ACK = 0x1
 
@@ -106,9 +107,11 @@ class FrameWalker:
             head, self._head = bytes(self._head), bytearray()
             out.append((0, head[3], head[4], int.from_bytes(head[5:9], "big") & 0x7FFFFFFF))
             pos += int.from_bytes(head[:3], "big")
+        unpack = _WALK.unpack_from
         while pos + 9 <= end:
-            out.append((pos, data[pos + 3], data[pos + 4], int.from_bytes(data[pos + 5 : pos + 9], "big") & 0x7FFFFFFF))
-            pos += 9 + int.from_bytes(data[pos : pos + 3], "big")
+            length_type, flags, stream_id = unpack(data, pos)
+            out.append((pos, length_type & 0xFF, flags, stream_id & 0x7FFFFFFF))
+            pos += 9 + (length_type >> 8)
         if pos < end:
             self._head += data[pos:]
             self._skip = 0
