@@ -73,6 +73,19 @@ def _shared(pem: bytes) -> bytes:
     return kept
 
 
+_TEXT: dict[bytes, str] = {}
+
+
+def _text(pem: bytes) -> str:
+    """The server certificate as text, decoded once (it goes into every ASGI request's scope)."""
+    text = _TEXT.get(pem)
+    if text is None:
+        if len(_TEXT) >= 64:
+            _TEXT.clear()
+        text = _TEXT[pem] = pem.decode("ascii")
+    return text
+
+
 @functools.cache
 def _cipher_codes() -> dict[str, int]:
     """OpenSSL cipher name -> IANA code (pyOpenSSL has no SSL_CIPHER_get_protocol_id)."""
@@ -85,10 +98,11 @@ def _cipher_codes() -> dict[str, int]:
 
 
 def asgi_tls_extension(info: TLSInfo) -> dict[str, Any]:
-    """``scope["extensions"]["tls"]`` as the ASGI TLS extension specifies it."""
+    """``scope["extensions"]["tls"]`` as the ASGI TLS extension specifies it (a new dict and list per request)."""
+    chain = info.peer_chain_pem
     return {
-        "server_cert": info.server_cert_pem.decode("ascii") if info.server_cert_pem else None,
-        "client_cert_chain": [pem.decode("ascii") for pem in info.peer_chain_pem],
+        "server_cert": _text(info.server_cert_pem) if info.server_cert_pem else None,
+        "client_cert_chain": [pem.decode("ascii") for pem in chain] if chain else [],
         "client_cert_name": info.peer_subject,
         # Verification failures end the handshake, so a request never sees one.
         "client_cert_error": None,

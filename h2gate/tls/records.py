@@ -88,8 +88,8 @@ class TLSRecords:
 
     # Slots: thousands of these sit idle at once, and a __dict__ is a few hundred bytes each.
     __slots__ = (
-        "_conn", "_direct", "_eof", "_grown", "_handshake_lock", "_handshook", "_info", "_outgoing", "_reader",
-        "_receive_guard", "_send_guard", "_send_lock", "_state", "_transport_send", "peer_cert_error",
+        "_conn", "_direct", "_eof", "_grown", "_handshake_lock", "_handshook", "_info", "_outgoing", "_polled",
+        "_reader", "_receive_guard", "_send_guard", "_send_lock", "_state", "_transport_send", "peer_cert_error",
         "transport_stream",
     )  # fmt: skip
 
@@ -104,6 +104,7 @@ class TLSRecords:
         self._state = State.OK
         self._handshook = False
         self._eof = False  # close_notify or transport EOF seen
+        self._polled = False  # transport_readable handed out a wait: the next receive_some's checkpoint
         self._grown = True  # a BIO held more than tls.stream._BIO_KEEP at once (the handshake's flights count)
         self._info: TLSInfo | None = None
         #: Why the client's certificate ended the handshake (mTLS), once it has.

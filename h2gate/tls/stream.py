@@ -115,9 +115,11 @@ class TLSStream(TLSRecords, trio.abc.Stream):
         Returns b"" once the peer sent close_notify or the transport ended.
         Raises BrokenResourceError on TLS or transport failure,
         ClosedResourceError after :meth:`aclose`, BusyResourceError if another
-        task is receiving.
+        task is receiving. A checkpoint, as trio's streams are: the caller's
+        wait on :meth:`transport_readable` just before counts as this call's.
         """
         with self._receive_guard:
+            polled, self._polled = self._polled, False
             if max_bytes is None:
                 max_bytes = _DEFAULT_RECEIVE
             else:
@@ -128,8 +130,8 @@ class TLSStream(TLSRecords, trio.abc.Stream):
             if not self._handshook:
                 await self.do_handshake()
             if self._reader is not None:
-                return await self._receive_direct(self._reader, max_bytes)
-            waited = False
+                return await self._receive_direct(self._reader, max_bytes, polled)
+            waited = polled
             data = b""
             while not self._eof:
                 try:
@@ -156,7 +158,7 @@ class TLSStream(TLSRecords, trio.abc.Stream):
                 await trio.lowlevel.checkpoint()
             return data
 
-    async def _receive_direct(self, reader: DirectRead, max_bytes: int) -> bytes:
+    async def _receive_direct(self, reader: DirectRead, max_bytes: int, waited: bool) -> bytes:
         """:meth:`receive_some` on a socket, through :class:`h2gate.internals.openssl.DirectRead`.
 
         The same steps as the general loop: decrypt what the BIO holds, send
@@ -164,7 +166,6 @@ class TLSStream(TLSRecords, trio.abc.Stream):
         out; without an exception, a ``bytes`` of ciphertext or a buffer per
         call in between.
         """
-        waited = False
         data = b""
         while not self._eof:
             try:
@@ -268,11 +269,15 @@ class TLSStream(TLSRecords, trio.abc.Stream):
         then, so nothing is missed by waiting on the socket itself. The waiting
         task's stack is then trio's readiness wait alone, not this stream's,
         trio's stream's and its socket's frames too (about 2 KiB per idle
-        connection: bench/README.md, "Idle connection memory").
+        connection: bench/README.md, "Idle connection memory"). That wait is
+        a checkpoint, so the :meth:`receive_some` right after it skips its own
+        (one trip through trio's scheduler per read fewer: bench/README.md,
+        "Round four: the byte path").
         """
         sock = getattr(self.transport_stream, "socket", None)
         if sock is None or self._state is not State.OK or self._eof:
             return None
+        self._polled = True
         return trio.lowlevel.wait_readable(sock)
 
     async def wait_send_all_might_not_block(self) -> None:
