@@ -157,25 +157,48 @@ def _header_atom(name: bytes, side: str) -> Callable[[Entry], str]:
     return lambda e: e.response_header(name)
 
 
-def default_line(transport: Transport, scope: Any, exchange: Stream, duration: float) -> str:
-    """:data:`DEFAULT_FORMAT`'s line without an :class:`Entry` or a call per atom: the default's fast path.
+#: ``str(status)`` for every status code, looked up rather than converted per line.
+_STATUS_TEXT = {code: str(code) for code in range(100, 600)}
+#: ``"host:port"`` of recent peers (a connection's many lines format its address once), cleared when full.
+_peer_text: dict[Any, str] = {}
+_PEER_TEXT_MAX = 4096
 
-    Must equal ``AccessFormat().line(Entry(...))`` for every input (``tests/test_access_log.py`` compares them).
+
+def _peer(peer: Any) -> str:
+    """The ``%(peer)s`` text of a peer address, remembered for the connection's next lines."""
+    text = f"{peer[0]}:{peer[1]}" if peer and peer[1] is not None else "-"
+    if len(_peer_text) >= _PEER_TEXT_MAX:
+        _peer_text.clear()  # (bounded: a flood of one-request connections never grows it)
+    _peer_text[peer] = text
+    return text
+
+
+def default_line(transport: Transport, scope: Any, exchange: Stream, duration: float, prefix: str = "") -> str:
+    """``prefix`` then :data:`DEFAULT_FORMAT`'s line, without an :class:`Entry` or a call per atom.
+
+    The default's fast path, once per request: one f-string for the whole line with
+    the time prefix in it, the peer's and the status's text looked up. Must equal
+    ``AccessFormat().line(Entry(...))`` for every input (``tests/observe/test_access_log.py`` compares them).
     """
     peer = transport.peer
-    who = f"{peer[0]}:{peer[1]}" if peer and peer[1] is not None else "-"
-    if scope:
-        query = scope["query_string"]
-        path = scope["raw_path"].decode("latin-1")
-        request = f"{scope['method']} {path}?{query.decode('latin-1')}" if query else f"{scope['method']} {path}"
-    else:
-        request = "- -"
-    status = str(exchange.status or "-")
+    who = _peer_text.get(peer) or _peer(peer)
+    status = exchange.status
+    outcome = _STATUS_TEXT.get(status) or str(status or "-")  # type: ignore[call-overload]
     if exchange.cut:
-        status += " cut"
+        outcome += " cut"
     elif exchange.reset_code is not None and not exchange.response_ended:
-        status += " reset"
-    return f'{who} - "{request} HTTP/2" {status} {exchange.bytes_sent} {duration:.3f}s stream={exchange.stream_id}'
+        outcome += " reset"
+    if not scope:
+        request = "- -"
+    elif query := scope["query_string"]:
+        request = f"{scope['method']} {scope['raw_path'].decode('latin-1')}?{query.decode('latin-1')}"
+    else:  # the common case: no query, one f-string for the whole line
+        return (
+            f'{prefix}{who} - "{scope["method"]} {scope["raw_path"].decode("latin-1")} HTTP/2" {outcome} '
+            f"{exchange.bytes_sent} {duration:.3f}s stream={exchange.stream_id}"
+        )
+    sent, stream_id = exchange.bytes_sent, exchange.stream_id
+    return f'{prefix}{who} - "{request} HTTP/2" {outcome} {sent} {duration:.3f}s stream={stream_id}'
 
 
 class AccessFormat:
@@ -195,8 +218,8 @@ class AccessFormat:
         # getters, so a line is one list of atom values and one % (no per-part isinstance or join).
         self._template = "".join(p.replace("%", "%%") if isinstance(p, str) else "%s" for p in self.parts)
         self._getters = tuple(p for p in self.parts if not isinstance(p, str))
-        #: The same line straight from (transport, scope, exchange, duration), for the default format.
-        self.direct: Callable[[Transport, Any, Stream, float], str] | None = (
+        #: The same line straight from (transport, scope, exchange, duration, prefix), for the default format.
+        self.direct: Callable[[Transport, Any, Stream, float, str], str] | None = (
             default_line if fmt == DEFAULT_FORMAT else None
         )
 

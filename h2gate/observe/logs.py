@@ -148,16 +148,20 @@ def flush() -> None:
     flush_all()
 
 
-_second: tuple[int, str] = (0, "")
+#: The current second's ``asctime [INFO] `` prefix and the span of time it is right for.
+_second: tuple[float, float, str] = (0.0, 0.0, "")
 
 
 def _text_prefix(now: float) -> str:
     """``TEXT_FORMAT``'s "asctime [INFO] " for an access line, formatted at most once a second."""
     global _second
+    start, end, text = _second
+    if start <= now < end:
+        return text
     whole = int(now)
-    if _second[0] != whole:
-        _second = (whole, f"{time.strftime(TEXT_DATEFMT, time.localtime(whole))} [INFO] ")
-    return _second[1]
+    text = f"{time.strftime(TEXT_DATEFMT, time.localtime(whole))} [INFO] "
+    _second = (float(whole), float(whole + 1), text)
+    return text
 
 
 def _json_line(entry: Entry, message: str, now: float) -> str:
@@ -206,20 +210,27 @@ def reopen_log_files() -> int:
 
 
 def access_log(transport: Transport, scope: dict[str, Any] | Any, exchange: Stream, duration: float) -> None:
-    """Count the finished exchange in the metrics and write its access line."""
+    """Count the finished exchange in the metrics and write its access line.
+
+    The common case (our own setup, text lines, the default format) is one
+    f-string with the time prefix folded in and one append to the sink's queue.
+    """
     metrics.recorder.request_done(exchange.status, duration)
     if not access_logger.isEnabledFor(logging.INFO):
         return
     sink = _access_sink
     if sink is not None:
         now = time.time()
+        start, end, prefix = _second
+        if not start <= now < end:
+            prefix = _text_prefix(now)
         direct = _access_format.direct
         if direct is not None and not _json_access:  # the default line, no Entry: the common case
-            sink.put(_text_prefix(now) + direct(transport, scope, exchange, duration))
+            sink.put(direct(transport, scope, exchange, duration, prefix))
             return
         entry = Entry(transport, scope, exchange, duration)
         line = _access_format.line(entry)
-        sink.put(_json_line(entry, line, now) if _json_access else _text_prefix(now) + line)
+        sink.put(_json_line(entry, line, now) if _json_access else prefix + line)
         return
     entry = Entry(transport, scope, exchange, duration)
     if _json_access:

@@ -1,4 +1,4 @@
-"""Log lines written in batches: to a file by a thread, to stderr/stdout once per turn of the event loop.
+"""Log lines written in batches: to a file by a thread, to stderr/stdout by a trio task between loop turns.
 
 Theory of operation. Each destination (stderr, stdout, or one file path) has
 one :class:`LineSink`, shared by every handler that writes there, so the
@@ -16,11 +16,23 @@ idle server's writer sleeps, and the event loop performs no I/O for a line.
 A **stream** (``-``: stderr or stdout) is shared with the app, whose own
 ``print`` writes its text and its newline separately: a thread writing there
 slips its lines between the two (a test saw ``star: shutdown2026-...``). So a
-stream is written by the thread that logs: the first line queued during a
-turn of trio's scheduler asks trio (``run_sync_soon``) to write the turn's
-lines with one call after the turn; outside trio (startup, other threads) a
-line is written at once, as ``logging`` always did. A full pipe can stall the
-loop there, as before; ``--access-logfile FILE`` takes the access lines off it.
+stream is written by trio's thread, between two tasks' steps, by a flusher:
+one trio *system task* per run and stream (:meth:`LineSink._flusher`). It
+works as the file writer does: the ``put`` that finds the queue empty unparks
+it (a :class:`trio.lowlevel.ParkingLot`: a list append, no system call); it
+runs in the scheduler's next batch, after every task of this one, writes what
+they all queued with one call, then pauses :data:`LINGER` seconds while the
+next lines gather (a ``put`` then wakes nobody), and parks when a pause
+brought nothing. So a line after a quiet spell goes out right after its turn,
+and a busy server writes once per pause; :data:`MAX_STREAM_BATCH` lines
+queued during a pause are written at once by the ``put`` that reaches it
+(bounded memory). This replaced a ``run_sync_soon`` per turn with lines:
+trio's wake-up socket written and read back, a task switch and a write, per
+turn. The flusher's lifetime is the run's: trio cancels system tasks once the
+main task has returned, and the flusher writes what is left as it goes. A
+line put outside trio (startup, exit, another thread) is written at once, as
+``logging`` always did. A full pipe can stall the loop there, as before;
+``--access-logfile FILE`` takes the access lines off it.
 
 Only the access lines (:func:`h2gate.observe.logs.access_log`, many) are
 batched. A ``logging`` record (:class:`SinkHandler`: the error log, a few
@@ -59,8 +71,10 @@ from typing import TextIO
 
 import trio
 
-#: Seconds the file writer pauses after a write, for the next lines to gather into one batch.
+#: Seconds the file writer and the stream flusher pause after a write, for the next lines to gather.
 LINGER = 0.05
+#: Lines queued for a stream before ``put`` writes them at once rather than after the pause (bounded memory).
+MAX_STREAM_BATCH = 1000
 #: Lines waiting before ``put`` waits for the writer (bounded memory when the destination is stuck).
 MAX_PENDING = 20_000
 
@@ -96,13 +110,24 @@ class LineSink:
         self._pending: list[str | _Reopen] = []  # a child drops its parent's: the parent writes them
         self._parked = True  # the writer waits on _wake: the next put must set it
         self._thread: threading.Thread | None = None
+        # A stream's flusher: the trio run it serves (its token) and where it parks. None: no flusher.
+        self._flusher_token: trio.lowlevel.TrioToken | None = None
+        self._flusher_lot = trio.lowlevel.ParkingLot()
 
     # -- the event loop's side ---------------------------------------------------------------------
 
     def put(self, line: str) -> None:
-        """Queue ``line`` (no newline): written after this turn of the loop (streams) or by the writer thread."""
-        if self.stream is not None:
-            self._put_for_loop(line)
+        """Queue ``line`` (no newline): written by the stream's flusher in trio, or by the file's writer thread."""
+        if self.stream is not None:  # (the default; inlined: this runs once per request)
+            with self._lock:
+                pending = self._pending
+                pending.append(line)
+                queued = len(pending)
+            if queued == 1:
+                self._after_turn()
+            elif queued >= MAX_STREAM_BATCH:
+                self.flush()  # (from trio's thread, between two of the app's steps: never inside a print)
+            # else the flush that the first line asked for takes this one too
             return
         with self._lock:
             pending = self._pending
@@ -118,15 +143,51 @@ class LineSink:
         if wake:
             self._wake.set()
 
-    def _put_for_loop(self, line: str) -> None:
-        with self._lock:
-            self._pending.append(line)
-            first = len(self._pending) == 1
-        if first:
-            try:
-                trio.lowlevel.current_trio_token().run_sync_soon(self.flush)
-            except (RuntimeError, trio.RunFinishedError):  # not in trio's thread, or its run is over
-                self.flush()
+    def _after_turn(self) -> None:
+        """Have the queued lines written after this turn of trio's scheduler: unpark (or start) the flusher."""
+        try:
+            token = trio.lowlevel.current_trio_token()
+        except RuntimeError:  # not in trio's thread: startup, exit, another thread
+            self.flush()
+            return
+        if token is self._flusher_token:
+            self._flusher_lot.unpark()  # (a no-op when it is already due to run)
+            return
+        try:
+            trio.lowlevel.spawn_system_task(self._flusher, token, name=f"h2gate log flusher ({self._name()})")
+        except RuntimeError:  # the run is ending: its system tasks are gone or going
+            self.flush()
+            return
+        self._flusher_token = token
+
+    async def _flusher(self, token: trio.lowlevel.TrioToken) -> None:
+        """The stream's writer in one trio run: write what the last turns queued, then linger or park.
+
+        Like the file writer: the first line after a quiet spell goes out after
+        its turn; while lines keep coming, a :data:`LINGER` pause after each write
+        lets them gather (no wake-up meanwhile: ``put`` unparks nobody), so a busy
+        server writes once per pause, not once per turn. A trio system task: trio
+        cancels it once the main task has returned, and it writes what is left as
+        it ends. It must never raise (that would crash the run).
+        """
+        lot = self._flusher_lot
+        try:
+            while True:
+                self._flush_quietly()
+                await trio.sleep(LINGER)
+                if not self._pending:
+                    await lot.park()  # until a put finds the queue empty
+        finally:
+            if self._flusher_token is token:
+                self._flusher_token = None
+            self._flush_quietly()
+
+    def _flush_quietly(self) -> None:
+        """:meth:`flush` for the flusher, which must not raise: a stream that fails oddly is reported, once."""
+        try:
+            self.flush()
+        except Exception as exc:  # _write_lines handles OSError/ValueError; anything else is a broken stream
+            self._report(f"log lines could not be written to {self._name()}: {exc!r}")
 
     def reopen(self) -> None:
         """Reopen the file after the lines queued so far (SIGUSR1 after logrotate); a no-op for streams."""

@@ -65,6 +65,8 @@ def test_the_default_line_fast_path_is_the_format(
     slow = AccessFormat().line(Entry(transport, scope, exchange, 0.01234))  # type: ignore[arg-type]
     assert AccessFormat().direct is default_line and AccessFormat("%(h)s").direct is None
     assert default_line(transport, scope, exchange, 0.01234) == slow  # type: ignore[arg-type]
+    assert default_line(transport, scope, exchange, 0.01234, "when [INFO] ") == "when [INFO] " + slow  # type: ignore[arg-type]
+    assert default_line(transport, scope, exchange, 0.01234) == slow  # type: ignore[arg-type]  # (the peer's text, remembered)
 
 
 def test_gunicorn_atoms() -> None:
@@ -235,3 +237,26 @@ def test_bad_log_config(serve: Any, tmp_path: Path, name: str, text: str, messag
     server = serve("apps.observe:app", "--log-config", str(path), wait=False)
     assert server.proc.wait(20) == 1
     server.wait_for_log(f"h2gate: error: --log-config {re.escape(str(path))}: .*{message}")
+
+
+def test_the_peer_text_cache_stays_bounded() -> None:
+    from h2gate.observe import accesslog
+
+    exchange = FakeExchange()
+    for port in range(accesslog._PEER_TEXT_MAX + 500):  # a flood of one-request connections
+        transport = CleartextTransport(None, ("192.0.2.7", port), ("127.0.0.1", 80))  # type: ignore[arg-type]
+        line = default_line(transport, None, exchange, 0.0)  # type: ignore[arg-type]
+        assert line.startswith(f"192.0.2.7:{port} - ")
+        assert len(accesslog._peer_text) <= accesslog._PEER_TEXT_MAX
+
+
+def test_the_time_prefix_follows_the_clock_both_ways() -> None:
+    from h2gate.observe import logs
+
+    def expected(second: int) -> str:
+        return time.strftime(logs.TEXT_DATEFMT, time.localtime(second)) + " [INFO] "
+
+    assert logs._text_prefix(1_000_000.25) == expected(1_000_000)
+    assert logs._text_prefix(1_000_000.75) == expected(1_000_000)  # (the cached one)
+    assert logs._text_prefix(1_000_001.0) == expected(1_000_001)
+    assert logs._text_prefix(999_999.5) == expected(999_999)  # the clock stepped back
