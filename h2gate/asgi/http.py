@@ -245,7 +245,7 @@ def serve_http(
 class OffTaskCall:
     """One request on the hosted asyncio loop while no trio task serves it (see the module docstring).
 
-    It is also the stream's :class:`~h2gate.protocol.stream.AppScope` meanwhile: a deadline or a cancel
+    It is also the stream's :class:`~h2gate.protocol.stream_offtask.AppScope` meanwhile: a deadline or a cancel
     from the core moves the call into a trio task whose real cancel scope gets it.
     """
 
