@@ -108,6 +108,8 @@ class HTTPCycle(HTTPResponse):
     is kept as a name for it), so a send() goes to the response code directly.
     """
 
+    __slots__ = ("_body_done",)
+
     def __init__(self, exchange: Stream, scope: Scope, server_header: bool) -> None:
         super().__init__(exchange, scope["method"] == "HEAD", server_header)
         self._body_done = False  # the final http.request (more_body False) was delivered

@@ -87,7 +87,7 @@ class ConnectionControl:
 
     @property
     def phase(self) -> Phase:
-        return self.closing.phase
+        return self.closing.lifecycle.phase
 
     @property
     def ended(self) -> trio.Event:

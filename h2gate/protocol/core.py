@@ -122,7 +122,7 @@ class ConnectionCore(ConnectionControl):
     @property
     def closed(self) -> bool:
         """No more frames will be produced: nothing more an app sends reaches the client."""
-        return self.closing.phase is Phase.CLOSED
+        return self.closing.lifecycle.phase is Phase.CLOSED
 
     @property
     def push_allowed(self) -> bool:
@@ -216,7 +216,7 @@ class ConnectionCore(ConnectionControl):
         closing = self.closing
         if stream_id > closing.highest:
             closing.highest = stream_id
-        if not closing.lifecycle.accepting and stream_id > closing.last_stream_id:
+        if stream_id > closing.last_stream_id and not closing.lifecycle.accepting:  # (the cheap test first)
             # Sent before our final GOAWAY arrived; the client retries it (RFC 9113 §6.8).
             # Ignored as nghttp2 does: a reset read along with the GOAWAY fails it in httpx.
             log.debug("stream %d from %s after the final GOAWAY: ignored", stream_id, self.peer)
@@ -410,7 +410,7 @@ class ConnectionCore(ConnectionControl):
         self.turns.scheduler.forget(stream.stream_id)
         metrics.recorder.stream_closed()
         self.streams_changed.fire()
-        if self.closing.phase is Phase.OPEN:
+        if self.closing.lifecycle.phase is Phase.OPEN:
             self._arm_idle()
         else:
             self.closing.idle()

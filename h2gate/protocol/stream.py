@@ -77,7 +77,7 @@ class Stream(OffTaskSends):
         self.stream_id = stream_id
         self.headers = headers
         self.state = StreamState(request_ended=request_ended)
-        self._chunks: deque[tuple[bytes, int]] = deque()
+        self._chunks: deque[tuple[bytes, int]] | None = None  # made by the first DATA: most requests have none
         self.buffered = 0  # request body bytes received and not yet read by the app
         #: The client's trailer section (RFC 9110 §6.5), filled in place before the body's end is seen.
         self.trailers: Headers = []
@@ -87,14 +87,16 @@ class Stream(OffTaskSends):
         self.status = 0
         self.response_headers: Headers = []  # the final HEADERS block, for the access log
         self.bytes_sent = 0
-        self._readable = Signal()
-        self._writable = Signal()
+        # Made by the first waiter: firing a signal nobody waits on does nothing, and most never get one.
+        self._readable: Signal | None = None
+        self._writable: Signal | None = None
         self._room_unserved = False  # waited for the writer (send_data_nowait) and got no chunk in since
         self._done: trio.Event | None = None  # made when someone waits (see done)
         self._head = head  # the core's parse_request made it; else split on first use
         #: What cancels the app (cancel_app_soon): set by whoever runs it, else a trio scope made on first use.
         self.scope = None
-        self.last_activity = core.clock()  # last DATA received or taken by the app (body timeout)
+        #: Last DATA received or taken by the app (the body timeout: only read while the body is open).
+        self.last_activity = 0.0 if request_ended else core.clock()
 
     # -- what adapters read ----------------------------------------------------------------------
 
@@ -151,9 +153,13 @@ class Stream(OffTaskSends):
     def _on_data(self, data: bytes, flow_length: int) -> None:
         if data:  # empty DATA frames do not keep an idle body alive
             self.last_activity = self._core.clock()
-        self._chunks.append((data, flow_length))
+        chunks = self._chunks
+        if chunks is None:
+            chunks = self._chunks = deque()
+        chunks.append((data, flow_length))
         self.buffered += len(data)
-        self._readable.fire()
+        if self._readable is not None:
+            self._readable.fire()
 
     def _on_trailers(self, headers: Headers) -> None:
         """A validated trailer section; it always arrives before :meth:`_on_end`."""
@@ -161,7 +167,8 @@ class Stream(OffTaskSends):
 
     def _on_end(self) -> None:
         self.state.apply(Move.RECV_END)
-        self._readable.fire()
+        if self._readable is not None:
+            self._readable.fire()
         self._check_done()
 
     def _on_reset(self, code: int, move: Move = Move.RESET) -> None:
@@ -170,8 +177,10 @@ class Stream(OffTaskSends):
             self.reset_code = code
         self.state.apply(move)
         self._release_buffered()
-        self._readable.fire()
-        self._writable.fire()
+        if self._readable is not None:
+            self._readable.fire()
+        if self._writable is not None:
+            self._writable.fire()
         if self._done is not None:
             self._done.set()
 
@@ -180,7 +189,8 @@ class Stream(OffTaskSends):
         self._on_reset(ErrorCode.CANCEL, Move.LOST)
 
     def _on_window(self) -> None:
-        self._writable.fire()
+        if self._writable is not None:
+            self._writable.fire()
 
     def _cut(self) -> None:
         """Shutdown's grace period ran out: end the exchange now, as its protocol expects.
@@ -213,11 +223,23 @@ class Stream(OffTaskSends):
                 return
         core.reset_stream(sid, ErrorCode.CANCEL, None)
 
+    def _readable_signal(self) -> Signal:
+        signal = self._readable
+        if signal is None:
+            signal = self._readable = Signal()
+        return signal
+
+    def _writable_signal(self) -> Signal:
+        signal = self._writable
+        if signal is None:
+            signal = self._writable = Signal()
+        return signal
+
     # -- request body ----------------------------------------------------------------------------------
 
     async def wait_readable(self) -> None:
         """Until the next DATA, end of body or reset arrives (h2gate.asgi.frames waits on it)."""
-        await self._readable.wait()
+        await self._readable_signal().wait()
 
     async def read(self) -> bytes:
         """Everything buffered so far (at least one byte), or b"" at the end of the body.
@@ -229,12 +251,13 @@ class Stream(OffTaskSends):
                 raise ClientDisconnected(f"stream {self.stream_id} was reset (error code {self.reset_code})")
             if self.state.request is State.ENDED:
                 return b""
-            await self._readable.wait()
-        if len(self._chunks) == 1:
-            data, acked = self._chunks.popleft()
+            await self._readable_signal().wait()
+        chunks = self._chunks
+        if len(chunks) == 1:
+            data, acked = chunks.popleft()
         else:
-            parts = list(self._chunks)
-            self._chunks.clear()
+            parts = list(chunks)
+            chunks.clear()
             data = b"".join(p[0] for p in parts)
             acked = sum(p[1] for p in parts)
         self.buffered -= len(data)
@@ -245,8 +268,12 @@ class Stream(OffTaskSends):
 
     def _release_buffered(self) -> None:
         """Give back the connection window held by bytes the app will never read."""
-        size = sum(p[1] for p in self._chunks)
-        self._chunks.clear()
+        chunks = self._chunks
+        if not chunks:
+            self.buffered = 0
+            return
+        size = sum(p[1] for p in chunks)
+        chunks.clear()
         self.buffered = 0
         if size:
             self._core.acknowledge(self.stream_id, size)
@@ -394,7 +421,7 @@ class Stream(OffTaskSends):
         that open nothing for this stream (or other streams' ones) do not extend it.
         """
         with trio.move_on_at(deadline) as stall:
-            await self._writable.wait()
+            await self._writable_signal().wait()
         if stall.cancelled_caught:
             why = f"the client gave no flow-control window for {self._core.send_timeout:g}s"
             self._core.reset_stream(self.stream_id, ErrorCode.CANCEL, why)
