@@ -120,7 +120,11 @@ class Bridge:
     def start(self) -> None:
         # The app is called inside the task's first step, in a turn of the loop:
         # code that runs when it is called (not awaited) may ask for the running loop.
-        self.task = self.loop.create_task(_call_app(self))
+        loop = self.loop
+        if loop.get_task_factory() is None:  # what create_task would do, less its checks and its frame
+            self.task = asyncio.Task(_call_app(self), loop=loop)
+        else:
+            self.task = loop.create_task(_call_app(self))
 
     def _room_ready(self) -> None:
         """Called from the trio side once the writer drained: the app may try its chunk again."""

@@ -108,6 +108,8 @@ class HTTPCycle(HTTPResponse):
     is kept as a name for it), so a send() goes to the response code directly.
     """
 
+    __slots__ = ("_body_done",)
+
     def __init__(self, exchange: Stream, scope: Scope, server_header: bool) -> None:
         super().__init__(exchange, scope["method"] == "HEAD", server_header)
         self._body_done = False  # the final http.request (more_body False) was delivered
@@ -245,7 +247,7 @@ def serve_http(
 class OffTaskCall:
     """One request on the hosted asyncio loop while no trio task serves it (see the module docstring).
 
-    It is also the stream's :class:`~h2gate.protocol.stream.AppScope` meanwhile: a deadline or a cancel
+    It is also the stream's :class:`~h2gate.protocol.stream_offtask.AppScope` meanwhile: a deadline or a cancel
     from the core moves the call into a trio task whose real cancel scope gets it.
     """
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import trio
 
@@ -20,9 +20,6 @@ from h2gate.http.head import Headers
 from h2gate.protocol.filebody import FileBodyError, FileSpan, file_span, stream_file
 from h2gate.protocol.replies import HeaderError, prepare_headers
 from h2gate.protocol.stream import Stream
-
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger("h2gate.error")
 
@@ -43,6 +40,12 @@ def byte_pairs(items: Iterable[Any], what: str) -> Headers:
 
 class HTTPResponse:
     """Turns ASGI send() messages into HEADERS/DATA on the exchange."""
+
+    # Slots: one of these (an HTTPCycle) is made per request.
+    __slots__ = (
+        "announced_trailers", "body_bytes", "body_done", "complete", "content_length", "exchange", "head",
+        "headers", "server_header", "started", "status", "trailer_block",
+    )  # fmt: skip
 
     def __init__(self, exchange: Stream, head: bool, server_header: bool) -> None:
         self.exchange = exchange

@@ -20,6 +20,13 @@ goes through :meth:`reset_stream` and every GOAWAY through the phase changes
 here, each with one log line that says what the client did in words; the
 driver (:mod:`h2gate.protocol.driver`) only moves bytes and runs tasks.
 
+This module holds the per-request path (a request's HEADERS → the validated
+head → a :class:`~h2gate.protocol.stream.Stream` → ``spawn``), the events of
+one stream (DATA, its end, trailers, resets, windows), the one reset path and
+the output. Whatever concerns the connection as a whole (control frames,
+closing and shutdown, the timers, the adaptive windows' sizes) is its base
+class :class:`~h2gate.protocol.control.ConnectionControl`.
+
 Stream objects (:mod:`h2gate.protocol.stream`) are the core's other half: the
 app's side of each exchange, calling back into the core to send.
 """
@@ -27,7 +34,6 @@ app's side of each exchange, calling back into the core to send.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -39,13 +45,14 @@ from h2gate.http.head import Headers
 from h2gate.http.validate import parse_request, trailer_problem
 from h2gate.observe import metrics
 from h2gate.protocol import codec as ev
-from h2gate.protocol.closing import DRAIN, Closing
+from h2gate.protocol.closing import Closing
 from h2gate.protocol.codec import Codec, LocalSettings, StreamGone
 from h2gate.protocol.codecs import new_codec
-from h2gate.protocol.flowcontrol import Change, ReceiveWindows
+from h2gate.protocol.control import HANDSHAKE, HEADER_BLOCK, IDLE, ConnectionControl
+from h2gate.protocol.flowcontrol import ReceiveWindows
 from h2gate.protocol.framecheck import FrameCheck, StreamProblem
 from h2gate.protocol.guards import HEADER_BLOCK_MARGIN, Guards
-from h2gate.protocol.lifecycle import Phase, Trigger
+from h2gate.protocol.lifecycle import Phase
 from h2gate.protocol.priority import SendTurns
 from h2gate.protocol.signal import Signal
 from h2gate.protocol.stream import Stream
@@ -53,15 +60,9 @@ from h2gate.protocol.stream_state import State
 from h2gate.protocol.timeouts import Deadlines
 
 log = logging.getLogger("h2gate.error")
-#: Seconds after a connection goes idle that its rate budgets drop what has aged out (h2gate.protocol.guards).
-TRIM_AFTER = 1.5
-
-#: Deadline keys besides stream ids (which time request bodies) and the drain PING's (h2gate.protocol.closing).
-HANDSHAKE, IDLE, HEADER_BLOCK, CUT, TRIM = "handshake", "idle", "header block", "cut", "trim"
-WINDOWS = "windows"
 
 
-class ConnectionCore:
+class ConnectionCore(ConnectionControl):
     """One connection's protocol state and decisions (see the module docstring)."""
 
     # Slots: thousands of these sit idle at once (bench/README.md, "Idle connection memory").
@@ -119,26 +120,9 @@ class ConnectionCore:
     # -- state others read ------------------------------------------------------------------------------
 
     @property
-    def phase(self) -> Phase:
-        return self.closing.phase
-
-    @property
     def closed(self) -> bool:
         """No more frames will be produced: nothing more an app sends reaches the client."""
-        return self.closing.phase is Phase.CLOSED
-
-    @property
-    def ended(self) -> trio.Event:
-        """Set once the connection is CLOSED."""
-        return self.closing.ended
-
-    @property
-    def linger(self) -> bool:
-        """The close was ours: read and discard a moment longer, so the client reads our GOAWAY."""
-        return self.closing.linger
-
-    def _idle(self) -> bool:
-        return not self.streams and not self._receiving
+        return self.closing.lifecycle.phase is Phase.CLOSED
 
     @property
     def push_allowed(self) -> bool:
@@ -232,7 +216,7 @@ class ConnectionCore:
         closing = self.closing
         if stream_id > closing.highest:
             closing.highest = stream_id
-        if not closing.lifecycle.accepting and stream_id > closing.last_stream_id:
+        if stream_id > closing.last_stream_id and not closing.lifecycle.accepting:  # (the cheap test first)
             # Sent before our final GOAWAY arrived; the client retries it (RFC 9113 §6.8).
             # Ignored as nghttp2 does: a reset read along with the GOAWAY fails it in httpx.
             log.debug("stream %d from %s after the final GOAWAY: ignored", stream_id, self.peer)
@@ -382,37 +366,6 @@ class ConnectionCore:
             for stream in self.streams.values():
                 stream._on_window()
 
-    def _on_settings(self, event: ev.SettingsReceived) -> None:
-        if self.guards.control_reply():
-            self.fail(ErrorCode.ENHANCE_YOUR_CALM, "flood of control frames while not reading our replies")
-            return
-        if not self.closing.settings_seen:  # the client's first SETTINGS: the handshake is done
-            self.deadlines.disarm(HANDSHAKE)
-            if self.closing.handshake_done(event.ids):
-                self._arm_idle()
-        if event.initial_window_changed:
-            for stream in self.streams.values():
-                stream._on_window()
-
-    def _on_ping(self, event: ev.PingReceived) -> None:
-        if self.guards.control_reply():
-            self.fail(ErrorCode.ENHANCE_YOUR_CALM, "flood of control frames while not reading our replies")
-
-    def _on_ping_ack(self, event: ev.PingAcked) -> None:
-        windows = self.windows
-        if windows is not None:
-            changes = windows.acked(event.data, self.clock())
-            if changes is not None:  # the ACK of a flow-control PING
-                self._resize(changes)
-                return
-        self.closing.ping_acked(event.data)
-
-    def _on_goaway(self, event: ev.GoAwayReceived) -> None:
-        self.closing.peer_goaway(event.code)
-
-    def _on_priority_update(self, event: ev.PriorityUpdated) -> None:
-        self.turns.update(event.stream_id, event.value)  # a malformed value is ignored (RFC 9218 §7)
-
     # -- the one reset path -------------------------------------------------------------------------------------
 
     def reset_stream(self, stream_id: int, code: int, why: str | None, *, charge: bool = False) -> None:
@@ -445,37 +398,6 @@ class ConnectionCore:
         if self.guards.reset(self.clock()):
             self.fail(ErrorCode.ENHANCE_YOUR_CALM, "too many stream resets per second (rapid reset)")
 
-    # -- closing (h2gate.protocol.closing has every GOAWAY) -------------------------------------------------------
-
-    def fail(self, code: int, reason: str, *, kind: str = "closing connection") -> None:
-        """A connection error: GOAWAY ``code`` and one log line, then CLOSED. Idempotent."""
-        self.closing.fail(code, reason, kind=kind)
-
-    def drain(self) -> None:
-        """Begin a graceful close (RFC 9113 §6.8): new streams stop, the ones in flight finish."""
-        self.deadlines.disarm(IDLE)
-        self.closing.drain()
-        self.wake()
-
-    def shutdown(self, grace: float) -> None:
-        """Server shutdown: drain, and cut whatever still runs after ``grace`` seconds."""
-        self.drain()
-        if not self.closed:
-            self.deadlines.arm(CUT, self.clock() + grace)
-
-    def lost(self) -> None:
-        """The transport broke or the client closed it: nothing more reaches the client."""
-        self.closing.close(Trigger.LOST, linger=False)
-        self.drained.fire()  # senders waiting for room learn it is gone
-
-    def _lose_streams(self) -> None:
-        """The connection is CLOSED: every stream still open learns it is gone, as if the client reset it."""
-        for stream in list(self.streams.values()):
-            if stream.reset_code is None:
-                stream._on_lost()
-        if self.on_closed is not None:
-            self.on_closed()
-
     # -- streams and output -------------------------------------------------------------------------------------
 
     def stream_finished(self, stream: Stream) -> None:
@@ -488,7 +410,7 @@ class ConnectionCore:
         self.turns.scheduler.forget(stream.stream_id)
         metrics.recorder.stream_closed()
         self.streams_changed.fire()
-        if self.closing.phase is Phase.OPEN:
+        if self.closing.lifecycle.phase is Phase.OPEN:
             self._arm_idle()
         else:
             self.closing.idle()
@@ -511,13 +433,6 @@ class ConnectionCore:
         if self.windows is not None:
             self.windows.forget(stream_id)
 
-    def _arm_idle(self) -> None:
-        if not self.streams:
-            if self.config.keep_alive_timeout:
-                self.deadlines.arm(IDLE, self.clock() + self.config.keep_alive_timeout)
-            if self.guards.holding and not self.deadlines.armed(TRIM):  # let an idle connection forget its rates
-                self.deadlines.arm(TRIM, self.clock() + TRIM_AFTER)
-
     def push(self, stream: Stream, headers: Headers) -> bool:
         """Promise ``headers`` on ``stream`` and serve the promised request; False if it cannot be pushed now."""
         if self.closed or not self.codec.peer_allows_push:
@@ -539,28 +454,6 @@ class ConnectionCore:
             self.codec.acknowledge(stream_id, size)
             self.wake()
 
-    def _resize(self, changes: list[Change]) -> None:
-        """Apply the adaptive windows' new sizes, and time their next shrink."""
-        windows = self.windows
-        if windows is None or self.closed:
-            return
-        for stream_id, size in changes:
-            self.codec.set_receive_window(stream_id, size)
-            log.debug(
-                "receive window of %s from %s now %d bytes (round trip %s)",
-                f"stream {stream_id}" if stream_id else "the connection",
-                self.peer,
-                size,
-                "unknown" if windows.rtt is None else f"{windows.rtt * 1000:.1f} ms",
-            )
-        if changes:
-            self.wake()
-        due = windows.next_check
-        if due < math.inf:
-            self.deadlines.arm(WINDOWS, due)
-        else:
-            self.deadlines.disarm(WINDOWS)
-
     def queued_data(self, size: int) -> None:
         """A stream queued ``size`` DATA bytes: count them against the writer's high-water mark."""
         self.queued += size
@@ -578,62 +471,6 @@ class ConnectionCore:
         self.guards.flushed()
         return self.codec.data_to_send()
 
-    # -- time -----------------------------------------------------------------------------------------------------
-
-    def on_timer(self) -> None:
-        """Act on every deadline that has passed (the driver calls this when :attr:`deadlines` says so)."""
-        for key in self.deadlines.expired(self.clock()):
-            if self.closed:
-                return
-            handler = _TIMERS.get(key) if isinstance(key, str) else None
-            if handler is not None:
-                handler(self)
-            elif isinstance(key, int):
-                self._body_deadline(key)
-
-    def _handshake_timeout(self) -> None:
-        log.info("no HTTP/2 preface from %s within %gs", self.peer, self.config.handshake_timeout)
-        self.closing.goaway(0, ErrorCode.NO_ERROR)
-        self.closing.close(Trigger.FAIL, linger=True)
-
-    def _idle_timeout(self) -> None:
-        if not self.streams and self.closing.phase is Phase.OPEN:
-            log.debug("closing idle connection from %s", self.peer)
-            self.drain()
-
-    def _header_block_timeout(self) -> None:
-        self.fail(ErrorCode.ENHANCE_YOUR_CALM, f"header block not finished within {self.config.header_timeout:g}s")
-
-    def _windows_idle(self) -> None:
-        if self.windows is not None:
-            self._resize(self.windows.idle(self.clock()))
-
-    def _cut(self) -> None:
-        """Shutdown's grace period is over: reset what still runs, cancel its app, then close."""
-        cut = 0
-        for stream in list(self.streams.values()):
-            if not stream.state.done and stream.reset_code is None:
-                cut += 1
-                stream._cut()
-            stream.cancel_app()
-        if cut:
-            log.info("graceful timeout: %d stream(s) from %s cut", cut, self.peer)
-        self.closing.close(Trigger.FAIL, linger=True)
-
-    def _body_deadline(self, stream_id: int) -> None:
-        """A request body went quiet: reset it after ``body_timeout``, unless the client could not send."""
-        stream = self.streams.get(stream_id)
-        if stream is None or stream.state.request is not State.OPEN or stream.reset_code is not None:
-            return
-        now = self.clock()
-        timeout = self.config.body_timeout
-        blocked = stream.buffered or self.codec.inbound_window <= 0  # the client may have no window
-        due = now + timeout if blocked else stream.last_activity + timeout
-        if due > now:
-            self.deadlines.arm(stream_id, due)
-            return
-        self.reset_stream(stream_id, ErrorCode.CANCEL, f"request body idle for {timeout:g}s")
-
 
 _DISPATCH: dict[type, Callable[[ConnectionCore, Any], None]] = {
     ev.RequestReceived: ConnectionCore._on_request,
@@ -648,14 +485,4 @@ _DISPATCH: dict[type, Callable[[ConnectionCore, Any], None]] = {
     ev.PingAcked: ConnectionCore._on_ping_ack,
     ev.GoAwayReceived: ConnectionCore._on_goaway,
     ev.PriorityUpdated: ConnectionCore._on_priority_update,
-}
-
-_TIMERS: dict[str, Callable[[ConnectionCore], None]] = {
-    HANDSHAKE: ConnectionCore._handshake_timeout,
-    IDLE: ConnectionCore._idle_timeout,
-    HEADER_BLOCK: ConnectionCore._header_block_timeout,
-    DRAIN: lambda core: core.closing.drain_due(),
-    CUT: ConnectionCore._cut,
-    TRIM: lambda core: core.guards.trim(core.clock()),
-    WINDOWS: ConnectionCore._windows_idle,
 }

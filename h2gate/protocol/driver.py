@@ -8,7 +8,7 @@ the stream without one (an app on the hosted asyncio loop whose response
 needs no waiting, h2gate.asgi.http); such an adapter ends the stream with
 :meth:`Connection.stream_done`, or moves the rest into a task with
 :meth:`Connection.start_task` as soon as something has to wait in trio, or
-the core cancels the app (:class:`h2gate.protocol.stream.AppScope`). The I/O:
+the core cancels the app (:class:`h2gate.protocol.stream_offtask.AppScope`). The I/O:
 
 * the connection's own task is the *reader*: it hands each read to
   :meth:`ConnectionCore.receive`; once the core is CLOSED it keeps reading

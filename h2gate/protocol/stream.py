@@ -17,6 +17,11 @@ client's windows and the writer's queue is below its high-water mark.
 A stream whose client reset it, or whose connection is gone, fails the app's
 next read or send with :class:`~h2gate.errors.ClientDisconnected`, never with
 an error that blames the app.
+
+What cancels the app (:attr:`Stream.scope`, an
+:class:`~h2gate.protocol.stream_offtask.AppScope`) and the sends that never
+wait, for an app served without a trio task (``respond_nowait``,
+``send_data_nowait``), are the base class in :mod:`h2gate.protocol.stream_offtask`.
 """
 
 from __future__ import annotations
@@ -24,8 +29,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import deque
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -34,33 +38,15 @@ from h2gate.http.head import Headers, RequestHead, split_head
 from h2gate.observe import metrics
 from h2gate.protocol.codec import StreamGone
 from h2gate.protocol.limits import HIGH_WATER
-from h2gate.protocol.priority import QUANTUM, UNSIGNALLED, Priority, priority_of_headers
+from h2gate.protocol.priority import QUANTUM, Priority, priority_of_headers
 from h2gate.protocol.signal import Signal
+from h2gate.protocol.stream_offtask import OffTaskSends
 from h2gate.protocol.stream_state import Move, State, StreamState
 
 if TYPE_CHECKING:
     from h2gate.protocol.core import ConnectionCore
 
 log = logging.getLogger("h2gate.error")
-#: Seconds an app keeps running after its stream was reset before the response completed
-#: (it sees http.disconnect at once): reset streams must not leave work behind (Rapid Reset).
-RESET_GRACE = 1.0
-
-
-class AppScope(Protocol):
-    """How the core cancels a stream's app: a trio cancel scope, or what stands in for one.
-
-    The driver enters a :class:`trio.CancelScope` around a stream's task. An
-    adapter that serves a stream without a trio task of its own (the hosted
-    asyncio loop, h2gate.asgi.http) puts an object here whose ``deadline`` and
-    ``cancel`` move the rest of the call into a trio task with a real scope.
-    """
-
-    @property
-    def deadline(self) -> float: ...
-    @deadline.setter
-    def deadline(self, value: float) -> None: ...
-    def cancel(self) -> None: ...
 
 
 async def _wait_flushable(core: ConnectionCore) -> None:
@@ -69,13 +55,13 @@ async def _wait_flushable(core: ConnectionCore) -> None:
         await core.drained.wait()
 
 
-class Stream:
+class Stream(OffTaskSends):
     """One exchange (see the module docstring). Fields other than the documented ones are the stream's own."""
 
+    # With OffTaskSends' five (h2gate.protocol.stream_offtask).
     __slots__ = (
-        "_chunks", "_core", "_done", "_head", "_readable", "_room_unserved", "_writable", "buffered", "bytes_sent",
-        "cut", "headers", "last_activity", "reset_code", "response_headers", "scope", "state", "status",
-        "stream_id", "too_large", "trailers",
+        "_chunks", "_core", "_done", "_head", "_readable", "_writable", "buffered", "cut", "headers",
+        "last_activity", "reset_code", "state", "stream_id", "too_large", "trailers",
     )  # fmt: skip
 
     def __init__(
@@ -91,7 +77,7 @@ class Stream:
         self.stream_id = stream_id
         self.headers = headers
         self.state = StreamState(request_ended=request_ended)
-        self._chunks: deque[tuple[bytes, int]] = deque()
+        self._chunks: deque[tuple[bytes, int]] | None = None  # made by the first DATA: most requests have none
         self.buffered = 0  # request body bytes received and not yet read by the app
         #: The client's trailer section (RFC 9110 §6.5), filled in place before the body's end is seen.
         self.trailers: Headers = []
@@ -101,14 +87,16 @@ class Stream:
         self.status = 0
         self.response_headers: Headers = []  # the final HEADERS block, for the access log
         self.bytes_sent = 0
-        self._readable = Signal()
-        self._writable = Signal()
+        # Made by the first waiter: firing a signal nobody waits on does nothing, and most never get one.
+        self._readable: Signal | None = None
+        self._writable: Signal | None = None
         self._room_unserved = False  # waited for the writer (send_data_nowait) and got no chunk in since
         self._done: trio.Event | None = None  # made when someone waits (see done)
         self._head = head  # the core's parse_request made it; else split on first use
         #: What cancels the app (cancel_app_soon): set by whoever runs it, else a trio scope made on first use.
-        self.scope: AppScope | None = None
-        self.last_activity = core.clock()  # last DATA received or taken by the app (body timeout)
+        self.scope = None
+        #: Last DATA received or taken by the app (the body timeout: only read while the body is open).
+        self.last_activity = 0.0 if request_ended else core.clock()
 
     # -- what adapters read ----------------------------------------------------------------------
 
@@ -165,9 +153,13 @@ class Stream:
     def _on_data(self, data: bytes, flow_length: int) -> None:
         if data:  # empty DATA frames do not keep an idle body alive
             self.last_activity = self._core.clock()
-        self._chunks.append((data, flow_length))
+        chunks = self._chunks
+        if chunks is None:
+            chunks = self._chunks = deque()
+        chunks.append((data, flow_length))
         self.buffered += len(data)
-        self._readable.fire()
+        if self._readable is not None:
+            self._readable.fire()
 
     def _on_trailers(self, headers: Headers) -> None:
         """A validated trailer section; it always arrives before :meth:`_on_end`."""
@@ -175,7 +167,8 @@ class Stream:
 
     def _on_end(self) -> None:
         self.state.apply(Move.RECV_END)
-        self._readable.fire()
+        if self._readable is not None:
+            self._readable.fire()
         self._check_done()
 
     def _on_reset(self, code: int, move: Move = Move.RESET) -> None:
@@ -184,8 +177,10 @@ class Stream:
             self.reset_code = code
         self.state.apply(move)
         self._release_buffered()
-        self._readable.fire()
-        self._writable.fire()
+        if self._readable is not None:
+            self._readable.fire()
+        if self._writable is not None:
+            self._writable.fire()
         if self._done is not None:
             self._done.set()
 
@@ -194,7 +189,8 @@ class Stream:
         self._on_reset(ErrorCode.CANCEL, Move.LOST)
 
     def _on_window(self) -> None:
-        self._writable.fire()
+        if self._writable is not None:
+            self._writable.fire()
 
     def _cut(self) -> None:
         """Shutdown's grace period ran out: end the exchange now, as its protocol expects.
@@ -227,28 +223,23 @@ class Stream:
                 return
         core.reset_stream(sid, ErrorCode.CANCEL, None)
 
-    def cancel_app_soon(self) -> None:
-        """The stream was cut before the response completed: cancel the app after RESET_GRACE."""
-        if not self.response_ended:
-            scope = self.app_scope()
-            scope.deadline = min(scope.deadline, self._core.clock() + RESET_GRACE)
+    def _readable_signal(self) -> Signal:
+        signal = self._readable
+        if signal is None:
+            signal = self._readable = Signal()
+        return signal
 
-    def cancel_app(self) -> None:
-        """Cancel the app now (shutdown's cut, the connection's end)."""
-        self.app_scope().cancel()
-
-    def app_scope(self) -> AppScope:
-        """What cancels the app (a trio cancel scope, made now if nobody set one yet)."""
-        scope = self.scope
-        if scope is None:
-            scope = self.scope = trio.CancelScope()
-        return scope
+    def _writable_signal(self) -> Signal:
+        signal = self._writable
+        if signal is None:
+            signal = self._writable = Signal()
+        return signal
 
     # -- request body ----------------------------------------------------------------------------------
 
     async def wait_readable(self) -> None:
         """Until the next DATA, end of body or reset arrives (h2gate.asgi.frames waits on it)."""
-        await self._readable.wait()
+        await self._readable_signal().wait()
 
     async def read(self) -> bytes:
         """Everything buffered so far (at least one byte), or b"" at the end of the body.
@@ -260,12 +251,13 @@ class Stream:
                 raise ClientDisconnected(f"stream {self.stream_id} was reset (error code {self.reset_code})")
             if self.state.request is State.ENDED:
                 return b""
-            await self._readable.wait()
-        if len(self._chunks) == 1:
-            data, acked = self._chunks.popleft()
+            await self._readable_signal().wait()
+        chunks = self._chunks
+        if len(chunks) == 1:
+            data, acked = chunks.popleft()
         else:
-            parts = list(self._chunks)
-            self._chunks.clear()
+            parts = list(chunks)
+            chunks.clear()
             data = b"".join(p[0] for p in parts)
             acked = sum(p[1] for p in parts)
         self.buffered -= len(data)
@@ -276,8 +268,12 @@ class Stream:
 
     def _release_buffered(self) -> None:
         """Give back the connection window held by bytes the app will never read."""
-        size = sum(p[1] for p in self._chunks)
-        self._chunks.clear()
+        chunks = self._chunks
+        if not chunks:
+            self.buffered = 0
+            return
+        size = sum(p[1] for p in chunks)
+        chunks.clear()
         self.buffered = 0
         if size:
             self._core.acknowledge(self.stream_id, size)
@@ -418,102 +414,6 @@ class Stream:
         self._core.turns.scheduler.forget(self.stream_id)
         self._response_finished()
 
-    def send_data_nowait(self, data: bytes, on_room: Callable[[], object] | None = None) -> bool | None:
-        """Queue ``data`` (no END_STREAM) at once if :meth:`send_data` would not have to wait; else do nothing.
-
-        True only when the stream is open, no stream is waiting for its turn,
-        ``data`` fits the flow-control windows and one QUANTUM, and the writer
-        stays under its high-water mark: then send_data would return without
-        waiting too. Lets an app on the hosted asyncio loop stream without a
-        round trip through trio per chunk (h2gate.asgi.runner).
-
-        None when only the writer's fill stood in the way and ``on_room`` (a
-        plain function that must not raise) was given: it is called once the
-        writer has drained or the connection is gone, and the caller may try again.
-        Only streams without a priority signal wait this way (a stream with
-        one takes the scheduler's path), and they take turns: one that was
-        woken but found the writer full again is woken first next time, ahead
-        of one that got chunks in. So they share the writer round-robin, one
-        high-water mark at a time.
-        """
-        core, size = self._core, len(data)
-        if self.reset_code is not None or core.turns.scheduler.busy or size > QUANTUM:
-            return False
-        if self.state.response is not State.HEADERS:
-            return False
-        try:
-            if size > core.codec.window(self.stream_id):
-                return False
-        except StreamGone:
-            return False
-        if core.queued + size > HIGH_WATER:
-            if on_room is None or not self._unsignalled():
-                return False
-            core.drained.then(on_room, ahead=self._room_unserved)
-            self._room_unserved = True
-            return None
-        try:
-            core.codec.send_data(self.stream_id, data, False)
-        except StreamGone:
-            return False
-        self._room_unserved = False
-        core.queued_data(size)
-        self.bytes_sent += size
-        core.wake()
-        return True
-
-    def respond_nowait(self, headers: Headers, body: bytes, *, end_stream: bool) -> bool:
-        """The final HEADERS and ``body`` as their first DATA, queued at once if nothing has to wait for them.
-
-        What :meth:`send_headers` then :meth:`send_data` would do, without a
-        trip through the stream's task: only when the response has not
-        started, no stream is waiting for its turn, ``body`` fits the
-        flow-control windows and one QUANTUM, and the writer stays under its
-        high-water mark. False (nothing sent) otherwise: the caller takes the
-        waiting path, which also reports a reset or a closed stream. Lets a
-        small response from an app on the hosted asyncio loop leave without
-        waking trio for it (h2gate.asgi.runner).
-        """
-        core, size = self._core, len(body)
-        if (
-            self.reset_code is not None
-            or self.state.response is not State.IDLE
-            or core.turns.scheduler.busy
-            or size > QUANTUM
-            or core.queued + size > HIGH_WATER
-        ):
-            return False
-        codec, sid = core.codec, self.stream_id
-        headers_end = end_stream and not size
-        try:
-            if size and size > codec.window(sid):
-                return False
-            codec.send_headers(sid, headers, headers_end)
-        except StreamGone:
-            return False  # nothing sent: the waiting path finds it gone and says so
-        self.state.apply(Move.SEND_HEADERS_END if headers_end else Move.SEND_HEADERS)
-        self.status = int(headers[0][1])
-        self.response_headers = headers
-        core.wake()
-        if headers_end:
-            self._response_finished()
-        elif size:
-            try:
-                codec.send_data(sid, body, end_stream)
-            except StreamGone:
-                self._gone()  # reset; the app learns it at its next send or receive
-                return True
-            core.queued_data(size)
-            self.bytes_sent += size
-            if end_stream:
-                self._sent_end()
-        return True
-
-    def _unsignalled(self) -> bool:
-        """No priority header or PRIORITY_UPDATE: the stream is one of the round-robin crowd."""
-        scheduler = self._core.turns.scheduler
-        return scheduler.priority(self.stream_id, priority_of_headers(self.head.fields)) is UNSIGNALLED
-
     async def _wait_window(self, deadline: float) -> None:
         """Wait for a window change; a stream whose window stays shut until ``deadline`` gets RST_STREAM CANCEL.
 
@@ -521,7 +421,7 @@ class Stream:
         that open nothing for this stream (or other streams' ones) do not extend it.
         """
         with trio.move_on_at(deadline) as stall:
-            await self._writable.wait()
+            await self._writable_signal().wait()
         if stall.cancelled_caught:
             why = f"the client gave no flow-control window for {self._core.send_timeout:g}s"
             self._core.reset_stream(self.stream_id, ErrorCode.CANCEL, why)
