@@ -55,7 +55,10 @@ def _stream_reason(code: int) -> str:
 
 def connection_error(exc: h2.exceptions.ProtocolError) -> ConnectionProtocolError:
     """h2's exception as our connection error, with the RFC's code and a reason in words."""
-    code = ErrorCode.of(getattr(exc, "error_code", ErrorCode.PROTOCOL_ERROR))
+    try:  # not ErrorCode.of: a mypyc build gets its ErrorCode | int back as a bare int (bench/mypyc_tree.py)
+        code = ErrorCode(getattr(exc, "error_code", ErrorCode.PROTOCOL_ERROR))
+    except ValueError:  # a code RFC 9113 does not name; a connection error needs one it does
+        code = ErrorCode.PROTOCOL_ERROR
     cause = exc.__cause__
     text = str(exc)
     if isinstance(cause, HPACKError) and not isinstance(cause, OversizedHeaderListError):
@@ -71,8 +74,6 @@ def connection_error(exc: h2.exceptions.ProtocolError) -> ConnectionProtocolErro
         text = f"frame on stream {exc.stream_id}, which is not open"
     elif text.isdigit() or not text:
         text = f"{type(exc).__name__} ({text or 'no detail'})"
-    if not isinstance(code, ErrorCode):
-        code = ErrorCode.PROTOCOL_ERROR
     return ConnectionProtocolError(text, code)
 
 

@@ -86,7 +86,10 @@ def raised_error(exc: ngh2.NGH2Error) -> ConnectionProtocolError:
 
 def closed_error(event: ngh2.ConnectionClosed) -> ConnectionProtocolError:
     """libnghttp2 ended the connection itself: its code, its reason if it gave one."""
-    code = ErrorCode.of(event.error_code)
+    try:  # not ErrorCode.of: a mypyc build gets its ErrorCode | int back as a bare int (bench/mypyc_tree.py)
+        code = ErrorCode(event.error_code)
+    except ValueError:  # a code RFC 9113 does not name; a connection error needs one it does
+        code = ErrorCode.PROTOCOL_ERROR
     text = event.debug_data.decode("ascii", "replace")
     if not text:
         reasons: dict[int, str] = {
@@ -96,4 +99,4 @@ def closed_error(event: ngh2.ConnectionClosed) -> ConnectionProtocolError:
             ErrorCode.FRAME_SIZE_ERROR: "frame of a size its type does not allow",
         }
         text = reasons.get(event.error_code, "protocol error")
-    return ConnectionProtocolError(text, code if isinstance(code, ErrorCode) else ErrorCode.PROTOCOL_ERROR)
+    return ConnectionProtocolError(text, code)
