@@ -62,26 +62,31 @@ class ConnectionControl:
 
     __slots__ = ()
 
-    if TYPE_CHECKING:  # the core's state these methods read (ConnectionCore.__init__ makes it)
-        _receiving: bool
-        clock: Callable[[], float]
-        closing: Closing
-        codec: Codec
-        config: Config
-        deadlines: Deadlines
-        drained: Signal
-        extended_connect: bool
-        guards: Guards
-        on_closed: Callable[[], None] | None
-        peer: str
-        streams: dict[int, Stream]
-        turns: SendTurns
-        wake: Callable[[], None]
-        windows: ReceiveWindows | None
+    # The core's state these methods read (ConnectionCore.__init__ makes it) and the parts of the core they
+    # call, declared here rather than under TYPE_CHECKING, which a compiled build (bench/mypyc_tree.py)
+    # refuses in a class body. ConnectionCore overrides both methods.
+    _receiving: bool
+    clock: Callable[[], float]
+    closing: Closing
+    codec: Codec
+    config: Config
+    deadlines: Deadlines
+    drained: Signal
+    extended_connect: bool
+    guards: Guards
+    on_closed: Callable[[], None] | None
+    peer: str
+    streams: dict[int, Stream]
+    turns: SendTurns
+    wake: Callable[[], None]
+    windows: ReceiveWindows | None
 
-        @property
-        def closed(self) -> bool: ...
-        def reset_stream(self, stream_id: int, code: int, why: str | None, *, charge: bool = False) -> None: ...
+    @property
+    def closed(self) -> bool:
+        raise NotImplementedError
+
+    def reset_stream(self, stream_id: int, code: int, why: str | None, *, charge: bool = False) -> None:
+        raise NotImplementedError
 
     # -- state others read ------------------------------------------------------------------------------
 

@@ -398,7 +398,7 @@ class Stream(OffTaskSends):
         finally:
             if contended:
                 turns.leave(self.stream_id)
-        self.bytes_sent += total
+        self.bytes_sent = self.bytes_sent + total  # not +=: mypyc 2.4 fails on it here (bench/mypyc_tree.py)
         if end_stream and total == 0:
             self._check_open()
             try:
@@ -484,7 +484,7 @@ class Stream(OffTaskSends):
         if core.closed:
             raise ClientDisconnected(f"stream {self.stream_id}: the connection is closed")
         core.write_raw(data)
-        self.bytes_sent += body_bytes
+        self.bytes_sent = self.bytes_sent + body_bytes  # not +=: see send_data
         if status and not self.status:
             self.status = status
         if self.state.response is State.IDLE:

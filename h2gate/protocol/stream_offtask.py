@@ -70,19 +70,30 @@ class OffTaskSends:
     scope: AppScope | None
     status: int
 
-    if TYPE_CHECKING:  # the stream's state these methods read (Stream.__init__ makes it)
-        _core: ConnectionCore
-        reset_code: int | None
-        state: StreamState
-        stream_id: int
+    # The stream's state these methods read (Stream.__init__ makes it) and the parts of Stream they call,
+    # declared here rather than under TYPE_CHECKING, which a compiled build (bench/mypyc_tree.py) refuses
+    # in a class body. Stream overrides every one.
+    _core: ConnectionCore
+    reset_code: int | None
+    state: StreamState
+    stream_id: int
 
-        @property
-        def head(self) -> RequestHead: ...
-        @property
-        def response_ended(self) -> bool: ...
-        def _gone(self) -> ClientDisconnected: ...
-        def _response_finished(self) -> None: ...
-        def _sent_end(self) -> None: ...
+    @property
+    def head(self) -> RequestHead:
+        raise NotImplementedError
+
+    @property
+    def response_ended(self) -> bool:
+        raise NotImplementedError
+
+    def _gone(self) -> ClientDisconnected:
+        raise NotImplementedError
+
+    def _response_finished(self) -> None:
+        raise NotImplementedError
+
+    def _sent_end(self) -> None:
+        raise NotImplementedError
 
     def cancel_app_soon(self) -> None:
         """The stream was cut before the response completed: cancel the app after RESET_GRACE."""
