@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import math
+from abc import abstractmethod
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -64,7 +65,7 @@ class ConnectionControl:
 
     # The core's state these methods read (ConnectionCore.__init__ makes it) and the parts of the core they
     # call, declared here rather than under TYPE_CHECKING, which a compiled build (bench/mypyc_tree.py)
-    # refuses in a class body. ConnectionCore overrides both methods.
+    # refuses in a class body. ConnectionCore implements both abstract methods.
     _receiving: bool
     clock: Callable[[], float]
     closing: Closing
@@ -82,11 +83,13 @@ class ConnectionControl:
     windows: ReceiveWindows | None
 
     @property
+    @abstractmethod
     def closed(self) -> bool:
-        raise NotImplementedError
+        """No more frames will be produced."""
 
+    @abstractmethod
     def reset_stream(self, stream_id: int, code: int, why: str | None, *, charge: bool = False) -> None:
-        raise NotImplementedError
+        """RST_STREAM ``code`` on ``stream_id``: the core's one reset path."""
 
     # -- state others read ------------------------------------------------------------------------------
 

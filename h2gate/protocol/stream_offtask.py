@@ -21,6 +21,7 @@ and holds no state of its own; it reads the stream's.
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
@@ -71,29 +72,34 @@ class OffTaskSends:
     status: int
 
     # The stream's state these methods read (Stream.__init__ makes it) and the parts of Stream they call,
-    # declared here rather than under TYPE_CHECKING, which a compiled build (bench/mypyc_tree.py) refuses
-    # in a class body. Stream overrides every one.
+    # declared in the class body, not under TYPE_CHECKING, which a compiled build (bench/mypyc_tree.py)
+    # refuses there. Stream implements every abstract one.
     _core: ConnectionCore
     reset_code: int | None
     state: StreamState
     stream_id: int
 
     @property
+    @abstractmethod
     def head(self) -> RequestHead:
-        raise NotImplementedError
+        """The request's pseudo-headers and regular fields, split once."""
 
     @property
+    @abstractmethod
     def response_ended(self) -> bool:
-        raise NotImplementedError
+        """The response's END_STREAM is queued."""
 
+    @abstractmethod
     def _gone(self) -> ClientDisconnected:
-        raise NotImplementedError
+        """The codec no longer has the stream open: reset it, and the error an app's send raises."""
 
+    @abstractmethod
     def _response_finished(self) -> None:
-        raise NotImplementedError
+        """The response is complete: stop the upload if the request is still open."""
 
+    @abstractmethod
     def _sent_end(self) -> None:
-        raise NotImplementedError
+        """Record that the response's END_STREAM is queued."""
 
     def cancel_app_soon(self) -> None:
         """The stream was cut before the response completed: cancel the app after RESET_GRACE."""

@@ -127,14 +127,7 @@ def test_stream_lines_are_written_after_the_loop_turn_not_by_a_thread() -> None:
     """In trio, a turn's lines go out after it in one write, from the loop's thread; never between a print's parts."""
     import trio
 
-    class Recording(io.StringIO):
-        def __init__(self) -> None:
-            super().__init__()
-            self.writes: list[tuple[str, str]] = []
-
-        def write(self, text: str) -> int:
-            self.writes.append((threading.current_thread().name, text))
-            return super().write(text)
+    from tests.observe.test_logsink_stream import Recording
 
     out = Recording()
     sink = LineSink(stream=out)
