@@ -35,35 +35,17 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-#: The modules every request runs through: the protocol core and both codecs, the HTTP field rules, the
-#: ASGI bridge, the TLS stream and the socket writer (bench/README.md, "Round four: mypyc", has the A/B runs).
-COMPILE = (
-    "h2gate/protocol/*.py",
-    "h2gate/http/*.py",
-    "h2gate/asgi/*.py",
-    "h2gate/tls/*.py",
-    "h2gate/net/socket_send.py",
-)
+#: What to compile and what to leave out (with why): ``[tool.h2gate.mypyc]`` in pyproject.toml, the one list
+#: the wheel build (setup.py) and this script share.
+_LISTS = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["h2gate"]["mypyc"]
+COMPILE: tuple[str, ...] = tuple(_LISTS["compile"])
+LEAVE_OUT: dict[str, str] = dict(_LISTS["leave-out"])
 
-#: Left out, with the reason, so the next person does not try again blind.
-LEAVE_OUT = {
-    "h2gate/asgi/ws_channels.py": "deletes an attribute (del self._pending); a native class needs __deletable__",
-    "h2gate/protocol/filebody.py": "builds, but its typed arguments raise TypeError where the code answers an "
-    "app's bad offset or count with FileBodyError (tests/protocol/test_filebody.py)",
-    # Run once per worker or per handshake, not per request: not worth a difference from CPython there.
-    "h2gate/tls/context.py": "configuration time (contexts, callbacks into pyOpenSSL); not on the request path",
-    "h2gate/tls/certstore.py": "configuration time (certificate files and reloads); not on the request path",
-    "h2gate/tls/stapling.py": "OCSP stapling, once per handshake at most; not on the request path",
-    # Not matched by COMPILE, listed for the record:
-    "h2gate/net/transport.py": "builds, then segfaults at import: a dataclass field annotated with a class "
-    "(TLSInfo) imported only under TYPE_CHECKING",
-    "h2gate/errors.py": "exceptions subclassing OSError/RuntimeError: mypyc cannot make them native classes",
-    "h2gate/observe/accesslog.py": "mypyc: 'Cannot determine type' of attributes set by the ASGI bridge",
-}
 
 _ERROR = re.compile(r"^(h2gate/\S+\.py):\d+: error: (.*)$", re.MULTILINE)
 
