@@ -316,14 +316,16 @@ class ConnectionCore(ConnectionControl):
                 self.codec.ping(ping)
 
     def _on_stream_ended(self, event: ev.StreamEnded) -> None:
+        stream = self.streams.get(event.stream_id)
+        if stream is not None and stream.state.request is State.ENDED:
+            return  # admitted with its END_STREAM (a GET): no body was counted or given a window
         if self.windows is not None:
             self.windows.forget(event.stream_id)
         problem = self.guards.body_lengths.end(event.stream_id)
         if problem is not None:
             self._malformed(event.stream_id, problem)
             return
-        stream = self.streams.get(event.stream_id)
-        if stream is not None and stream.state.request is not State.ENDED:
+        if stream is not None:
             stream._on_end()
 
     def _on_trailers(self, event: ev.TrailersReceived) -> None:
