@@ -60,6 +60,7 @@ from h2gate.protocol.stream_state import State
 from h2gate.protocol.timeouts import Deadlines
 
 log = logging.getLogger("h2gate.error")
+_CLOSED = Phase.CLOSED
 
 
 class ConnectionCore(ConnectionControl):
@@ -68,7 +69,8 @@ class ConnectionCore(ConnectionControl):
     # Slots: thousands of these sit idle at once (bench/README.md, "Idle connection memory").
     __slots__ = (
         "__weakref__", "_receiving", "_spawn", "clock", "closing", "codec", "config", "deadlines", "drained",
-        "extended_connect", "frame_tap", "frames", "guards", "on_closed", "peer", "queued", "requests", "scheme",
+        "extended_connect", "frame_tap", "frames", "guards", "on_closed", "peer", "queued", "queued_frames", "requests",
+        "scheme",
         "send_timeout", "streams", "streams_changed", "turns", "wake", "windows",
     )  # fmt: skip
 
@@ -104,6 +106,7 @@ class ConnectionCore(ConnectionControl):
         )
         self.send_timeout = config.send_timeout
         self.queued = 0  # DATA bytes queued since the writer last took the output
+        self.queued_frames = 0  # DATA frames among them (at most): each may earn the client two WINDOW_UPDATEs
         self.drained = Signal()  # the writer took the output and wrote it (or the connection is gone)
         self.streams_changed = Signal()
         self.requests = 0
@@ -191,11 +194,12 @@ class ConnectionCore(ConnectionControl):
             except ConnectionProtocolError as exc:
                 self.fail(exc.code, exc.reason, kind="protocol error")
                 return
+            lifecycle = self.closing.lifecycle
             for event in events:
                 _DISPATCH[type(event)](self, event)
                 if self.frame_tap is not None:
                     self.frame_tap(self, event)
-                if self.closed:
+                if lifecycle.phase is _CLOSED:  # self.closed, without the property call per event
                     return
 
     def _time_header_block(self) -> None:
@@ -312,14 +316,16 @@ class ConnectionCore(ConnectionControl):
                 self.codec.ping(ping)
 
     def _on_stream_ended(self, event: ev.StreamEnded) -> None:
+        stream = self.streams.get(event.stream_id)
+        if stream is not None and stream.state.request is State.ENDED:
+            return  # admitted with its END_STREAM (a GET): no body was counted or given a window
         if self.windows is not None:
             self.windows.forget(event.stream_id)
         problem = self.guards.body_lengths.end(event.stream_id)
         if problem is not None:
             self._malformed(event.stream_id, problem)
             return
-        stream = self.streams.get(event.stream_id)
-        if stream is not None and stream.state.request is not State.ENDED:
+        if stream is not None:
             stream._on_end()
 
     def _on_trailers(self, event: ev.TrailersReceived) -> None:
@@ -402,18 +408,20 @@ class ConnectionCore(ConnectionControl):
 
     def stream_finished(self, stream: Stream) -> None:
         """The stream's task ended (the driver calls this exactly once per spawned stream)."""
+        stream_id = stream.stream_id
         if not stream.state.done and stream.reset_code is None:
-            self.reset_stream(stream.stream_id, ErrorCode.CANCEL, None)
-        del self.streams[stream.stream_id]
-        self._forget(stream.stream_id)
-        self.deadlines.disarm(stream.stream_id)
-        self.turns.scheduler.forget(stream.stream_id)
+            self.reset_stream(stream_id, ErrorCode.CANCEL, None)
+        streams = self.streams
+        del streams[stream_id]
+        self._forget(stream_id)
+        self.deadlines.disarm(stream_id)
+        self.turns.scheduler.forget(stream_id)
         metrics.recorder.stream_closed()
         self.streams_changed.fire()
-        if self.closing.lifecycle.phase is Phase.OPEN:
-            self._arm_idle()
-        else:
+        if self.closing.lifecycle.phase is not Phase.OPEN:
             self.closing.idle()
+        elif not streams:
+            self._arm_idle()
 
     def release(self) -> None:
         """The connection is idle (the driver says so): tables sized for its busiest moment start afresh.
@@ -455,9 +463,14 @@ class ConnectionCore(ConnectionControl):
             self.wake()
 
     def queued_data(self, size: int) -> None:
-        """A stream queued ``size`` DATA bytes: count them against the writer's high-water mark."""
+        """A stream queued ``size`` DATA bytes: count them against the writer's high-water mark.
+
+        The WINDOW_UPDATEs they may earn the client are booked when the writer takes them
+        (:meth:`data_to_send`), once a batch with one clock read: the client can answer
+        only what has left.
+        """
         self.queued += size
-        self.guards.data_sent(self.clock(), size // 16_384 + 1)
+        self.queued_frames += size // 16_384 + 1
 
     def write_raw(self, data: bytes) -> None:
         """The frame API's raw bytes, after everything queued before them."""
@@ -468,6 +481,10 @@ class ConnectionCore(ConnectionControl):
     def data_to_send(self) -> bytes:
         """Everything queued for the client, in order (the driver's writer calls this)."""
         self.queued = 0
+        frames = self.queued_frames
+        if frames:
+            self.queued_frames = 0
+            self.guards.data_sent(self.clock(), frames)
         self.guards.flushed()
         return self.codec.data_to_send()
 

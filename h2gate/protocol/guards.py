@@ -109,6 +109,7 @@ class Guards:
             budget.trim(now)
 
     def forget(self, stream_id: int) -> None:
-        self.bad_headers.discard(stream_id)
+        if self.bad_headers:
+            self.bad_headers.discard(stream_id)
         self.body_lengths.forget(stream_id)
         self.body_sizes.forget(stream_id)

@@ -166,8 +166,10 @@ class Scheduler:
 
     def forget(self, stream_id: int) -> None:
         """The stream is over: drop everything known about it."""
-        self.leave(stream_id)
-        self._updates.pop(stream_id, None)
+        if self._waiting:
+            self.leave(stream_id)
+        if self._updates:
+            self._updates.pop(stream_id, None)
 
     def next(self) -> int | None:
         """The waiting stream whose turn it is, or None if none waits."""

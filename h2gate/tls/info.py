@@ -4,30 +4,14 @@ from __future__ import annotations
 
 import functools
 import ssl
-from dataclasses import dataclass
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from OpenSSL import SSL
 
+from h2gate.net.transport import TLSInfo
+
 __all__ = ["TLSInfo", "asgi_tls_extension", "tls_info", "wsgi_tls_environ"]
-
-
-@dataclass(frozen=True, slots=True)
-class TLSInfo:
-    """What one handshake negotiated; filled in once, read by the protocol layer."""
-
-    tls_version: str
-    cipher: str
-    alpn: str | None
-    server_name: str | None
-    peer_cert_pem: bytes | None
-    tls_version_code: int = 0  # e.g. 0x0304 for TLS 1.3
-    cipher_suite: int | None = None  # IANA code, e.g. 0x1301
-    server_cert_pem: bytes | None = None
-    #: The client's certificate first, then the chain it sent (empty without a client certificate).
-    peer_chain_pem: tuple[bytes, ...] = ()
-    peer_subject: str | None = None  # RFC 4514
 
 
 def tls_info(conn: SSL.Connection) -> TLSInfo:
