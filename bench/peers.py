@@ -20,6 +20,7 @@ from __future__ import annotations
 import atexit
 import functools
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -201,7 +202,10 @@ _PROBE = (
 def _probe(python: str) -> tuple[str, str, str, str | None] | str:
     """(h2gate's file, version, build, ngh2 version or None) as ``python -P`` imports them, or why not."""
     try:
-        done = subprocess.run([python, "-P", "-c", _PROBE], capture_output=True, text=True, timeout=60, cwd="/")
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # as the server runs (below)
+        done = subprocess.run(
+            [python, "-P", "-c", _PROBE], capture_output=True, text=True, timeout=60, cwd="/", env=env
+        )
     except OSError as exc:
         return f"{python}: {exc}"
     if done.returncode != 0:
@@ -228,8 +232,9 @@ def installed_h2gate(spec: ServerSpec, python: str, name: str | None = None) -> 
     """``spec`` (an h2gate row) served by the h2gate installed for another ``python`` (a venv's bin/python).
 
     For the row as released: a venv with the compiled wheel (``pip install 'h2gate-...whl[fast]'``). The
-    server runs ``python -P -m h2gate`` with an --app-dir holding only copies of the bench apps, so neither
-    the working directory nor the app dir can put this checkout's ``h2gate/`` in front of the installed one;
+    server runs ``python -P -m h2gate`` without PYTHONPATH and with an --app-dir holding only copies of the
+    bench apps, so neither the environment, the working directory nor the app dir can put this checkout's
+    ``h2gate/`` in front of the installed one (run.py prints what each server says it runs);
     the row is skipped, saying why, when that Python imports h2gate from this checkout all the same. The
     version column shows the build that Python imports (``compiled with mypyc`` or ``pure Python``).
     """
@@ -238,7 +243,8 @@ def installed_h2gate(spec: ServerSpec, python: str, name: str | None = None) -> 
         command = spec.argv(port, cert, key)
         assert command[:3] == [sys.executable, "-m", "h2gate"], command
         at = command.index("--app-dir") + 1
-        return [python, "-P", *command[1:at], str(_app_dir()), *command[at + 1 :]]
+        # ServerProcess puts this checkout on PYTHONPATH (for the peers' imports of bench.app): not for this one.
+        return ["env", "-u", "PYTHONPATH", python, "-P", *command[1:at], str(_app_dir()), *command[at + 1 :]]
 
     def check() -> str | None:
         probe = _probe(python)

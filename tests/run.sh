@@ -73,11 +73,11 @@ H2GATE_CODEC=ngh2 python -m pytest "$@" tests/conformance tests/attacks
 H2GATE_CODEC=h2 H2GATE_TEST_LOOP=asyncio python -m pytest "$@" tests/attacks
 
 # The compiled wheel, as the platform wheels are built (setup.py with H2GATE_MYPYC=1; cibuildwheel builds the
-# manylinux ones in a release job, docs/install.md): built once for this machine, installed in a directory
+# manylinux ones in a release job, docs/performance.md): built once for this machine, installed in a directory
 # on PYTHONPATH that shadows the editable checkout (python -P: the working directory does not win), then
 # the conformance and attack suites against it on both codecs. tests/release/test_build.py fails unless
 # the tests and the servers they start import the compiled build; build_support/smoke.py checks it as a
-# user would run it. About 4 minutes of compiling and 6 of tests on 2 cores.
+# user would run it. About 14 minutes on 2 cores (4 compiling, 5 per codec; bench/README.md, "CI cost").
 compiled="$(mktemp -d "${TMPDIR:-/tmp}/h2gate-compiled.XXXXXX")"
 trap 'rm -rf "$compiled"' EXIT
 H2GATE_MYPYC=1 python -m pip wheel -q --no-deps -w "$compiled/dist" .
@@ -85,5 +85,6 @@ python -m pip install -q --no-deps --target "$compiled/site" "$compiled"/dist/h2
 (cd "$compiled" && PYTHONPATH="$compiled/site" python -P "$OLDPWD/build_support/smoke.py" --expect compiled)
 for codec in h2 ngh2; do
     PYTHONPATH="$compiled/site" H2GATE_TEST_BUILD=compiled H2GATE_TEST_WHEEL="$(echo "$compiled"/dist/h2gate-*.whl)" \
-        H2GATE_CODEC=$codec python -P -m pytest "$@" tests/release/test_build.py tests/conformance tests/attacks
+        H2GATE_CODEC=$codec python -P -m pytest "$@" tests/release/test_build.py tests/conformance tests/attacks \
+        tests/release/test_packaging.py::test_compiled_wheel_holds_extension_modules_and_their_py
 done

@@ -137,6 +137,9 @@ def test_sdist_holds_the_tests_and_they_run(dist: dict[str, Path], tmp_path: Pat
     ).stdout.split()
     missing = [name for name in tracked if not (tree / name).exists() and (ROOT / name).exists()]
     assert missing == []
+    # What builds the wheels from the sdist (the pure one here; the compiled one with H2GATE_MYPYC=1).
+    for name in ("setup.py", "build_support/h2gate_backend.py", "build_support/mypyc_modules.py"):
+        assert (tree / name).is_file(), name
     env = {k: v for k, v in os.environ.items() if not k.startswith("H2GATE_")}
     which = subprocess.run(
         [sys.executable, "-c", "import h2gate; print(h2gate.__file__)"],
