@@ -77,7 +77,7 @@ H2GATE_CODEC=h2 H2GATE_TEST_LOOP=asyncio python -m pytest "$@" tests/attacks
 # on PYTHONPATH that shadows the editable checkout (python -P: the working directory does not win), then
 # the conformance and attack suites against it on both codecs. tests/release/test_build.py fails unless
 # the tests and the servers they start import the compiled build; build_support/smoke.py checks it as a
-# user would run it. About 14 minutes on 2 cores (4 compiling, 5 per codec; bench/README.md, "CI cost").
+# user would run it. About 11 minutes on 2 cores (3 compiling, 4 per codec; bench/README.md, "CI cost").
 compiled="$(mktemp -d "${TMPDIR:-/tmp}/h2gate-compiled.XXXXXX")"
 trap 'rm -rf "$compiled"' EXIT
 H2GATE_MYPYC=1 python -m pip wheel -q --no-deps -w "$compiled/dist" .
