@@ -24,7 +24,9 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore
 WORKDIR /src
-COPY pyproject.toml README.md LICENSE ./
+# setup.py and build_support/ are the build backend (the pure wheel here: H2GATE_MYPYC is not set).
+COPY pyproject.toml setup.py README.md LICENSE ./
+COPY build_support ./build_support
 COPY h2gate ./h2gate
 RUN python3 -m venv /opt/h2gate \
  && /opt/h2gate/bin/pip install --no-compile . \

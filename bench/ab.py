@@ -3,6 +3,8 @@
 Run from anywhere:  python bench/ab.py --servers h2gate-asyncio,h2gate-asyncio-log [--rounds 10] [-n 30000]
 Two builds of h2gate:  python bench/ab.py --servers h2gate-asyncio-log,h2gate-asyncio-log --tree-a /tmp/before
 (``git archive <commit> | tar -x -C /tmp/before``; the side without a tree runs this checkout)
+An installed build:  python bench/ab.py --servers h2gate-ngh2-asyncio-log,h2gate-ngh2-asyncio-log \\
+    --python-b /tmp/compiled-venv/bin/python   (that venv's h2gate, e.g. the compiled wheel, serves B)
 
 bench/cpu.py measures servers one after another, so whatever else the
 machine does in between lands on one of them. Here both servers run at once,
@@ -27,7 +29,7 @@ if __package__ in (None, ""):  # run as a script: make ``bench`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.cpu import tree_cpu_seconds
-from bench.peers import SPECS
+from bench.peers import SPECS, installed_h2gate
 from bench.scenarios import in_workdir, running
 from bench.servers import HOST, LoadResult, ServerSpec, run_h2load
 
@@ -88,19 +90,30 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=300.0, help="time bound of each h2load run, seconds")
     p.add_argument("--tree-a", help="run A (an h2gate row) with the h2gate package in this directory")
     p.add_argument("--tree-b", help="run B (an h2gate row) with the h2gate package in this directory")
+    p.add_argument("--python-a", help="run A (an h2gate row) with the h2gate installed for this Python")
+    p.add_argument("--python-b", help="run B (an h2gate row) with the h2gate installed for this Python")
     args = p.parse_args(argv)
     names = [n for n in args.servers.split(",") if n]
     if len(names) != 2 or any(n not in SPECS for n in names):
         p.error(f"--servers takes two names from: {', '.join(SPECS)}")
-    for i, tree in enumerate((args.tree_a, args.tree_b)):
-        if tree is not None:
+    for i, (tree, python) in enumerate(((args.tree_a, args.python_a), (args.tree_b, args.python_b))):
+        if tree is not None or python is not None:
+            flag = f"--{'tree' if tree else 'python'}-{'ab'[i]}"
+            if tree is not None and python is not None:
+                p.error(f"--tree-{'ab'[i]} and --python-{'ab'[i]}: one or the other")
             if SPECS[names[i]].module != "h2gate":
-                p.error(f"--tree-{'ab'[i]} applies to h2gate rows, not {names[i]}")
+                p.error(f"{flag} applies to h2gate rows, not {names[i]}")
             side = f"{'AB'[i]}:{names[i]}"
-            SPECS[side] = from_tree(SPECS[names[i]], side, tree)
+            if tree is not None:
+                SPECS[side] = from_tree(SPECS[names[i]], side, tree)
+            else:
+                SPECS[side] = installed_h2gate(SPECS[names[i]], python, side)
+                if problem := SPECS[side].unavailable():
+                    p.error(problem)
+                print(f"{side}: h2gate {SPECS[side].version()} from {python}")
             names[i] = side
     if names[0] == names[1]:
-        p.error("--servers takes two different rows, or the same row with --tree-a / --tree-b")
+        p.error("--servers takes two different rows, or the same row with --tree-a/-b or --python-a/-b")
 
     def body(workdir: Path) -> None:
         import os

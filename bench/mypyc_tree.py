@@ -5,22 +5,24 @@
         --tree-a /tmp/h2gate-plain --tree-b /tmp/h2gate-mypyc
     cd /tmp/h2gate-mypyc && PYTHONPATH=$PWD python -m pytest -q tests/conformance tests/attacks
 
-Opt-in and outside the install: ``pip install h2gate`` stays pure Python, and so
-does this checkout. The compiled build is a *copy* (every file git tracks, as
-it is in the working tree) because an extension module beside its ``.py``
+The released platform wheels are compiled from the same list (setup.py with
+``H2GATE_MYPYC=1``; tests/run.sh builds one and runs the suites on it); this
+script is for A/B runs of two *checkouts*, compiled. The compiled build is
+a *copy* (every file git tracks, as it is in the working tree) because an extension module beside its ``.py``
 wins the import: compiling in place would leave a checkout, and an editable
 install, running stale code after the next edit. The pure-Python modules stay
 in the copy next to the ``.so`` files, so deleting those falls back to them.
 
-What is compiled is a set of patterns (``COMPILE``), so splitting a module in
-two needs no change here. A module mypyc refuses is reported with its first
-error and left out, and the build is retried without it; ``LEAVE_OUT`` names
+What is compiled is a set of patterns (``compile`` in pyproject.toml's
+``[tool.h2gate.mypyc]``), so splitting a module in two needs no change here.
+A module mypyc refuses is reported with its first error and left out, and
+the build is retried without it (the wheel build fails instead); ``leave-out`` names
 the ones known to be refused, or to build but break at run time, and why.
 mypyc compiles the code as its type annotations say, so behaviour can differ
 from CPython where an annotation is looser than the code relies on (one seen:
 ``ErrorCode | int`` becomes a bare ``int``, losing the enum); the conformance
-and attack suites run against the copy are the check, not this script
-(tests/release/test_mypyc_tree.py does that when ``H2GATE_TEST_MYPYC=1``).
+and attack suites run against the compiled wheel in CI (tests/run.sh) are
+the check, not this script.
 
 Needs ``mypy`` (it ships mypyc), a C compiler and the Python headers.
 """
@@ -28,24 +30,20 @@ Needs ``mypy`` (it ships mypyc), a C compiler and the Python headers.
 from __future__ import annotations
 
 import argparse
-import glob
 import os
 import re
 import shutil
 import subprocess
 import sys
 import sysconfig
-import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-#: What to compile and what to leave out (with why): ``[tool.h2gate.mypyc]`` in pyproject.toml, the one list
-#: the wheel build (setup.py) and this script share.
-_LISTS = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["h2gate"]["mypyc"]
-COMPILE: tuple[str, ...] = tuple(_LISTS["compile"])
-LEAVE_OUT: dict[str, str] = dict(_LISTS["leave-out"])
-
+# What to compile and what to leave out (with why): ``[tool.h2gate.mypyc]`` in pyproject.toml, read by
+# build_support/mypyc_modules.py, which setup.py (the released platform wheels) uses too.
+sys.path.insert(0, str(ROOT / "build_support"))
+from mypyc_modules import chosen  # noqa: E402
 
 _ERROR = re.compile(r"^(h2gate/\S+\.py):\d+: error: (.*)$", re.MULTILINE)
 
@@ -60,12 +58,6 @@ def tracked_copy(source: Path, dest: Path) -> None:
         if src.is_file():  # a tracked file deleted in the working tree is skipped
             (dest / src.relative_to(source)).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / src.relative_to(source))
-
-
-def chosen(dest: Path) -> list[str]:
-    """The files ``COMPILE`` matches in ``dest``, less ``LEAVE_OUT`` and package ``__init__`` modules."""
-    found = {Path(p).relative_to(dest).as_posix() for pattern in COMPILE for p in glob.glob(str(dest / pattern))}
-    return sorted(p for p in found if not p.endswith("/__init__.py") and p not in LEAVE_OUT)
 
 
 def compile_tree(dest: Path, files: list[str], attempts: int = 6) -> tuple[list[str], dict[str, str]]:

@@ -17,8 +17,14 @@ WSGI: h2gate, Hypercorn, Granian, Gunicorn gthread (HTTP/2 since 25 with
 
 from __future__ import annotations
 
+import atexit
+import functools
+import json
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -183,6 +189,92 @@ BASELINE = "hypercorn-asyncio"
 WSGI_BASELINE = "hypercorn-wsgi"
 #: servers from the bench extra or elsewhere that may still be missing: their absence is reported, not an error
 OPTIONAL = tuple(name for name in SPECS if not name.startswith("h2gate") or "ngh2" in name)
+
+
+_PROBE = (
+    "import importlib.util, json, h2gate; from importlib import metadata; "
+    "ngh2 = metadata.version('ngh2') if importlib.util.find_spec('ngh2') else None; "
+    "print(json.dumps([h2gate.__file__, h2gate.__version__, h2gate.build(), ngh2]))"
+)
+
+
+@functools.cache
+def _probe(python: str) -> tuple[str, str, str, str | None] | str:
+    """(h2gate's file, version, build, ngh2 version or None) as ``python -P`` imports them, or why not."""
+    try:
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # as the server runs (below)
+        done = subprocess.run(
+            [python, "-P", "-c", _PROBE], capture_output=True, text=True, timeout=60, cwd="/", env=env
+        )
+    except OSError as exc:
+        return f"{python}: {exc}"
+    if done.returncode != 0:
+        return f"{python} cannot import h2gate: {(done.stderr.strip().splitlines() or ['?'])[-1]}"
+    path, version, build, ngh2 = json.loads(done.stdout)
+    if Path(path).resolve().is_relative_to(ROOT):
+        return f"{python} imports h2gate from this checkout ({path}), not an installed build"
+    return path, version, build, ngh2
+
+
+@functools.cache
+def _app_dir() -> Path:
+    """A directory with only the bench apps (``bench.app``, ``bench.wsgi_app``): an --app-dir without h2gate/."""
+    where = Path(tempfile.mkdtemp(prefix="h2gate-bench-apps-"))
+    atexit.register(shutil.rmtree, where, True)
+    (where / "bench").mkdir()
+    (where / "bench" / "__init__.py").write_text("")
+    for name in ("app.py", "wsgi_app.py"):
+        shutil.copy2(ROOT / "bench" / name, where / "bench" / name)
+    return where
+
+
+def installed_h2gate(spec: ServerSpec, python: str, name: str | None = None) -> ServerSpec:
+    """``spec`` (an h2gate row) served by the h2gate installed for another ``python`` (a venv's bin/python).
+
+    For the row as released: a venv with the compiled wheel (``pip install 'h2gate-...whl[fast]'``). The
+    server runs ``python -P -m h2gate`` without PYTHONPATH and with an --app-dir holding only copies of the
+    bench apps, so neither the environment, the working directory nor the app dir can put this checkout's
+    ``h2gate/`` in front of the installed one (run.py prints what each server says it runs);
+    the row is skipped, saying why, when that Python imports h2gate from this checkout all the same. The
+    version column shows the build that Python imports (``compiled with mypyc`` or ``pure Python``).
+    """
+
+    def argv(port: int, cert: Path, key: Path) -> list[str]:
+        command = spec.argv(port, cert, key)
+        assert command[:3] == [sys.executable, "-m", "h2gate"], command
+        at = command.index("--app-dir") + 1
+        # ServerProcess puts this checkout on PYTHONPATH (for the peers' imports of bench.app): not for this one.
+        return ["env", "-u", "PYTHONPATH", python, "-P", *command[1:at], str(_app_dir()), *command[at + 1 :]]
+
+    def check() -> str | None:
+        probe = _probe(python)
+        if isinstance(probe, str):
+            return probe
+        if "ngh2" in spec.extras and probe[3] is None:
+            return f"ngh2 is not installed for {python} (pip install 'h2gate[fast]')"
+        return None
+
+    def describe() -> str:
+        probe = _probe(python)
+        if isinstance(probe, str):
+            return "?"
+        _, version, build, ngh2 = probe
+        return f"{version} {'mypyc' if 'mypyc' in build else 'pure'}" + (
+            f" (ngh2 {ngh2})" if ngh2 and spec.extras else ""
+        )
+
+    return ServerSpec(name or spec.name, argv, "", check=check, describe=describe)
+
+
+def served_build(pid: int, log: str) -> str:
+    """What a running h2gate server says it is (its startup line), and the compiled library it has mapped."""
+    said = next((line.split("] ", 1)[-1] for line in log.splitlines() if " serving " in line), "no startup line")
+    try:
+        maps = Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return said
+    shared = sorted({line.split()[-1] for line in maps.splitlines() if "/h2gate/_compiled__mypyc" in line})
+    return f"{said}; maps {', '.join(shared) or 'no compiled h2gate library'}"
 
 
 def is_wsgi(name: str) -> bool:

@@ -36,7 +36,17 @@ if __package__ in (None, ""):  # run as a script: make ``bench`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.floor import codec_floor, h2_floor, print_codec_floor, print_floor
-from bench.peers import ALL_SERVERS, APP, BASELINE, OPTIONAL, SPECS, WSGI_BASELINE, is_wsgi
+from bench.peers import (
+    ALL_SERVERS,
+    APP,
+    BASELINE,
+    OPTIONAL,
+    SPECS,
+    WSGI_BASELINE,
+    installed_h2gate,
+    is_wsgi,
+    served_build,
+)
 from bench.servers import (
     HOST,
     LoadResult,
@@ -86,6 +96,8 @@ def bench_server(spec: ServerSpec, args: argparse.Namespace, cert: Path, key: Pa
             tail = server.log_tail()
             print(f"  {spec.name}: {err}" + ("\n    log: " + tail.replace("\n", "\n    log: ") if tail else ""))
             return result
+        if spec.describe is not None:  # an installed h2gate (--h2gate-python): say which one this server runs
+            print(f"  {spec.name}: {served_build(server.proc.pid, server.log_tail(40))}", flush=True)
         sampler = RssSampler(server.proc.pid)
         result.rss_idle = sampler.sample()
         base = f"https://{HOST}:{port}"
@@ -186,6 +198,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--floor-iterations", type=int, default=None, help="h2 floor exchanges per round (default 5000)")
     p.add_argument("--servers", default=",".join(ALL_SERVERS), help="comma list from: " + ", ".join(ALL_SERVERS))
     p.add_argument("--rounds", type=int, default=None, help="runs of every server, taking turns (default 3; quick 1)")
+    p.add_argument(
+        "--h2gate-python",
+        metavar="PYTHON",
+        help="serve the h2gate rows with the h2gate installed for this Python (e.g. a venv with the compiled "
+        "wheel: the row as released), not this checkout; the version column names the build",
+    )
     p.add_argument("--quick", action="store_true", help="small smoke run (2000 requests, 3 downloads, short bounds)")
     p.add_argument(
         "--scenarios", action="store_true", help="afterwards run bench/scenarios.py too (with --quick if given)"
@@ -211,6 +229,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.requests < 1 or args.downloads < 1 or args.duration <= 0 or args.rounds < 1:
         p.error("--requests, --downloads, --duration and --rounds must be positive")
     args.server_names = names
+    if args.h2gate_python:
+        for name in names:
+            if SPECS[name].module == "h2gate":
+                SPECS[name] = installed_h2gate(SPECS[name], args.h2gate_python)
     return args
 
 

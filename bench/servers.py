@@ -76,6 +76,8 @@ class ServerSpec:
     extras: tuple[str, ...] = ()
     #: a last check before starting it: None when it can run here, else why not (printed as the skip reason)
     check: Callable[[], str | None] | None = None
+    #: what the version column says, when the modules are not this Python's (bench/peers.py installed_h2gate)
+    describe: Callable[[], str] | None = None
 
     def unavailable(self) -> str | None:
         """None when this server can be started here, else the reason it is skipped."""
@@ -87,6 +89,8 @@ class ServerSpec:
         return self.check() if self.check is not None else None
 
     def version(self) -> str:
+        if self.describe is not None:
+            return self.describe()
         main = module_version(self.module) if self.module else ""
         extra = ", ".join(f"{m} {module_version(m)}" for m in self.extras)
         return f"{main} ({extra})" if extra else main

@@ -23,6 +23,10 @@ command -v debootstrap >/dev/null || optional+=(debootstrap)
 command -v nginx >/dev/null || optional+=(nginx)
 command -v haproxy >/dev/null || optional+=(haproxy)
 command -v prlimit >/dev/null || optional+=(util-linux)
+# The compiled wheel built below (mypyc: a C compiler and the Python headers).
+command -v gcc >/dev/null || need+=(gcc)
+python -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(sysconfig.get_paths()["include"] + "/Python.h"))' \
+    || need+=(python3-dev)
 command -v ss >/dev/null || optional+=(iproute2)
 if [ ${#optional[@]} -gt 0 ] && [ "$(id -u)" = 0 ]; then
     need+=("${optional[@]}")
@@ -56,8 +60,8 @@ if command -v npm >/dev/null && [ ${#node_missing[@]} -gt 0 ]; then
     npm install --prefix "$H2GATE_NODE_DIR" --no-audit --no-fund --silent "${node_packages[@]}" \
         || echo "tests/run.sh: npm install ${node_missing[*]} failed; the browser tests will be skipped" >&2
 fi
-ruff check h2gate tests examples bench docs
-ruff format --check h2gate tests examples bench docs
+ruff check h2gate tests examples bench docs build_support setup.py
+ruff format --check h2gate tests examples bench docs build_support setup.py
 lint-imports  # the layers of shared/ARCHITECTURE.md, and no import cycles (contracts in pyproject.toml)
 mypy  # strict on h2gate.protocol, h2gate.http, h2gate.internals (pyproject.toml)
 # Servers run the h2 codec (tests/conftest.py); tests/protocol runs the core on both codecs by itself.
@@ -67,3 +71,20 @@ H2GATE_CODEC=ngh2 python -m pytest "$@" tests/conformance tests/attacks
 # The attack suite once more on the asyncio loop, the default users get: there an HTTP request's
 # app starts without a trio task of its own, and resets, floods and cuts must still end it.
 H2GATE_CODEC=h2 H2GATE_TEST_LOOP=asyncio python -m pytest "$@" tests/attacks
+
+# The compiled wheel, as the platform wheels are built (setup.py with H2GATE_MYPYC=1; cibuildwheel builds the
+# manylinux ones in a release job, docs/performance.md): built once for this machine, installed in a directory
+# on PYTHONPATH that shadows the editable checkout (python -P: the working directory does not win), then
+# the conformance and attack suites against it on both codecs. tests/release/test_build.py fails unless
+# the tests and the servers they start import the compiled build; build_support/smoke.py checks it as a
+# user would run it. About 11 minutes on 2 cores (3 compiling, 4 per codec; bench/README.md, "CI cost").
+compiled="$(mktemp -d "${TMPDIR:-/tmp}/h2gate-compiled.XXXXXX")"
+trap 'rm -rf "$compiled"' EXIT
+H2GATE_MYPYC=1 python -m pip wheel -q --no-deps -w "$compiled/dist" .
+python -m pip install -q --no-deps --target "$compiled/site" "$compiled"/dist/h2gate-*.whl
+(cd "$compiled" && PYTHONPATH="$compiled/site" python -P "$OLDPWD/build_support/smoke.py" --expect compiled)
+for codec in h2 ngh2; do
+    PYTHONPATH="$compiled/site" H2GATE_TEST_BUILD=compiled H2GATE_TEST_WHEEL="$(echo "$compiled"/dist/h2gate-*.whl)" \
+        H2GATE_CODEC=$codec python -P -m pytest "$@" tests/release/test_build.py tests/conformance tests/attacks \
+        tests/release/test_packaging.py::test_compiled_wheel_holds_extension_modules_and_their_py
+done

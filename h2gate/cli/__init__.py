@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from h2gate import __version__
+from h2gate import __version__, build
 from h2gate.cli import show, spelling
 from h2gate.config import describe_type, field_type, fields, resolve_config
 from h2gate.errors import ConfigError, StartupError
@@ -77,6 +77,11 @@ def _usage_error(message: str) -> None:
     sys.exit(2)
 
 
+def _version_message() -> str:
+    """``h2gate 0.1.0 (compiled with mypyc)`` or ``(pure Python)``: which build answers (h2gate.build)."""
+    return f"%(prog)s %(version)s ({build()})"
+
+
 def _build() -> click.Command:
     @click.command(cls=_Command, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
     @click.argument("app", required=False)
@@ -95,7 +100,7 @@ def _build() -> click.Command:
         is_flag=True,
         help="Print the resolved configuration as TOML, with where each value came from, then exit.",
     )
-    @click.version_option(__version__, "--version", prog_name="h2gate", message="%(prog)s %(version)s")
+    @click.version_option(__version__, "--version", prog_name="h2gate", message=_version_message())
     @click.pass_context
     def main(
         ctx: click.Context,

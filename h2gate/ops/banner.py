@@ -11,7 +11,7 @@ import datetime
 import logging
 import socket
 
-from h2gate import __version__
+from h2gate import __version__, build
 from h2gate.config import Config
 from h2gate.net.binds import display_address
 from h2gate.protocol import codecs
@@ -49,7 +49,7 @@ def _describe_cert(path: str) -> str:
 def print_startup_block(config: Config, sockets: list[socket.socket], interface: str, how: str, workers: str) -> None:
     """Log the block: version, interface and app, process model, TLS, codec, then a ``listening on`` line per bind."""
     tls = config.use_tls
-    log.info("h2gate %s serving %s app %s (%s)", __version__, interface, config.app, how)
+    log.info("h2gate %s (%s) serving %s app %s (%s)", __version__, build(), interface, config.app, how)
     log.info("processes: %s", workers)
     summary = tls_summary(config)
     log.info("TLS: %s", summary if summary else "off (cleartext HTTP/2: h2c)")

@@ -160,3 +160,37 @@ def test_ab_script_runs_one_side_from_another_tree(tmp_path: Path) -> None:
     init.write_text(init.read_text() + "\nraise SystemExit('the copy in the tree was imported')\n")
     out = run_script("bench/ab.py", "--servers", "h2gate-trio,h2gate-trio", "--tree-a", str(tree), *args)
     assert "no figure: A:h2gate-trio did not start" in out
+
+
+def _python_with(tree: Path, tmp_path: Path) -> Path:
+    """A "python" whose h2gate is the copy in ``tree`` (as a venv's python has its installed h2gate)."""
+    wrapper = tmp_path / "python"
+    wrapper.write_text(f'#!/bin/sh\nPYTHONPATH={tree} exec {sys.executable} "$@"\n')
+    wrapper.chmod(0o755)
+    return wrapper
+
+
+def test_run_script_serves_h2gate_rows_from_another_python(tmp_path: Path) -> None:
+    tree = tmp_path / "installed"
+    shutil.copytree(ROOT / "h2gate", tree / "h2gate")
+    python = _python_with(tree, tmp_path)
+    args = ("--servers", "h2gate-asyncio-log", "--rounds", "1", "-n", "300", "--downloads", "1", "--warmup", "50")
+    out = run_script("bench/run.py", *args, "--h2gate-python", str(python), "--floor-iterations", "50")
+    assert f"h2gate 0.1.0 ({__import__('h2gate').build()}) serving ASGI app bench.app:app" in out
+    assert "0.1.0 pure" in out and "300 requests" in out
+    # The server imports that Python's h2gate, not this checkout's: break the copy and the row cannot start.
+    init = tree / "h2gate" / "__init__.py"
+    init.write_text(init.read_text() + "\nraise SystemExit('the installed copy was imported')\n")
+    done = subprocess.run(
+        [sys.executable, "bench/ab.py", "--servers", "h2gate-trio,h2gate-trio", "--python-a", str(python)],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2 and "cannot import h2gate" in done.stderr, done.stdout + done.stderr
+
+
+def test_another_python_that_imports_this_checkout_is_refused() -> None:
+    done = subprocess.run(
+        [sys.executable, "bench/ab.py", "--servers", "h2gate-trio,h2gate-trio", "--python-b", sys.executable],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2 and "imports h2gate from this checkout" in done.stderr, done.stdout + done.stderr

@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 from cryptography import x509
 
+import h2gate
 from h2gate.cli import main
 from tests.cli.test_cli import APP, _one_error_line, run_h2gate
 from tests.conftest import Certs
@@ -22,7 +23,7 @@ from tests.conftest import Certs
 def test_startup_block_cleartext(serve: object) -> None:
     server = serve(APP)
     out = server.output
-    assert "h2gate 0.1.0 serving ASGI app apps.basic:app (app loop: asyncio)" in out
+    assert f"h2gate 0.1.0 ({h2gate.build()}) serving ASGI app apps.basic:app (app loop: asyncio)" in out
     assert "processes: 1 (single process; SIGHUP reloads certificates)" in out
     assert "TLS: off (cleartext HTTP/2: h2c)" in out
     assert out.index("processes:") < out.index("listening on http://127.0.0.1:")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+import platform
 import subprocess
 import sys
 import tarfile
@@ -66,6 +67,47 @@ def test_wheel_contents_and_metadata(dist: dict[str, Path]) -> None:
     assert {url.split(",")[0] for url in metadata.get_all("Project-URL")} >= {"Homepage", "Documentation", "Source"}
     requires = {Requirement(r).name: Requirement(r) for r in metadata.get_all("Requires-Dist") if "extra" not in r}
     assert {"h2", "trio", "pyOpenSSL", "click"} <= set(requires)
+    # The pure-Python fallback: any platform, no compiled module (the compiled wheels need H2GATE_MYPYC=1).
+    assert dist["wheel"].name.endswith("-py3-none-any.whl"), dist["wheel"].name
+    assert [n for n in names if n.endswith((".so", ".pyd", ".c"))] == []
+
+
+def _compiled_modules() -> list[str]:
+    sys.path.insert(0, str(ROOT / "build_support"))
+    try:
+        from mypyc_modules import chosen
+    finally:
+        sys.path.remove(str(ROOT / "build_support"))
+    return chosen(ROOT)
+
+
+@pytest.mark.skipif(
+    not os.environ.get("H2GATE_TEST_WHEEL"),
+    reason="the compiled wheel takes minutes to build: tests/run.sh builds it once and names it in H2GATE_TEST_WHEEL",
+)
+def test_compiled_wheel_holds_extension_modules_and_their_py() -> None:
+    wheel = Path(os.environ["H2GATE_TEST_WHEEL"])
+    here = f"cp{sys.version_info.major}{sys.version_info.minor}"
+    assert wheel.name.endswith(f"-{here}-{here}-linux_{platform.machine()}.whl"), wheel.name  # this platform's
+    with zipfile.ZipFile(wheel) as whl:
+        names = set(whl.namelist())
+        (wheel_file,) = [n for n in names if n.endswith(".dist-info/WHEEL")]
+        wheel_meta = Parser().parsestr(whl.read(wheel_file).decode())
+    assert wheel_meta["Root-Is-Purelib"] == "false"
+    tags = wheel_meta.get_all("Tag")
+    assert tags and all(t.startswith("cp3") and "-none-any" not in t for t in tags), tags
+    compiled = _compiled_modules()
+    assert "h2gate/protocol/core.py" in compiled
+    for path in compiled:
+        stem = path.removesuffix(".py")
+        assert path in names, f"{path}: the .py fallback is missing"
+        assert any(n.startswith(stem + ".") and n.endswith(".so") for n in names), f"{path}: no extension module"
+    # One shared library holds the compiled code, inside the package (the shims import it by name).
+    assert [n for n in names if "__mypyc" in n and n.endswith(".so")] == [
+        n for n in names if n.startswith("h2gate/_compiled__mypyc.")
+    ], names
+    assert {n.split("/")[0] for n in names} == {"h2gate", wheel_file.split("/")[0]}
+    assert not [n for n in names if n.endswith(".c")]  # no generated C sources
 
 
 def test_trio_bound_is_the_newest_tested() -> None:
@@ -95,6 +137,9 @@ def test_sdist_holds_the_tests_and_they_run(dist: dict[str, Path], tmp_path: Pat
     ).stdout.split()
     missing = [name for name in tracked if not (tree / name).exists() and (ROOT / name).exists()]
     assert missing == []
+    # What builds the wheels from the sdist (the pure one here; the compiled one with H2GATE_MYPYC=1).
+    for name in ("setup.py", "build_support/h2gate_backend.py", "build_support/mypyc_modules.py"):
+        assert (tree / name).is_file(), name
     env = {k: v for k, v in os.environ.items() if not k.startswith("H2GATE_")}
     which = subprocess.run(
         [sys.executable, "-c", "import h2gate; print(h2gate.__file__)"],
