@@ -224,15 +224,21 @@ class LineSink:
     def _run(self) -> None:
         while True:
             self._wake.wait()
-            while True:
-                # The first line after a quiet spell goes out at once; while lines keep coming, the
-                # pause after each write lets the next ones gather into one batch.
-                with self._write_lock:
-                    batch = self._take(park=True)
-                    if not batch:
-                        break  # parked: the next put() wakes us
-                    self._write_batch(batch)
+            # The first line after a quiet spell goes out at once; while lines keep coming, the
+            # pause after each write lets the next ones gather into one batch.
+            while self._write_queued():
                 time.sleep(LINGER)
+
+    def _write_queued(self) -> bool:
+        """The writer thread's one batch; False when there was none and the writer parked (the next put() wakes it).
+
+        (A function of its own, with no ``break`` inside the ``with``: mypyc compiles this module.)
+        """
+        with self._write_lock:
+            batch = self._take(park=True)
+            if batch:
+                self._write_batch(batch)
+        return bool(batch)
 
     def _take(self, park: bool = False) -> list[str | _Reopen]:
         """Everything queued; with ``park`` (the writer), an empty queue parks the writer on ``_wake``."""
