@@ -81,7 +81,7 @@ def build_scope(
     path = (unquote_to_bytes(raw_path) if b"%" in raw_path else raw_path).decode("utf-8", "replace")
     root = root_path
     peer = transport.peer
-    tls = transport.tls
+    tls: TLSInfo | None = transport.tls
     return {
         "type": "http",
         "asgi": ASGI_VERSION,
