@@ -97,18 +97,19 @@ def build_scope(
         "client": peer if peer and peer[1] is not None else None,
         "server": transport.local,
         "state": dict(state),
-        "extensions": {"tls": _tls_extension(tls)}
-        if tls is not None
-        else {}
-        if http is None
-        else _http_extensions(tls, http),
+        "extensions": _http_extensions(tls, http) if http is not None else _extensions(tls),
     }
+
+
+def _extensions(tls: TLSInfo | None) -> dict[str, Any]:
+    """``scope["extensions"]`` of every scope: ``tls`` when the request came over TLS."""
+    return {"tls": _tls_extension(tls)} if tls is not None else {}
 
 
 def _http_extensions(tls: TLSInfo | None, exchange: Stream) -> dict[str, Any]:
     """``scope["extensions"]`` of an ``http`` scope: ``tls`` when it came over TLS, then HTTP_EXTENSIONS (one
     new dict each, written out: no loop, once per request), then ``http.response.push`` if the client takes them."""
-    extensions: dict[str, Any] = {"tls": _tls_extension(tls)} if tls is not None else {}
+    extensions = _extensions(tls)
     extensions["http.response.trailers"] = {}
     extensions["http.request.trailers"] = {}
     extensions["http.response.early_hint"] = {}
