@@ -39,7 +39,7 @@ from h2gate.net.transport import Transport
 from h2gate.observe.logs import access_log
 from h2gate.protocol.replies import fail, simple_response
 from h2gate.protocol.stream import Stream
-from h2gate.tls.context import asgi_tls_extension
+from h2gate.tls.info import TLSInfo, asgi_tls_extension
 
 log = logging.getLogger("h2gate.error")
 
@@ -54,8 +54,15 @@ HTTP_EXTENSIONS = (
 )
 
 
-def build_scope(head: RequestHead, transport: Transport, root_path: str, state: dict[str, Any]) -> Scope | None:
-    """The ASGI scope for a request, or None when it has no :path (plain CONNECT)."""
+def build_scope(
+    head: RequestHead, transport: Transport, root_path: str, state: dict[str, Any], http: Stream | None = None
+) -> Scope | None:
+    """The ASGI scope for a request, or None when it has no :path (plain CONNECT).
+
+    With ``http`` (the request's stream) the scope is an ``http`` one and its
+    extensions are made in the same step: :data:`HTTP_EXTENSIONS`, and
+    ``http.response.push`` when the client takes pushes.
+    """
     method, scheme, authority, raw = head.method, head.scheme, head.authority, head.target
     if not raw:
         return None
@@ -73,6 +80,8 @@ def build_scope(head: RequestHead, transport: Transport, root_path: str, state: 
     raw_path, _, query = raw.partition(b"?")
     path = (unquote_to_bytes(raw_path) if b"%" in raw_path else raw_path).decode("utf-8", "replace")
     root = root_path
+    peer = transport.peer
+    tls: TLSInfo | None = transport.tls
     return {
         "type": "http",
         "asgi": ASGI_VERSION,
@@ -80,16 +89,53 @@ def build_scope(head: RequestHead, transport: Transport, root_path: str, state: 
         "method": method.decode("latin-1"),
         "scheme": scheme.decode("latin-1") or transport.scheme,
         # As uvicorn does: path and raw_path always include root_path (the proxy stripped it).
-        "path": root + path,
-        "raw_path": root.encode() + raw_path,
+        "path": root + path if root else path,
+        "raw_path": root.encode() + raw_path if root else raw_path,
         "query_string": query,
         "root_path": root,
         "headers": headers,
-        "client": transport.peer if transport.peer and transport.peer[1] is not None else None,
+        "client": peer if peer and peer[1] is not None else None,
         "server": transport.local,
         "state": dict(state),
-        "extensions": {"tls": asgi_tls_extension(transport.tls)} if transport.tls is not None else {},
+        "extensions": _http_extensions(tls, http) if http is not None else _extensions(tls),
     }
+
+
+def _extensions(tls: TLSInfo | None) -> dict[str, Any]:
+    """``scope["extensions"]`` of every scope: ``tls`` when the request came over TLS."""
+    return {"tls": _tls_extension(tls)} if tls is not None else {}
+
+
+def _http_extensions(tls: TLSInfo | None, exchange: Stream) -> dict[str, Any]:
+    """``scope["extensions"]`` of an ``http`` scope: ``tls`` when it came over TLS, then HTTP_EXTENSIONS (one
+    new dict each, written out: no loop, once per request), then ``http.response.push`` if the client takes them."""
+    extensions = _extensions(tls)
+    extensions["http.response.trailers"] = {}
+    extensions["http.request.trailers"] = {}
+    extensions["http.response.early_hint"] = {}
+    extensions["http.response.pathsend"] = {}
+    extensions["http.response.zerocopysend"] = {}
+    if push_enabled(exchange):
+        extensions["http.response.push"] = {}
+    return extensions
+
+
+#: The ASGI ``tls`` extension of recent connections' handshakes: id(info) -> (info, extension). A connection's
+#: requests share one handshake, so the extension is made once and each request gets a copy.
+_tls_extensions: dict[int, tuple[TLSInfo, dict[str, Any]]] = {}
+_TLS_EXTENSIONS_MAX = 256
+
+
+def _tls_extension(info: TLSInfo) -> dict[str, Any]:
+    """``asgi_tls_extension(info)``: a new dict and list for each request, made from one kept per handshake."""
+    kept = _tls_extensions.get(id(info))
+    if kept is None or kept[0] is not info:
+        if len(_tls_extensions) >= _TLS_EXTENSIONS_MAX:
+            _tls_extensions.clear()  # (bounded: a flood of one-request connections never grows it)
+        kept = _tls_extensions[id(info)] = (info, asgi_tls_extension(info))
+    extension = kept[1].copy()
+    extension["client_cert_chain"] = list(extension["client_cert_chain"])
+    return extension
 
 
 _SENDERS: dict[str, Callable[[HTTPResponse, Message], Awaitable[None]]] = {
@@ -210,14 +256,6 @@ class StreamHost(Protocol):
     def stream_done(self, stream: Stream) -> None: ...
 
 
-def _extend(scope: Scope, exchange: Stream) -> None:
-    extensions = scope["extensions"]
-    for name in HTTP_EXTENSIONS:
-        extensions[name] = {}
-    if push_enabled(exchange):
-        extensions["http.response.push"] = {}
-
-
 def serve_http(
     exchange: Stream,
     transport: Transport,
@@ -237,21 +275,23 @@ def serve_http(
             frame_tap=frame_tap,
         )  # fmt: skip
     started = time.perf_counter()
-    scope = build_scope(exchange.head, transport, root_path, state)
+    scope = build_scope(exchange.head, transport, root_path, state, exchange)
     assert scope is not None  # it has a :path
-    _extend(scope, exchange)
     OffTaskCall(exchange, transport, runner, host, scope, server_header, started)
     return None
 
 
-class OffTaskCall:
+class OffTaskCall(HTTPCycle):
     """One request on the hosted asyncio loop while no trio task serves it (see the module docstring).
 
-    It is also the stream's :class:`~h2gate.protocol.stream_offtask.AppScope` meanwhile: a deadline or a cancel
-    from the core moves the call into a trio task whose real cancel scope gets it.
+    It is the request's :class:`HTTPCycle` itself (one object a request, not a
+    cycle and a call forwarding to it), the bridge's :class:`~h2gate.asgi.bridge.Owner`,
+    and the stream's :class:`~h2gate.protocol.stream_offtask.AppScope` meanwhile:
+    a deadline or a cancel from the core moves the call into a trio task whose
+    real cancel scope gets it.
     """
 
-    __slots__ = ("bridge", "cycle", "host", "runner", "scope", "started", "transport")
+    __slots__ = ("bridge", "host", "runner", "scope", "since", "transport")  # since: perf_counter at the start
 
     def __init__(
         self,
@@ -263,13 +303,13 @@ class OffTaskCall:
         server_header: bool,
         started: float,
     ) -> None:
-        self.transport, self.runner, self.host, self.scope, self.started = transport, runner, host, scope, started
-        cycle = self.cycle = HTTPCycle(exchange, scope, server_header)
+        super().__init__(exchange, scope, server_header)
+        self.transport, self.runner, self.host, self.scope, self.since = transport, runner, host, scope, started
         exchange.scope = self
         self.bridge: Bridge | None = None
         self.bridge = runner.start(
-            scope, cycle.receive, cycle.send, first=cycle.prefetch(), local_send=cycle.send_local,
-            final=cycle.ends_response, owner=self,
+            scope, self.receive, self.send, first=self.prefetch(), local_send=self.send_local,
+            final=self.ends_response, owner=self,
         )  # fmt: skip
 
     # AppScope: the core's cancels, while no trio task serves the call --------------------------------
@@ -289,7 +329,7 @@ class OffTaskCall:
         bridge = self.bridge
         assert bridge is not None
         bridge.attach()  # calls need_trio, which gives the stream a trio scope
-        scope = self.cycle.exchange.scope
+        scope = self.exchange.scope
         assert isinstance(scope, trio.CancelScope)
         return scope
 
@@ -299,24 +339,23 @@ class OffTaskCall:
         self._start_task(self._serve())
 
     def app_done(self, outcome: BaseException | None) -> None:
-        cycle = self.cycle
-        if outcome is not None or not cycle.complete:
+        if outcome is not None or not self.complete:
             self._start_task(self._conclude(outcome))
             return
-        exchange = cycle.exchange  # the common case: answered, nothing left but the access line
+        exchange = self.exchange  # the common case: answered, nothing left but the access line
         exchange.scope = None  # (which referred to this call: no cycle left for the collector)
         bridge, self.bridge = self.bridge, None
         if bridge is not None:
             bridge.release()
         try:
-            access_log(self.transport, self.scope, exchange, time.perf_counter() - self.started)
+            access_log(self.transport, self.scope, exchange, time.perf_counter() - self.since)
         finally:
             self.host.stream_done(exchange)
 
     # the trio task ------------------------------------------------------------------------------------
 
     def _start_task(self, work: Awaitable[None]) -> None:
-        exchange = self.cycle.exchange
+        exchange = self.exchange
         exchange.scope = trio.CancelScope()
         self.host.start_task(exchange, work)
 
@@ -326,7 +365,7 @@ class OffTaskCall:
         try:
             outcome = await bridge.serve()
         except BaseException:  # cancelled: the app's task is cancelled too
-            access_log(self.transport, self.scope, self.cycle.exchange, time.perf_counter() - self.started)
+            access_log(self.transport, self.scope, self.exchange, time.perf_counter() - self.since)
             raise
         await self._conclude(outcome)
 
@@ -334,7 +373,7 @@ class OffTaskCall:
         bridge, self.bridge = self.bridge, None
         if bridge is not None:
             bridge.release()
-        await conclude(self.cycle, self.scope, self.transport, self.runner, outcome, None, self.started)
+        await conclude(self, self.scope, self.transport, self.runner, outcome, None, self.since)
 
 
 async def handle_http(
@@ -352,11 +391,10 @@ async def handle_http(
     ``frame_tap``: the connection's frame recorder under --enable-frame-api.
     """
     started = time.perf_counter()
-    scope = build_scope(exchange.head, transport, root_path, state)
+    scope = build_scope(exchange.head, transport, root_path, state, exchange)
     if scope is None:
         await simple_response(exchange, 501, b"CONNECT is not supported by this server\n", server_header)
         return
-    _extend(scope, exchange)
     cycle = HTTPCycle(exchange, scope, server_header)
     frames = None
     if frame_tap is not None:  # --enable-frame-api

@@ -38,6 +38,10 @@ def byte_pairs(items: Iterable[Any], what: str) -> Headers:
     return pairs
 
 
+#: ``str(status).encode()`` for every status start() accepts, looked up rather than made per response.
+_STATUS_BYTES = {code: str(code).encode() for code in range(200, 600)}
+
+
 class HTTPResponse:
     """Turns ASGI send() messages into HEADERS/DATA on the exchange."""
 
@@ -116,7 +120,7 @@ class HTTPResponse:
                 f"short of its content-length ({self.content_length})"
             )
         if not exchange.headers_sent:
-            self.headers[0] = (b":status", str(self.status).encode())
+            self.headers[0] = (b":status", _STATUS_BYTES.get(self.status) or str(self.status).encode())
             if not body and (self.complete or self.head):
                 await self._send_headers(end_stream=True)
                 return
@@ -146,7 +150,7 @@ class HTTPResponse:
             if length is not None and (size > length or (not more and size < length)):
                 return False  # body() reports the mismatch
             complete = not more and not self.announced_trailers
-            self.headers[0] = (b":status", str(self.status).encode())
+            self.headers[0] = (b":status", _STATUS_BYTES.get(self.status) or str(self.status).encode())
             if not exchange.respond_nowait(self.headers, body, end_stream=complete):
                 return False
             self.body_done, self.complete = not more, complete

@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import logging
 import selectors
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -37,6 +38,7 @@ import trio
 
 from h2gate.asgi.bridge import Bridge, LocalSend, Owner
 from h2gate.asgi.types import ASGIApp, Message, Receive, Scope, Send
+from h2gate.internals.asyncio_ready import ready_queue
 
 log = logging.getLogger("h2gate.error")
 
@@ -139,13 +141,29 @@ class HostedLoop(asyncio.SelectorEventLoop):
         super().__init__(self.turns)
         self.turns.end_turn = self.stop
         self.kick: Callable[[], None] = _ignore
+        #: Where call_soon's handles go, appended here directly while the loop is open and not in
+        #: debug mode (h2gate.internals.asyncio_ready); None: call asyncio's call_soon.
+        self._quick: deque[asyncio.Handle] | None = ready_queue(self)
 
     def call_soon(  # type: ignore[override]  # typeshed's TypeVarTuple form; same behaviour
         self, callback: Callable[..., object], *args: Any, context: Any = None
     ) -> asyncio.Handle:
-        handle = _call_soon(self, callback, *args, context=context)
+        ready = self._quick
+        if ready is None:
+            handle = _call_soon(self, callback, *args, context=context)
+        else:  # what call_soon does on an open loop outside debug mode, without its three calls
+            handle = asyncio.Handle(callback, args, self, context)
+            ready.append(handle)
         self.kick()
         return handle
+
+    def set_debug(self, enabled: bool) -> None:
+        super().set_debug(enabled)
+        self._quick = ready_queue(self)  # debug mode: call_soon checks the thread and the callback
+
+    def close(self) -> None:
+        self._quick = None  # closed: call_soon raises
+        super().close()
 
     def call_at(  # type: ignore[override]
         self, when: float, callback: Callable[..., object], *args: Any, context: Any = None

@@ -122,6 +122,17 @@ def _asyncio_run_once_selects() -> bool:
     return run_once is not None and "select" in run_once.__code__.co_names
 
 
+def _asyncio_call_soon_ready() -> bool:
+    base = asyncio.base_events.BaseEventLoop
+    outer = set(base.call_soon.__code__.co_names)
+    inner = set(base._call_soon.__code__.co_names)  # type: ignore[attr-defined]
+    return (
+        {"_check_closed", "_debug", "_call_soon"} <= outer
+        and {"Handle", "_ready", "append"} <= inner
+        and "_ready" in base.__init__.__code__.co_names
+    )
+
+
 H2_LEAN = "h2.lean_framing"
 H2_UNKNOWN_FRAME = "h2.receive_unknown_frame"
 H2_DATA_ON_CLOSED = "h2.handle_data_on_closed_stream"
@@ -137,6 +148,7 @@ OPENSSL_READ_BIO = "pyopenssl.from_ssl"
 OPENSSL_BIO_PAIR = "pyopenssl.bio_pair"
 OPENSSL_RAISE = "pyopenssl.direct_read"
 ASYNCIO_RUN_ONCE = "asyncio.run_once_selects"
+ASYNCIO_READY = "asyncio.call_soon_ready"
 
 #: Each internal: what it is (in words, for the test that names it) and how to tell it is still there.
 CHECKS: dict[str, tuple[str, Callable[[], bool]]] = {
@@ -161,6 +173,10 @@ CHECKS: dict[str, tuple[str, Callable[[], bool]]] = {
         _openssl_direct_read,
     ),
     ASYNCIO_RUN_ONCE: ("asyncio: BaseEventLoop._run_once calls selector.select", _asyncio_run_once_selects),
+    ASYNCIO_READY: (
+        "asyncio: BaseEventLoop.call_soon = _check_closed, _debug, _call_soon (a Handle appended to _ready)",
+        _asyncio_call_soon_ready,
+    ),
 }
 
 

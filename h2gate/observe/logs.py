@@ -197,9 +197,11 @@ def reopen_log_files() -> int:
                 fresh = open(handler.baseFilename, handler.mode, encoding=handler.encoding, errors=handler.errors)
             except OSError as exc:
                 error_logger.error("cannot reopen log file %s: %s", handler.baseFilename, exc.strerror or exc)
-                continue
+                fresh = None  # (not ``continue`` here: mypyc, which compiles this module, has no continue in a finally)
             finally:
                 handler.release()
+            if fresh is None:
+                continue
             old = handler.setStream(fresh)  # type: ignore[arg-type]
             if old is not None:
                 old.close()

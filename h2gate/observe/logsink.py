@@ -109,7 +109,7 @@ class LineSink:
         self._room = threading.Condition(self._lock)
         self._pending: list[str | _Reopen] = []  # a child drops its parent's: the parent writes them
         self._parked = True  # the writer waits on _wake: the next put must set it
-        self._thread: threading.Thread | None = None
+        self._writer: threading.Thread | None = None
         # A stream's flusher: the trio run it serves (its token) and where it parks. None: no flusher.
         self._flusher_token: trio.lowlevel.TrioToken | None = None
         self._flusher_lot = trio.lowlevel.ParkingLot()
@@ -137,7 +137,7 @@ class LineSink:
                 pending = self._pending
             pending.append(line)
             wake, self._parked = self._parked, False
-            thread = self._new_thread() if self._thread is None else None
+            thread = self._new_thread() if self._writer is None else None
         if thread is not None:
             thread.start()
         if wake:
@@ -196,7 +196,7 @@ class LineSink:
         with self._lock:
             self._pending.append(_REOPEN)
             self._parked = False
-            thread = self._new_thread() if self._thread is None else None
+            thread = self._new_thread() if self._writer is None else None
         if thread is not None:
             thread.start()
         self._wake.set()
@@ -218,21 +218,27 @@ class LineSink:
     def _new_thread(self) -> threading.Thread:
         """The writer thread, made (not started) under ``_lock`` so that only one is ever made."""
         name = f"h2gate-log-{os.path.basename(self.path) if self.path else 'stream'}"
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        return self._thread
+        self._writer = threading.Thread(target=self._run, name=name, daemon=True)
+        return self._writer
 
     def _run(self) -> None:
         while True:
             self._wake.wait()
-            while True:
-                # The first line after a quiet spell goes out at once; while lines keep coming, the
-                # pause after each write lets the next ones gather into one batch.
-                with self._write_lock:
-                    batch = self._take(park=True)
-                    if not batch:
-                        break  # parked: the next put() wakes us
-                    self._write_batch(batch)
+            # The first line after a quiet spell goes out at once; while lines keep coming, the
+            # pause after each write lets the next ones gather into one batch.
+            while self._write_queued():
                 time.sleep(LINGER)
+
+    def _write_queued(self) -> bool:
+        """The writer thread's one batch; False when there was none and the writer parked (the next put() wakes it).
+
+        (A function of its own, with no ``break`` inside the ``with``: mypyc compiles this module.)
+        """
+        with self._write_lock:
+            batch = self._take(park=True)
+            if batch:
+                self._write_batch(batch)
+        return bool(batch)
 
     def _take(self, park: bool = False) -> list[str | _Reopen]:
         """Everything queued; with ``park`` (the writer), an empty queue parks the writer on ``_wake``."""

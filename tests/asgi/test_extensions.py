@@ -12,6 +12,7 @@ import pytest
 from h2.errors import ErrorCodes
 from hyperframe.frame import HeadersFrame
 
+from h2gate.asgi.http import HTTP_EXTENSIONS
 from tests.h2raw import RawH2
 
 APP = "apps.ext:app"
@@ -31,6 +32,7 @@ def test_extensions_advertised(server) -> None:
     assert "http.response.zerocopysend" in names
     assert "http.request.trailers" in names
     assert "http.response.push" in names  # h2 clients accept pushes unless they say otherwise
+    assert set(HTTP_EXTENSIONS) <= set(names)  # (the scope's builder writes the list out)
 
 
 def test_trailers_end_the_stream(server) -> None:

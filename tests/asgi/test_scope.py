@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from h2.errors import ErrorCodes
 
+from h2gate.asgi.http import HTTP_EXTENSIONS
 from tests.conftest import Certs, ServerProcess, h2c_client, tls_client
 from tests.h2raw import RawH2, Stream
 
@@ -154,6 +155,9 @@ def test_scheme_https_over_tls(servers: dict[str, ServerProcess], certs: Certs) 
     assert scope["path"] == "/secure"
     assert scope["server"] == ["127.0.0.1", server.port]
     assert tuple(scope["headers"][0]) == (b"host", f"localhost:{server.port}".encode())
+    # Over TLS the http extensions are there beside the tls one (gRPC apps look for the trailers one).
+    assert "tls" in scope["extensions"]
+    assert set(HTTP_EXTENSIONS) <= set(scope["extensions"])
     with RawH2(server.port, ca_pem=certs.ca_pem) as raw:
         assert scope_of(raw.get("/raw-tls"))["scheme"] == "https"
 
