@@ -30,18 +30,41 @@ def tls_info(conn: SSL.Connection) -> TLSInfo:
             if der not in chain:
                 chain.append(der)
     cipher = conn.get_cipher_name() or ""
-    return TLSInfo(
-        tls_version=conn.get_protocol_version_name(),
-        cipher=cipher,
-        alpn=alpn.decode("ascii", "replace") if alpn else None,
-        server_name=server_name.decode("ascii", "replace") if server_name else None,
-        peer_cert_pem=chain[0] if chain else None,
-        tls_version_code=conn.get_protocol_version(),
-        cipher_suite=_cipher_codes().get(cipher),
-        server_cert_pem=_shared(own.public_bytes(pem)) if own is not None else None,
-        peer_chain_pem=tuple(chain),
-        peer_subject=peer.subject.rfc4514_string() if peer is not None else None,
+    return _interned(
+        TLSInfo(
+            tls_version=conn.get_protocol_version_name(),
+            cipher=cipher,
+            alpn=alpn.decode("ascii", "replace") if alpn else None,
+            server_name=server_name.decode("ascii", "replace") if server_name else None,
+            peer_cert_pem=chain[0] if chain else None,
+            tls_version_code=conn.get_protocol_version(),
+            cipher_suite=_cipher_codes().get(cipher),
+            server_cert_pem=_shared(own.public_bytes(pem)) if own is not None else None,
+            peer_chain_pem=tuple(chain),
+            peer_subject=peer.subject.rfc4514_string() if peer is not None else None,
+        )
     )
+
+
+_INTERNED: dict[TLSInfo, TLSInfo] = {}
+
+
+def _interned(info: TLSInfo) -> TLSInfo:
+    """One ``TLSInfo`` for all the handshakes that agreed the same things without a client certificate.
+
+    It is frozen, and without a client certificate every connection with the
+    same SNI, ALPN, version, cipher and server certificate agrees the same
+    values: sharing one keeps an idle connection smaller, and lets the ASGI
+    ``tls`` extension made from it (asgi/http.py) be made once for all of them.
+    """
+    if info.peer_chain_pem:
+        return info
+    kept = _INTERNED.get(info)
+    if kept is None:
+        if len(_INTERNED) >= 64:  # many SNI names or reloaded certificates: forget the old ones
+            _INTERNED.clear()
+        kept = _INTERNED[info] = info
+    return kept
 
 
 _SHARED: dict[bytes, bytes] = {}

@@ -184,6 +184,25 @@ def test_wsgi_tls_environ() -> None:
     assert bare["SSL_CLIENT_VERIFY"] == "NONE" and "SSL_CLIENT_CERT" not in bare
 
 
+def test_handshakes_without_a_client_certificate_share_one_info() -> None:
+    """An idle connection keeps a reference, not its own TLSInfo; one with a client certificate keeps its own."""
+    from h2gate.tls.info import _interned
+
+    def made(server_name: str, chain: tuple[bytes, ...] = ()) -> TLSInfo:
+        return TLSInfo(
+            "TLSv1.3", "TLS_AES_128_GCM_SHA256", "h2", server_name, chain[0] if chain else None,
+            0x0304, 0x1301, b"SERVER", chain, "CN=alice" if chain else None,
+        )  # fmt: skip
+
+    first = _interned(made("a.test"))
+    assert _interned(made("a.test")) is first
+    other = _interned(made("b.test"))
+    assert other is not first and other.server_name == "b.test"
+    with_cert = made("a.test", (b"LEAF",))
+    assert _interned(with_cert) is with_cert
+    assert _interned(made("a.test", (b"LEAF",))) is not with_cert
+
+
 @pytest.mark.parametrize(
     ("values", "message"),
     [
