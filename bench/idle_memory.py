@@ -28,6 +28,7 @@ if __package__ in (None, ""):  # run as a script: make ``bench`` importable
 
 from hpack import Encoder, NeverIndexedHeaderTuple
 
+from bench.peers import installed_h2gate
 from bench.scenarios import COMPARED, each_server, in_workdir, raise_fd_limit, server_spec
 from bench.servers import HOST, RssSampler, ServerProcess, ServerSpec
 
@@ -177,11 +178,20 @@ def main(argv: list[str] | None = None) -> int:
         default="/",
         help="what the one request asks for (bench/app.py: / is 13 bytes, /download 5 MiB, read whole)",
     )
+    p.add_argument(
+        "--h2gate-python",
+        metavar="PYTHON",
+        help="serve the h2gate rows with the h2gate installed for this Python (e.g. a venv with the compiled "
+        "wheel: the row as released), not this checkout",
+    )
     args = p.parse_args(argv)
     limit = raise_fd_limit()
     what = "" if args.path == "/" else f", after GET {args.path}"
     print(f"== idle memory: {args.connections} idle TLS h2 connections per server{what} (open-file limit {limit})")
-    specs = [long_keep_alive(server_spec(name)) for name in args.servers.split(",") if name]
+    specs = [server_spec(name) for name in args.servers.split(",") if name]
+    if args.h2gate_python:
+        specs = [installed_h2gate(s, args.h2gate_python) if s.module == "h2gate" else s for s in specs]
+    specs = [long_keep_alive(s) for s in specs]
 
     def body(workdir: Path) -> None:
         for name, server in each_server(specs, workdir, 15):
