@@ -1,11 +1,13 @@
 """The connection-level half of the core: its lifetime, control frames, timers and shutdown.
 
-Theory of operation. :class:`ConnectionControl` is a base of
-:class:`h2gate.protocol.core.ConnectionCore` (its methods run on the core and
+Theory of operation. :class:`ConnectionControl` is the lowest base of
+:class:`h2gate.protocol.core.ConnectionCore`, below
+:class:`~h2gate.protocol.output.ConnectionOutput` (its methods run on the core and
 read the core's state; it holds none of its own). The core keeps the
 per-request path (HEADERS → validated head → :class:`~h2gate.protocol.stream.Stream`
-→ the driver's ``spawn``) and the stream-level events; everything here is
-about the connection as a whole:
+→ the driver's ``spawn``) and the stream-level events, the output module what
+is sent for streams and how they end; everything here is about the connection
+as a whole:
 
 * the client's SETTINGS, PING, GOAWAY and PRIORITY_UPDATE (each charged to the
   control-reply budget where it asks for an answer);
@@ -65,7 +67,7 @@ class ConnectionControl:
 
     # The core's state these methods read (ConnectionCore.__init__ makes it) and the parts of the core they
     # call, declared here rather than under TYPE_CHECKING, which a compiled build (bench/mypyc_tree.py)
-    # refuses in a class body. ConnectionCore implements both abstract methods.
+    # refuses in a class body. ConnectionCore implements `closed`, ConnectionOutput `reset_stream`.
     _receiving: bool
     clock: Callable[[], float]
     closing: Closing

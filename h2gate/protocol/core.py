@@ -17,15 +17,20 @@ and it answers through its state: :meth:`data_to_send` holds the bytes to
 write, ``spawn(stream)`` was called for every request to run, and
 :attr:`ended` is set once the connection is CLOSED. Every RST_STREAM we send
 goes through :meth:`reset_stream` and every GOAWAY through the phase changes
-here, each with one log line that says what the client did in words; the
-driver (:mod:`h2gate.protocol.driver`) only moves bytes and runs tasks.
+of :mod:`h2gate.protocol.closing`, each with one log line that says what the
+client did in words; the driver (:mod:`h2gate.protocol.driver`) only moves
+bytes and runs tasks.
 
-This module holds the per-request path (a request's HEADERS → the validated
-head → a :class:`~h2gate.protocol.stream.Stream` → ``spawn``), the events of
-one stream (DATA, its end, trailers, resets, windows), the one reset path and
-the output. Whatever concerns the connection as a whole (control frames,
-closing and shutdown, the timers, the adaptive windows' sizes) is its base
-class :class:`~h2gate.protocol.control.ConnectionControl`.
+The class is three modules in one line of bases, all on one set of state
+(made here, in ``__init__``). This module holds the receiving side: the
+per-request path (a request's HEADERS → the validated head → a
+:class:`~h2gate.protocol.stream.Stream` → ``spawn``, pushed requests too) and
+the events of one stream (DATA, its end, trailers, resets, windows). Its base
+class :class:`~h2gate.protocol.output.ConnectionOutput` holds the output: the
+one reset path, a stream's end, the acknowledgements, what the writer takes.
+Whatever concerns the connection as a whole (control frames, closing and
+shutdown, the timers, the adaptive windows' sizes) is the base below that,
+:class:`~h2gate.protocol.control.ConnectionControl`.
 
 Stream objects (:mod:`h2gate.protocol.stream`) are the core's other half: the
 app's side of each exchange, calling back into the core to send.
@@ -48,11 +53,12 @@ from h2gate.protocol import codec as ev
 from h2gate.protocol.closing import Closing
 from h2gate.protocol.codec import Codec, LocalSettings, StreamGone
 from h2gate.protocol.codecs import new_codec
-from h2gate.protocol.control import HANDSHAKE, HEADER_BLOCK, IDLE, ConnectionControl
+from h2gate.protocol.control import HANDSHAKE, HEADER_BLOCK, IDLE
 from h2gate.protocol.flowcontrol import ReceiveWindows
 from h2gate.protocol.framecheck import FrameCheck, StreamProblem
 from h2gate.protocol.guards import HEADER_BLOCK_MARGIN, Guards
 from h2gate.protocol.lifecycle import Phase
+from h2gate.protocol.output import ConnectionOutput
 from h2gate.protocol.priority import SendTurns
 from h2gate.protocol.signal import Signal
 from h2gate.protocol.stream import Stream
@@ -63,15 +69,16 @@ log = logging.getLogger("h2gate.error")
 _CLOSED = Phase.CLOSED
 
 
-class ConnectionCore(ConnectionControl):
+class ConnectionCore(ConnectionOutput):
     """One connection's protocol state and decisions (see the module docstring)."""
 
-    # Slots: thousands of these sit idle at once (bench/README.md, "Idle connection memory").
+    # Slots: thousands of these sit idle at once (bench/README.md, "Idle connection memory"). The three
+    # fields ConnectionOutput writes have their slots there.
     __slots__ = (
         "__weakref__", "_receiving", "_spawn", "clock", "closing", "codec", "config", "deadlines", "drained",
-        "extended_connect", "frame_tap", "frames", "guards", "on_closed", "peer", "queued", "queued_frames", "requests",
+        "extended_connect", "frame_tap", "frames", "guards", "on_closed", "peer", "requests",
         "scheme",
-        "send_timeout", "streams", "streams_changed", "turns", "wake", "windows",
+        "send_timeout", "streams_changed", "turns", "wake", "windows",
     )  # fmt: skip
 
     def __init__(
@@ -372,74 +379,11 @@ class ConnectionCore(ConnectionControl):
             for stream in self.streams.values():
                 stream._on_window()
 
-    # -- the one reset path -------------------------------------------------------------------------------------
-
-    def reset_stream(self, stream_id: int, code: int, why: str | None, *, charge: bool = False) -> None:
-        """RST_STREAM ``code`` on ``stream_id``: the only way we reset a stream. Never raises.
-
-        ``why`` is the log line's reason in words (None: no line, the caller's
-        own doing such as an app fault or an early response); ``charge``: the
-        client provoked it, so it counts against the reset budget (MadeYouReset).
-        """
-        stream = self.streams.get(stream_id)
-        if stream is None or stream.reset_code is None:
-            if why is not None:
-                log.info("stream %d from %s: %s (RST_STREAM %s)", stream_id, self.peer, why, code_name(code))
-            if not self.closed:
-                self.codec.reset(stream_id, code)
-                metrics.recorder.stream_reset("server", code)
-                self.wake()
-            self._forget(stream_id)
-            if stream is not None:
-                stream._on_reset(code)
-                stream.cancel_app_soon()
-        if charge:
-            self._charge_reset()
-
     def _malformed(self, stream_id: int, problem: str) -> None:
         """A malformed request or trailer section: RST_STREAM PROTOCOL_ERROR (RFC 9113 §8.1.1)."""
         self.reset_stream(stream_id, ErrorCode.PROTOCOL_ERROR, f"malformed request: {problem}", charge=True)
 
-    def _charge_reset(self) -> None:
-        if self.guards.reset(self.clock()):
-            self.fail(ErrorCode.ENHANCE_YOUR_CALM, "too many stream resets per second (rapid reset)")
-
-    # -- streams and output -------------------------------------------------------------------------------------
-
-    def stream_finished(self, stream: Stream) -> None:
-        """The stream's task ended (the driver calls this exactly once per spawned stream)."""
-        stream_id = stream.stream_id
-        if not stream.state.done and stream.reset_code is None:
-            self.reset_stream(stream_id, ErrorCode.CANCEL, None)
-        streams = self.streams
-        del streams[stream_id]
-        self._forget(stream_id)
-        self.deadlines.disarm(stream_id)
-        self.turns.scheduler.forget(stream_id)
-        metrics.recorder.stream_closed()
-        self.streams_changed.fire()
-        if self.closing.lifecycle.phase is not Phase.OPEN:
-            self.closing.idle()
-        elif not streams:
-            self._arm_idle()
-
-    def release(self) -> None:
-        """The connection is idle (the driver says so): tables sized for its busiest moment start afresh.
-
-        A dict that held entries keeps its table once emptied; thousands of idle
-        connections each keeping the table of their last request add up
-        (bench/README.md, "Idle connection memory").
-        """
-        if self.streams:
-            return
-        self.streams = {}
-        self.codec.release()
-
-    def _forget(self, stream_id: int) -> None:
-        """The stream's budgets and its adaptive window are no longer needed."""
-        self.guards.forget(stream_id)
-        if self.windows is not None:
-            self.windows.forget(stream_id)
+    # -- pushed streams ---------------------------------------------------------------------------------------
 
     def push(self, stream: Stream, headers: Headers) -> bool:
         """Promise ``headers`` on ``stream`` and serve the promised request; False if it cannot be pushed now."""
@@ -453,40 +397,6 @@ class ConnectionCore(ConnectionControl):
         self._admit(Stream(self, promised, headers, request_ended=True))
         self.wake()
         return True
-
-    def acknowledge(self, stream_id: int, size: int) -> None:
-        """The app consumed ``size`` body bytes of ``stream_id``: the client may send that much more."""
-        if not self.closed:
-            if self.windows is not None:
-                self.windows.consumed(stream_id, size, self.clock())
-            self.codec.acknowledge(stream_id, size)
-            self.wake()
-
-    def queued_data(self, size: int) -> None:
-        """A stream queued ``size`` DATA bytes: count them against the writer's high-water mark.
-
-        The WINDOW_UPDATEs they may earn the client are booked when the writer takes them
-        (:meth:`data_to_send`), once a batch with one clock read: the client can answer
-        only what has left.
-        """
-        self.queued += size
-        self.queued_frames += size // 16_384 + 1
-
-    def write_raw(self, data: bytes) -> None:
-        """The frame API's raw bytes, after everything queued before them."""
-        self.codec.write_raw(data)
-        self.queued += len(data)
-        self.wake()
-
-    def data_to_send(self) -> bytes:
-        """Everything queued for the client, in order (the driver's writer calls this)."""
-        self.queued = 0
-        frames = self.queued_frames
-        if frames:
-            self.queued_frames = 0
-            self.guards.data_sent(self.clock(), frames)
-        self.guards.flushed()
-        return self.codec.data_to_send()
 
 
 _DISPATCH: dict[type, Callable[[ConnectionCore, Any], None]] = {
