@@ -140,7 +140,7 @@ ATOMS: dict[str, Callable[[Entry], str]] = {
     "T": lambda e: str(int(e.duration)),
     "D": lambda e: str(int(e.duration * 1_000_000)),
     "M": lambda e: str(int(e.duration * 1000)),
-    "L": lambda e: f"{e.duration:.3f}",
+    "L": lambda e: seconds_text(e.duration),
     "p": lambda e: f"<{os.getpid()}>",
     "peer": lambda e: e.peer,
     "status": lambda e: e.outcome,
@@ -173,12 +173,36 @@ def _peer(peer: Any) -> str:
     return text
 
 
+#: ``"0.000"`` to ``"0.999"``: the ``%(L)s`` text of every request under a second, looked up, not formatted.
+_SUBSECOND = tuple(["0.%03d" % ms for ms in range(1000)])  # noqa: UP031
+
+
+def seconds_text(duration: float) -> str:
+    """``duration`` in seconds with three decimals (``%(L)s``), rounded half up to the millisecond.
+
+    Nearly every request takes under a second, so its text comes from a table:
+    formatting a float cost 130 ns compiled, the lookup 12 (bench/README.md,
+    "Round six: the access line").
+    """
+    ms = int(duration * 1000.0 + 0.5)
+    if 0 <= ms < 1000:
+        return _SUBSECOND[ms]
+    return "%.3f" % duration  # noqa: UP031 (compiled, %-format is the quick one: 190 against 260 ns)
+
+
 def default_line(transport: Transport, scope: Any, exchange: Stream, duration: float, prefix: str = "") -> str:
     """``prefix`` then :data:`DEFAULT_FORMAT`'s line, without an :class:`Entry` or a call per atom.
 
     The default's fast path, once per request: one f-string for the whole line with
-    the time prefix in it, the peer's and the status's text looked up. Must equal
-    ``AccessFormat().line(Entry(...))`` for every input (``tests/observe/test_access_log.py`` compares them).
+    the time prefix in it, the peer's, the status's and the duration's text looked
+    up. Must equal ``AccessFormat().line(Entry(...))`` for every input
+    (``tests/observe/test_access_log.py`` compares them).
+
+    Written for mypyc, which compiles it: the scope's values are given their types
+    (so ``bytes.decode("latin-1")`` becomes a direct call, not a method lookup),
+    and no format spec sits inside an f-string (one made the whole line about
+    three times slower to build). Compiled, the line takes 217 ns against 504
+    before (bench/README.md, "Round six: the access line").
     """
     peer = transport.peer
     who = _peer_text.get(peer) or _peer(peer)
@@ -188,18 +212,20 @@ def default_line(transport: Transport, scope: Any, exchange: Stream, duration: f
         outcome += " cut"
     elif exchange.reset_code is not None and not exchange.response_ended:
         outcome += " reset"
-    # The duration is formatted on its own: compiled by mypyc, a format spec inside the line's f-string made
-    # the whole line about three times slower to build (bench/README.md, "Round five: the access line").
-    took = "%.3f" % duration  # noqa: UP031 (compiled, %-format is the quick one: 190 against 260 ns)
+    took = seconds_text(duration)
     if not scope:
         request = "- -"
-    elif query := scope["query_string"]:
-        request = f"{scope['method']} {scope['raw_path'].decode('latin-1')}?{query.decode('latin-1')}"
-    else:  # the common case: no query, one f-string for the whole line
-        return (
-            f'{prefix}{who} - "{scope["method"]} {scope["raw_path"].decode("latin-1")} HTTP/2" {outcome} '
-            f"{exchange.bytes_sent} {took}s stream={exchange.stream_id}"
-        )
+    else:
+        method: str = scope["method"]
+        raw: bytes = scope["raw_path"]
+        query: bytes = scope["query_string"]
+        if query:
+            request = f"{method} {raw.decode('latin-1')}?{query.decode('latin-1')}"
+        else:  # the common case: no query, one f-string for the whole line
+            return (
+                f'{prefix}{who} - "{method} {raw.decode("latin-1")} HTTP/2" {outcome} '
+                f"{exchange.bytes_sent} {took}s stream={exchange.stream_id}"
+            )
     sent, stream_id = exchange.bytes_sent, exchange.stream_id
     return f'{prefix}{who} - "{request} HTTP/2" {outcome} {sent} {took}s stream={stream_id}'
 

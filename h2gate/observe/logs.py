@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from h2gate.errors import ConfigError
 from h2gate.observe import metrics
-from h2gate.observe.accesslog import AccessFormat, Entry
+from h2gate.observe.accesslog import AccessFormat, Entry, default_line
 from h2gate.observe.logsink import LineSink, SinkHandler, flush_all, reopen_all, sink_for
 
 if TYPE_CHECKING:
@@ -46,6 +46,8 @@ TEXT_DATEFMT = "%Y-%m-%d %H:%M:%S"
 
 _access_format = AccessFormat()
 _json_access = False
+#: Text lines in the default format: :func:`access_log` calls :func:`default_line` itself (compiled: a direct call).
+_default_text = True
 #: Where access lines go straight to, bypassing logging: set by our own setup, None with --log-config.
 _access_sink: LineSink | None = None
 
@@ -104,10 +106,11 @@ def load_log_config(path: str) -> None:
 
 def setup_logging(level: str, access_log: bool, config: Config | None = None) -> None:
     """Configure our loggers; ``config`` adds the format, files and --log-config. Raises ConfigError."""
-    global _access_format, _json_access, _access_sink
+    global _access_format, _json_access, _access_sink, _default_text
     if config is not None:
         _access_format = AccessFormat(config.access_log_format)
         _json_access = config.log_format == "json"
+    _default_text = _access_format.direct is not None and not _json_access
     _access_sink = None
     if config is not None and config.log_config:
         load_log_config(config.log_config)
@@ -226,9 +229,8 @@ def access_log(transport: Transport, scope: dict[str, Any] | Any, exchange: Stre
         start, end, prefix = _second
         if not start <= now < end:
             prefix = _text_prefix(now)
-        direct = _access_format.direct
-        if direct is not None and not _json_access:  # the default line, no Entry: the common case
-            sink.put(direct(transport, scope, exchange, duration, prefix))
+        if _default_text:  # the default line, no Entry: the common case
+            sink.put(default_line(transport, scope, exchange, duration, prefix))
             return
         entry = Entry(transport, scope, exchange, duration)
         line = _access_format.line(entry)

@@ -119,10 +119,14 @@ class LineSink:
     def put(self, line: str) -> None:
         """Queue ``line`` (no newline): written by the stream's flusher in trio, or by the file's writer thread."""
         if self.stream is not None:  # (the default; inlined: this runs once per request)
-            with self._lock:
+            lock = self._lock
+            lock.acquire()  # (not ``with``: compiled, the context manager protocol cost 25 ns more)
+            try:
                 pending = self._pending
                 pending.append(line)
                 queued = len(pending)
+            finally:
+                lock.release()
             if queued == 1:
                 self._after_turn()
             elif queued >= MAX_STREAM_BATCH:
@@ -272,7 +276,10 @@ class LineSink:
                 self._check_rotated()
                 data = memoryview(text.encode("utf-8", "backslashreplace"))
                 while data:
-                    data = data[os.write(self._fd, data) :]
+                    # The count in a variable of its own: compiled by mypyc 2.4.1, a memoryview slice evaluates its
+                    # start twice, so ``data[os.write(...):]`` wrote every batch twice (tests/release/test_compiled_source.py).
+                    written = os.write(self._fd, data)
+                    data = data[written:]
             self._failed = None
         except (OSError, ValueError) as exc:  # ValueError: a closed stream
             self._report(f"{len(lines)} log line(s) could not be written to {self._name()}: {exc}")

@@ -9,12 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from h2gate.config import Config
 from h2gate.errors import ConfigError
 from h2gate.http.head import RequestHead
 from h2gate.net.transport import CleartextTransport
-from h2gate.observe.accesslog import DEFAULT_FORMAT, AccessFormat, Entry, default_line
+from h2gate.observe.accesslog import DEFAULT_FORMAT, AccessFormat, Entry, default_line, seconds_text
 from tests.conftest import h2c_client, tls_client
 
 # -- units ---------------------------------------------------------------------------------------
@@ -67,6 +69,17 @@ def test_the_default_line_fast_path_is_the_format(
     assert default_line(transport, scope, exchange, 0.01234) == slow  # type: ignore[arg-type]
     assert default_line(transport, scope, exchange, 0.01234, "when [INFO] ") == "when [INFO] " + slow  # type: ignore[arg-type]
     assert default_line(transport, scope, exchange, 0.01234) == slow  # type: ignore[arg-type]  # (the peer's text, remembered)
+
+
+@given(st.floats(min_value=0.0, max_value=100_000.0))
+def test_the_duration_text_is_the_duration_to_the_millisecond(duration: float) -> None:
+    """``%(L)s``: three decimals, rounded to the nearest millisecond; under a second it comes from a table."""
+    text = seconds_text(duration)
+    whole, _, fraction = text.partition(".")
+    assert whole.isdigit() and len(fraction) == 3 and fraction.isdigit()
+    assert abs(float(text) - duration) <= 0.0005 + 1e-9 * max(1.0, duration)
+    if abs(duration * 1000.0 % 1.0 - 0.5) > 1e-6:  # away from a half millisecond, it is what %.3f says
+        assert text == f"{duration:.3f}"
 
 
 def test_gunicorn_atoms() -> None:
