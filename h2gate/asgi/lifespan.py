@@ -15,6 +15,7 @@ import trio
 from h2gate.asgi.http import ASGI_VERSION
 from h2gate.asgi.runner import AppRunner, loop_hint
 from h2gate.asgi.types import Message
+from h2gate.compiled import mypyc_attr
 from h2gate.errors import StartupError
 
 log = logging.getLogger("h2gate.error")
@@ -25,6 +26,7 @@ def _one_line(text: object) -> str:
     return " ".join(str(text).split()) or "(no message)"
 
 
+@mypyc_attr(native_class=False)  # (a subclass of an uncompiled class: h2gate/compiled.py)
 class LifespanFailure(StartupError):
     """The app reported lifespan.startup.failed (or broke the lifespan protocol under --lifespan on)."""
 

@@ -13,12 +13,14 @@ from __future__ import annotations
 import logging
 
 from h2gate.asgi.types import Message
+from h2gate.compiled import mypyc_attr
 from h2gate.http.head import Headers
 from h2gate.protocol.stream import Stream
 
 log = logging.getLogger("h2gate.error")
 
 
+@mypyc_attr(native_class=False)  # (a subclass of an uncompiled class: h2gate/compiled.py)
 class PushMistake(ValueError):
     """An ``http.response.push`` message that breaks the extension's rules."""
 

@@ -38,6 +38,7 @@ import trio
 
 from h2gate.asgi.bridge import Bridge, LocalSend, Owner
 from h2gate.asgi.types import ASGIApp, Message, Receive, Scope, Send
+from h2gate.compiled import mypyc_attr
 from h2gate.internals.asyncio_ready import ready_queue
 
 log = logging.getLogger("h2gate.error")
@@ -111,6 +112,7 @@ def _ignore() -> None:
     pass
 
 
+@mypyc_attr(native_class=False)  # (a subclass of an uncompiled class: h2gate/compiled.py)
 class _OneTurnSelector(selectors.DefaultSelector):  # type: ignore[misc,valid-type]
     """The loop's selector: polls without blocking and ends the turn; trio does the waiting.
 
@@ -133,6 +135,7 @@ _call_soon = asyncio.SelectorEventLoop.call_soon  # on every scheduled callback:
 _call_at = asyncio.SelectorEventLoop.call_at
 
 
+@mypyc_attr(native_class=False)  # (a subclass of an uncompiled class: h2gate/compiled.py)
 class HostedLoop(asyncio.SelectorEventLoop):
     """An asyncio loop turned by a trio task; new callbacks and timers call ``kick``."""
 

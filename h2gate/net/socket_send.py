@@ -20,12 +20,15 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
+from h2gate.compiled import mypyc_attr
+
 __all__ = ["RawSender", "SendTimeout", "sender", "within"]
 
 #: ``send(data, deadline)``: all of ``data`` handed to the transport, or SendTimeout once ``deadline`` passes.
 Send = Callable[[bytes | bytearray | memoryview, float], Awaitable[None]]
 
 
+@mypyc_attr(native_class=False)  # (a subclass of an uncompiled class: h2gate/compiled.py)
 class SendTimeout(trio.BrokenResourceError):
     """The peer took too little of our bytes before the send deadline; the stream is broken now.
 

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Any
 
+from h2gate.compiled import mypyc_attr
 from h2gate.errors import ConfigError
 from h2gate.observe import metrics
 from h2gate.observe.accesslog import AccessFormat, Entry, default_line
@@ -52,6 +53,7 @@ _default_text = True
 _access_sink: LineSink | None = None
 
 
+@mypyc_attr(native_class=False)  # (a subclass of an uncompiled class: h2gate/compiled.py)
 class JSONFormatter(logging.Formatter):
     """One JSON object per line: timestamp, level, logger, message, plus an access line's fields."""
 

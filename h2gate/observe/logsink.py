@@ -71,6 +71,8 @@ from typing import TextIO
 
 import trio
 
+from h2gate.compiled import mypyc_attr
+
 #: Seconds the file writer and the stream flusher pause after a write, for the next lines to gather.
 LINGER = 0.05
 #: Lines queued for a stream before ``put`` writes them at once rather than after the pause (bounded memory).
@@ -276,8 +278,9 @@ class LineSink:
                 self._check_rotated()
                 data = memoryview(text.encode("utf-8", "backslashreplace"))
                 while data:
-                    # The count in a variable of its own: compiled by mypyc 2.4.1, a memoryview slice evaluates its
-                    # start twice, so ``data[os.write(...):]`` wrote every batch twice (tests/release/test_compiled_source.py).
+                    # The count in a variable of its own: compiled by mypyc 2.4.1, a memoryview slice evaluates
+                    # its start twice, so ``data[os.write(...):]`` wrote every batch twice
+                    # (tests/release/test_compiled_source.py keeps calls out of slice bounds).
                     written = os.write(self._fd, data)
                     data = data[written:]
             self._failed = None
@@ -329,6 +332,7 @@ class LineSink:
             self._fd = -1
 
 
+@mypyc_attr(native_class=False)  # (a subclass of an uncompiled class: h2gate/compiled.py)
 class SinkHandler(logging.Handler):
     """A logging handler that formats a record once and hands the line to a :class:`LineSink`."""
 

@@ -37,11 +37,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from h2gate.compiled import mypyc_attr
 from h2gate.http.head import Headers
 
 Buffer = bytes | bytearray | memoryview
 
 
+@mypyc_attr(native_class=False)  # (a subclass of an uncompiled class: h2gate/compiled.py)
 class StreamGone(Exception):
     """A send command named a stream that is not open for sending (closed, reset or unknown)."""
 

@@ -6,6 +6,7 @@ import logging
 import re
 from collections.abc import Iterable
 
+from h2gate.compiled import mypyc_attr
 from h2gate.errors import ClientDisconnected, ErrorCode
 from h2gate.http.head import Headers
 from h2gate.http.validate import BAD_VALUE_BYTE
@@ -21,6 +22,7 @@ _NAME_OK = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+").fullmatch
 _warned: set[bytes] = set()
 
 
+@mypyc_attr(native_class=False)  # (a subclass of an uncompiled class: h2gate/compiled.py)
 class HeaderError(ValueError):
     """A response header the app gave cannot go on the wire; the text names it."""
 

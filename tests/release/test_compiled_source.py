@@ -17,6 +17,15 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
+#: Bases whose subclasses mypyc builds its own way, never as native classes with weak references.
+SPECIAL_BASES = {"Protocol", "NamedTuple", "TypedDict", "enum.Enum", "enum.IntEnum", "Enum", "IntEnum"}
+
+
+#: Native on purpose, with the reason. TLSStream's base trio.abc.Stream is an ABC that only types it, and no one
+#: takes a weak reference to a TLS stream; its methods are the TLS byte path, where a native class's slots pay.
+NATIVE_ON_PURPOSE = {"TLSStream"}
+
+
 def _compiled_sources() -> list[Path]:
     sys.path.insert(0, str(ROOT / "build_support"))
     try:
@@ -51,9 +60,7 @@ def slice_bounds_with_side_effects(source: str) -> list[str]:
 
 
 def test_the_check_sees_the_shape_it_names() -> None:
-    assert slice_bounds_with_side_effects("data = data[os.write(fd, data):]") == [
-        "line 1: data[os.write(fd, data):]"
-    ]
+    assert slice_bounds_with_side_effects("data = data[os.write(fd, data):]") == ["line 1: data[os.write(fd, data):]"]
     assert slice_bounds_with_side_effects("n = os.write(fd, data)\ndata = data[n:]\nrest = data[: len(data)]") == [
         "line 3: data[:len(data)]"
     ]
@@ -63,3 +70,68 @@ def test_the_check_sees_the_shape_it_names() -> None:
 @pytest.mark.parametrize("path", _compiled_sources(), ids=lambda p: p.relative_to(ROOT).as_posix())
 def test_no_slice_bound_calls_in_compiled_modules(path: Path) -> None:
     assert slice_bounds_with_side_effects(path.read_text()) == [], "put the bound in a variable first"
+
+
+def _foreign(base: ast.expr, ours: set[str], from_h2gate: set[str]) -> bool:
+    text = ast.unparse(base)
+    if text in SPECIAL_BASES or text == "object":
+        return False
+    if isinstance(base, ast.Name):
+        return base.id not in ours
+    return text.split(".")[0] not in from_h2gate
+
+
+def foreign_native_classes(sources: dict[str, str], allowed: frozenset[str] = frozenset()) -> list[str]:
+    """Classes with a base that is not compiled with them and no ``@mypyc_attr(native_class=False)``.
+
+    mypyc 2.4.1 frees a native subclass of an uncompiled class without clearing
+    its weak references, so their callbacks never run: ``logging``'s WeakSet of
+    handlers kept a freed SinkHandler and the interpreter crashed in a later
+    garbage collection (h2gate/compiled.py). ``sources``: module path -> text.
+    A base is ours when it is a bare name of a class in these modules, or a
+    dotted name whose first part the module imported from h2gate.
+    """
+    trees = {path: ast.parse(text) for path, text in sources.items()}
+    ours = {node.name for tree in trees.values() for node in ast.walk(tree) if isinstance(node, ast.ClassDef)}
+    found = []
+    for path, tree in trees.items():
+        from_h2gate = {
+            alias.asname or alias.name
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("h2gate")
+            for alias in node.names
+        }
+
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.ClassDef):
+                continue
+            marked = any(ast.unparse(d) == "mypyc_attr(native_class=False)" for d in node.decorator_list)
+            if (
+                any(_foreign(base, ours, from_h2gate) for base in node.bases)
+                and not marked
+                and node.name not in allowed
+            ):
+                bases = ", ".join(ast.unparse(base) for base in node.bases)
+                found.append(f"{path}:{node.lineno} {node.name}({bases})")
+    return found
+
+
+def test_the_class_check_sees_the_shape_it_names() -> None:
+    source = (
+        "class Ours: pass\n"
+        "class Fine(Ours): pass\n"
+        "class Handler(logging.Handler): pass\n"
+        "@mypyc_attr(native_class=False)\n"
+        "class Marked(logging.Handler): pass\n"
+        "class Phase(enum.Enum): pass\n"
+        "class Gone(Exception): pass\n"
+        "from h2gate.protocol import codec as ev\n"
+        "class Event(ev.Event): pass\n"
+    )
+    assert foreign_native_classes({"m.py": source}) == ["m.py:3 Handler(logging.Handler)", "m.py:7 Gone(Exception)"]
+
+
+def test_compiled_subclasses_of_uncompiled_classes_are_not_native() -> None:
+    sources = {path.relative_to(ROOT).as_posix(): path.read_text() for path in _compiled_sources()}
+    found = foreign_native_classes(sources, frozenset(NATIVE_ON_PURPOSE))
+    assert found == [], "add @mypyc_attr(native_class=False) (h2gate/compiled.py)"
