@@ -10,6 +10,8 @@
 * The client went away: :class:`ClientDisconnected`, what an app's ``send()``
   / ``write()`` / ``wsgi.input.read()`` raises once its stream is reset or its
   connection is gone. It is an ``OSError``, as a lost socket would be.
+* The peer stopped taking our bytes: :class:`SendTimeout`, raised by a send
+  that still has to wait at its deadline (a ``trio.BrokenResourceError``).
 * Our own stream bookkeeping was asked for a transition its table forbids:
   :class:`StreamStateError` (a bug in h2gate or an adapter, never the peer's).
 """
@@ -17,6 +19,8 @@
 from __future__ import annotations
 
 import enum
+
+import trio
 
 
 class ErrorCode(enum.IntEnum):
@@ -95,3 +99,12 @@ class ClientDisconnected(OSError):
 
 class StreamStateError(RuntimeError):
     """A stream was asked for a transition its state table forbids (h2gate.protocol.stream_state)."""
+
+
+class SendTimeout(trio.BrokenResourceError):
+    """The peer took too little of our bytes before the send deadline; the stream is broken now.
+
+    A deadline costs nothing unless the send has to wait: a cancel scope is
+    entered only around a wait for the socket (trio's deadlines are not free,
+    and the writer sends far more often than it waits).
+    """

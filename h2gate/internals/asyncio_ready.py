@@ -4,7 +4,7 @@
 the thread and the callback, then makes a ``Handle`` and appends it to the
 loop's ``_ready`` deque: three Python calls before the handle, once for every
 asyncio task a request starts. The hosted loop
-(:class:`h2gate.asgi.runner.HostedLoop`) keeps the deque while it is open and
+(:class:`h2gate.asgi.hosted_loop.HostedLoop`) keeps the deque while it is open and
 not in debug mode and appends to it itself; it drops it on ``close()`` and
 ``set_debug(True)``, so the checks still run whenever they could say anything.
 """

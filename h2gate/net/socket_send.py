@@ -20,22 +20,12 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-from h2gate.compiled import mypyc_attr
+from h2gate.errors import SendTimeout
 
-__all__ = ["RawSender", "SendTimeout", "sender", "within"]
+__all__ = ["RawSender", "SendTimeout", "sender", "within"]  # SendTimeout: h2gate.errors, raised here
 
 #: ``send(data, deadline)``: all of ``data`` handed to the transport, or SendTimeout once ``deadline`` passes.
 Send = Callable[[bytes | bytearray | memoryview, float], Awaitable[None]]
-
-
-@mypyc_attr(native_class=False)  # (a subclass of an uncompiled class: h2gate/compiled.py)
-class SendTimeout(trio.BrokenResourceError):
-    """The peer took too little of our bytes before the send deadline; the stream is broken now.
-
-    A deadline costs nothing unless the send has to wait: a cancel scope is
-    entered only around a wait for the socket (trio's deadlines are not free,
-    and the writer sends far more often than it waits).
-    """
 
 
 class RawSender:

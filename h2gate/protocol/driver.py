@@ -52,9 +52,9 @@ from collections.abc import Awaitable, Callable
 import trio
 
 from h2gate.config import Config
-from h2gate.errors import ErrorCode
+from h2gate.errors import ErrorCode, SendTimeout
 from h2gate.net.negotiate import H2CUpgrade
-from h2gate.net.socket_send import Send, SendTimeout, sender
+from h2gate.net.socket_send import Send, sender
 from h2gate.net.transport import Transport
 from h2gate.observe import metrics
 from h2gate.observe.logs import access_log

@@ -38,8 +38,9 @@ from typing import NoReturn
 import trio
 from OpenSSL import SSL
 
+from h2gate.errors import SendTimeout
 from h2gate.internals.openssl import direct_drain, direct_read
-from h2gate.net.socket_send import SendTimeout, raw_sender, within
+from h2gate.net.socket_send import raw_sender, within
 from h2gate.tls.context import TLSInfo, client_cert_failure
 
 __all__ = ["CLOSE_NOTIFY_TIMEOUT", "State", "TLSRecords"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from h2gate.asgi.runner import HostedLoop
+from h2gate.asgi.hosted_loop import HostedLoop
 
 
 def test_callbacks_run_in_order_with_their_arguments() -> None:

@@ -10,8 +10,9 @@ import trio
 import trio.testing
 from OpenSSL import SSL
 
+from h2gate.errors import SendTimeout
 from h2gate.internals.openssl import direct_drain
-from h2gate.net.socket_send import RawSender, SendTimeout, raw_sender, sender, within
+from h2gate.net.socket_send import RawSender, raw_sender, sender, within
 
 
 def run_trio(afn) -> None:  # type: ignore[no-untyped-def]

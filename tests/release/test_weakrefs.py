@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
+from h2gate.asgi.hosted_loop import HostedLoop
 from h2gate.asgi.lifespan import LifespanFailure
 from h2gate.asgi.push import PushMistake
-from h2gate.asgi.runner import HostedLoop
-from h2gate.net.socket_send import SendTimeout
+from h2gate.errors import SendTimeout
 from h2gate.observe.logs import JSONFormatter
 from h2gate.observe.logsink import LineSink, SinkHandler
 from h2gate.protocol.codec import StreamGone
