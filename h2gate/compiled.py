@@ -12,13 +12,16 @@ carry ``@mypyc_attr(native_class=False)``: compiled methods, an ordinary type.
 ``tests/release/test_compiled_source.py`` requires it of every one, and
 ``tests/release/test_weakrefs.py`` checks the callbacks on the compiled wheel.
 
+:func:`caused` stands for ``raise ... from ...``, which mypyc 2.4.1 compiles
+without the cause.
+
 ``mypy_extensions`` (which mypyc reads the decorator from) is mypy's, not a
 dependency of h2gate: at run time the decorator is the no-op below.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from mypy_extensions import mypyc_attr as mypyc_attr
@@ -27,3 +30,19 @@ else:
     def mypyc_attr(*args: Any, **kwargs: Any) -> Any:
         """mypyc reads the decorator's arguments at compile time; run, it returns the class as it is."""
         return lambda cls: cls
+
+
+E = TypeVar("E", bound=BaseException)
+
+
+def caused(error: E, cause: BaseException | None) -> E:
+    """``raise caused(error, cause)`` for ``raise error from cause`` in a compiled module.
+
+    mypyc 2.4.1 compiles ``raise X from Y`` as ``raise X``: the cause is lost
+    (a test that read ``__cause__`` of a TLS failure found it None) and ``from
+    None`` no longer hides the exception being handled. Setting ``__cause__``
+    does both, as ``from`` does (``tests/release/test_compiled_source.py``
+    keeps ``from`` out of compiled modules).
+    """
+    error.__cause__ = cause
+    return error

@@ -32,6 +32,7 @@ from hyperframe.exceptions import HyperframeError
 from hyperframe.frame import ContinuationFrame, DataFrame, Frame, HeadersFrame, PushPromiseFrame
 
 from h2gate.asgi.types import Message, Scope
+from h2gate.compiled import caused
 from h2gate.config import Config
 from h2gate.errors import AppMistake, StartupError
 from h2gate.net.binds import parse_bind
@@ -134,7 +135,7 @@ def _header_block(stream: Stream, message: Message, kind: str) -> bytes:
         try:
             name, value = item
         except (TypeError, ValueError):
-            raise AppMistake(f"{kind} header {item!r} is not a [name, value] pair") from None
+            raise caused(AppMistake(f"{kind} header {item!r} is not a [name, value] pair"), None)
         if not isinstance(name, bytes | str) or not isinstance(value, bytes | str):
             raise AppMistake(f"{kind} header {item!r} must be bytes or str")
         pairs.append((name, value))
@@ -193,7 +194,7 @@ class FrameAPI:
             frames = writer(self, message, stream_id)
             data = b"".join(frame.serialize() for frame in frames)
         except (HyperframeError, ValueError, TypeError) as exc:
-            raise AppMistake(f"{kind}: cannot build the frame: {exc}") from None
+            raise caused(AppMistake(f"{kind}: cannot build the frame: {exc}"), None)
         for frame in frames:
             log.debug("frame API: stream %d wrote %r", self.exchange.stream_id, frame)
         own = stream_id == self.exchange.stream_id

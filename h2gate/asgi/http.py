@@ -33,6 +33,7 @@ from h2gate.asgi.http_response import HTTPResponse
 from h2gate.asgi.push import PushMistake, push, push_enabled
 from h2gate.asgi.runner import AppRunner, AsyncioRunner, loop_hint
 from h2gate.asgi.types import Message, Scope
+from h2gate.compiled import caused
 from h2gate.errors import AppMistake, ClientDisconnected, ErrorCode, StreamStateError
 from h2gate.http.head import RequestHead
 from h2gate.net.transport import Transport
@@ -240,7 +241,7 @@ class HTTPCycle(HTTPResponse):
             try:
                 push(self.exchange, message)
             except PushMistake as exc:
-                raise AppMistake(str(exc)) from None
+                raise caused(AppMistake(str(exc)), None)
         elif kind in _SENDERS:
             if self.exchange.disconnected:
                 raise ClientDisconnected(f"stream {self.exchange.stream_id} is closed")

@@ -15,6 +15,7 @@ from typing import Any
 import trio
 
 from h2gate.asgi.types import Message
+from h2gate.compiled import caused
 from h2gate.errors import AppMistake
 from h2gate.http.head import Headers
 from h2gate.protocol.filebody import FileBodyError, FileSpan, file_span, stream_file
@@ -31,7 +32,7 @@ def byte_pairs(items: Iterable[Any], what: str) -> Headers:
         try:
             name, value = item
         except (TypeError, ValueError):
-            raise AppMistake(f"{what} {item!r} is not a [name, value] pair") from None
+            raise caused(AppMistake(f"{what} {item!r} is not a [name, value] pair"), None)
         if not isinstance(name, bytes) or not isinstance(value, bytes):
             raise AppMistake(f"{what} {item!r} must be a pair of byte strings")
         pairs.append((name, value))
@@ -80,11 +81,11 @@ class HTTPResponse:
         try:
             items = list(raw)
         except TypeError:
-            raise AppMistake("http.response.start headers must be an iterable of [name, value] pairs") from None
+            raise caused(AppMistake("http.response.start headers must be an iterable of [name, value] pairs"), None)
         try:
             out, length = prepare_headers(items, self.server_header, trailer=trailer)
         except HeaderError as exc:
-            raise AppMistake(str(exc)) from None
+            raise caused(AppMistake(str(exc)), None)
         if not trailer:
             self.content_length = length
         return out
@@ -205,12 +206,12 @@ class HTTPResponse:
         try:
             file = await trio.open_file(path, "rb")
         except OSError as exc:
-            raise AppMistake(f"http.response.pathsend cannot open {path!r}: {exc}") from None
+            raise caused(AppMistake(f"http.response.pathsend cannot open {path!r}: {exc}"), None)
         async with file:
             try:
                 span = await trio.to_thread.run_sync(file_span, file.fileno(), 0)
             except FileBodyError as exc:
-                raise AppMistake(f"http.response.pathsend {path!r}: {exc}") from None
+                raise caused(AppMistake(f"http.response.pathsend {path!r}: {exc}"), None)
             await self._send_span(span, more=False, what="http.response.pathsend")
 
     async def zerocopysend(self, message: Message) -> None:
@@ -224,7 +225,7 @@ class HTTPResponse:
         try:
             span = file_span(file, offset, message.get("count"))
         except FileBodyError as exc:
-            raise AppMistake(f"http.response.zerocopysend file: {exc}") from None
+            raise caused(AppMistake(f"http.response.zerocopysend file: {exc}"), None)
         await self._send_span(span, more=bool(message.get("more_body", False)), what="http.response.zerocopysend")
         seek = getattr(file, "seek", None)
         if offset is None and seek is not None:
@@ -251,7 +252,7 @@ class HTTPResponse:
         try:
             await stream_file(span, write)
         except (FileBodyError, OSError) as exc:
-            raise AppMistake(f"{what}: {exc}") from None
+            raise caused(AppMistake(f"{what}: {exc}"), None)
 
     async def _send_headers(self, end_stream: bool) -> None:
         await self.exchange.send_headers(self.headers, end_stream=end_stream)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 
 from h2gate.asgi.types import Message
-from h2gate.compiled import mypyc_attr
+from h2gate.compiled import caused, mypyc_attr
 from h2gate.http.head import Headers
 from h2gate.protocol.stream import Stream
 
@@ -45,7 +45,7 @@ def promised_request(exchange: Stream, message: Message) -> Headers:
         try:
             name, value = item
         except (TypeError, ValueError):
-            raise PushMistake(f"http.response.push header {item!r} is not a [name, value] pair") from None
+            raise caused(PushMistake(f"http.response.push header {item!r} is not a [name, value] pair"), None)
         if not isinstance(name, bytes) or not isinstance(value, bytes) or name[:1] == b":":
             raise PushMistake(f"http.response.push header {item!r} must be a pair of byte strings, no pseudo-header")
         headers.append((name.lower(), value))

@@ -70,6 +70,7 @@ from h2gate.asgi.runner import AppRunner, loop_hint
 from h2gate.asgi.types import Message, Scope
 from h2gate.asgi.ws_channels import READ_SIZE, Channel, H1Channel, H2Channel
 from h2gate.asgi.ws_scope import connect_protocol, deflate_for, websocket_scope
+from h2gate.compiled import caused
 from h2gate.errors import AppMistake, ClientDisconnected
 from h2gate.http.head import Headers, split_head
 from h2gate.net.negotiate import WebSocketUpgrade, _h2_headers
@@ -260,7 +261,7 @@ class WebSocketSession:
             try:
                 data = self.ws.send(event)
             except LocalProtocolError:
-                raise ClientDisconnected("the WebSocket is closed") from None
+                raise caused(ClientDisconnected("the WebSocket is closed"), None)
             await self.channel.write(data)
 
     async def _close(self, code: int, reason: str) -> None:

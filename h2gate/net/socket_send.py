@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
+from h2gate.compiled import caused
 from h2gate.errors import SendTimeout
 
 __all__ = ["RawSender", "SendTimeout", "sender", "within"]  # SendTimeout: h2gate.errors, raised here
@@ -50,8 +51,8 @@ class RawSender:
             return 0
         except OSError as exc:
             if exc.errno == errno.EBADF:
-                raise trio.ClosedResourceError("socket was closed") from exc
-            raise trio.BrokenResourceError(f"socket send failed: {exc!r}") from exc
+                raise caused(trio.ClosedResourceError("socket was closed"), exc)
+            raise caused(trio.BrokenResourceError(f"socket send failed: {exc!r}"), exc)
 
     async def send_all(self, data: bytes | bytearray | memoryview, deadline: float = math.inf) -> None:
         """Send all of ``data``, waiting for the socket when it is full; SendTimeout past ``deadline``."""

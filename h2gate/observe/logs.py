@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Any
 
-from h2gate.compiled import mypyc_attr
+from h2gate.compiled import caused, mypyc_attr
 from h2gate.errors import ConfigError
 from h2gate.observe import metrics
 from h2gate.observe.accesslog import AccessFormat, Entry, default_line
@@ -76,7 +76,7 @@ def _handler(target: str, stream: Any, option: str) -> SinkHandler:
     try:
         return SinkHandler(sink_for(target, stream))
     except OSError as exc:
-        raise ConfigError(f"{option} {target}: cannot open: {exc.strerror or exc}") from None
+        raise caused(ConfigError(f"{option} {target}: cannot open: {exc.strerror or exc}"), None)
 
 
 def load_log_config(path: str) -> None:
@@ -85,7 +85,7 @@ def load_log_config(path: str) -> None:
         with open(path, "rb") as fh:
             raw = fh.read()
     except OSError as exc:
-        raise ConfigError(f"--log-config {path}: cannot read: {exc.strerror or exc}") from None
+        raise caused(ConfigError(f"--log-config {path}: cannot read: {exc.strerror or exc}"), None)
     try:
         if path.endswith(".toml"):
             data = tomllib.loads(raw.decode("utf-8"))
@@ -94,7 +94,7 @@ def load_log_config(path: str) -> None:
         else:
             raise ConfigError(f"--log-config {path}: name a .json or .toml file")
     except (ValueError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"--log-config {path}: not valid {path.rsplit('.', 1)[-1].upper()}: {exc}") from None
+        raise caused(ConfigError(f"--log-config {path}: not valid {path.rsplit('.', 1)[-1].upper()}: {exc}"), None)
     if not isinstance(data, dict):
         raise ConfigError(f"--log-config {path}: expected a dictConfig mapping")
     data.setdefault("version", 1)
@@ -103,7 +103,7 @@ def load_log_config(path: str) -> None:
     try:
         logging.config.dictConfig(data)
     except (ValueError, TypeError, AttributeError, ImportError) as exc:
-        raise ConfigError(f"--log-config {path}: {exc}") from None
+        raise caused(ConfigError(f"--log-config {path}: {exc}"), None)
 
 
 def setup_logging(level: str, access_log: bool, config: Config | None = None) -> None:

@@ -33,6 +33,7 @@ from h2.settings import SettingCodes
 from hpack.exceptions import HPACKError, OversizedHeaderListError
 from hyperframe.frame import GoAwayFrame, PingFrame, RstStreamFrame
 
+from h2gate.compiled import caused
 from h2gate.errors import ConnectionProtocolError, ErrorCode
 from h2gate.http.head import Headers
 from h2gate.internals.h2conn import SETTINGS_NO_RFC7540_PRIORITIES, LocalSettings, ServerH2Connection
@@ -183,7 +184,7 @@ class H2Codec:
         except h2.exceptions.ProtocolError as exc:
             self._extra.clear()
             self._take_back_goaway()
-            raise connection_error(exc) from exc
+            raise caused(connection_error(exc), exc)
         out = [translate(ev) for ev in events if (translate := _TRANSLATE.get(type(ev))) is not None]
         if self._extra:
             out += self._extra
@@ -238,7 +239,7 @@ class H2Codec:
         try:
             self._h2.send_checked_headers(stream_id, headers, end_stream)
         except h2.exceptions.ProtocolError:
-            raise seam.StreamGone(stream_id) from None
+            raise caused(seam.StreamGone(stream_id), None)
 
     def _send_unchecked(self, stream_id: int, headers: Headers, end_stream: bool) -> None:
         """h2's send_headers with its outbound checks off (the block was checked by h2gate.http)."""
@@ -248,7 +249,7 @@ class H2Codec:
         try:
             self._h2.send_headers(stream_id, headers, end_stream=end_stream)
         except h2.exceptions.ProtocolError:
-            raise seam.StreamGone(stream_id) from None
+            raise caused(seam.StreamGone(stream_id), None)
         finally:
             config.normalize_outbound_headers = config.validate_outbound_headers = True
 
@@ -274,14 +275,14 @@ class H2Codec:
                 if last:
                     return
         except h2.exceptions.ProtocolError:
-            raise seam.StreamGone(stream_id) from None
+            raise caused(seam.StreamGone(stream_id), None)
 
     def end_stream(self, stream_id: int) -> None:
         self._open_stream(stream_id)
         try:
             self._h2.end_stream(stream_id)
         except h2.exceptions.ProtocolError:
-            raise seam.StreamGone(stream_id) from None
+            raise caused(seam.StreamGone(stream_id), None)
 
     def reset(self, stream_id: int, code: int) -> None:
         conn = self._h2
@@ -314,7 +315,7 @@ class H2Codec:
             promised: int = conn.get_next_available_stream_id()
             conn.push_stream(stream_id, promised, headers)
         except h2.exceptions.ProtocolError as exc:  # push disabled since, stream limit, stream ended
-            raise seam.StreamGone(stream_id) from exc
+            raise caused(seam.StreamGone(stream_id), exc)
         return promised
 
     # -- flow control and state ----------------------------------------------------------------------
@@ -331,7 +332,7 @@ class H2Codec:
         try:
             return int(self._h2.local_flow_control_window(stream_id))
         except h2.exceptions.ProtocolError:
-            raise seam.StreamGone(stream_id) from None
+            raise caused(seam.StreamGone(stream_id), None)
 
     @property
     def max_frame_size(self) -> int:

@@ -48,6 +48,7 @@ from typing import NoReturn
 import ngh2
 from hpack import Encoder, NeverIndexedHeaderTuple
 
+from h2gate.compiled import caused
 from h2gate.errors import ErrorCode
 from h2gate.http.head import Headers
 from h2gate.protocol import codec as seam
@@ -241,7 +242,7 @@ class Ngh2Codec(Ngh2Receiver):
         try:
             promised = self._conn.send_push_promise(stream_id, headers)
         except (*SEND_ERRORS, ngh2.NoAvailableStreamIDError) as exc:
-            raise seam.StreamGone(stream_id) from exc
+            raise caused(seam.StreamGone(stream_id), exc)
         self._dirty = True
         return promised
 

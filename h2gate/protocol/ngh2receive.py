@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import ngh2
 
+from h2gate.compiled import caused
 from h2gate.errors import ConnectionProtocolError, ErrorCode
 from h2gate.protocol import codec as seam
 from h2gate.protocol.framecheck import PREFACE
@@ -174,7 +175,7 @@ class Ngh2Receiver:
             return []  # libnghttp2 is winding down after our final GOAWAY: nothing more to read
         except ngh2.NGH2Error as exc:
             self._dead = True
-            raise raised_error(exc) from None
+            raise caused(raised_error(exc), None)
         try:
             out = conn.data_to_send()
             events = conn.events()

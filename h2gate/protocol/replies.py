@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable
+from typing import Any
 
-from h2gate.compiled import mypyc_attr
+from h2gate.compiled import caused, mypyc_attr
 from h2gate.errors import ClientDisconnected, ErrorCode
 from h2gate.http.head import Headers
 from h2gate.http.validate import BAD_VALUE_BYTE
@@ -45,9 +46,7 @@ _GOOD_NAMES: dict[bytes, bytes] = {}
 _GOOD_NAMES_MAX = 1024
 
 
-def prepare_headers(
-    pairs: Iterable[tuple[bytes, bytes]], server_header: bool, *, trailer: bool = False
-) -> tuple[Headers, int | None]:
+def prepare_headers(pairs: Iterable[Any], server_header: bool, *, trailer: bool = False) -> tuple[Headers, int | None]:
     """Check and normalise the app's response headers, in one pass.
 
     Returns the header block (with a placeholder ``:status`` first, ``server``
@@ -55,6 +54,11 @@ def prepare_headers(
     HeaderError naming the offending field (an item that is not a pair of byte
     strings included). ``trailer``: a trailer block, which gets the same checks
     but no ``:status``, ``server`` or ``date``.
+
+    ``pairs`` is whatever the app gave, typed ``Any`` on purpose: compiled by
+    mypyc, a ``tuple[bytes, bytes]`` item type became a check on each item that
+    raised a bare TypeError (a traceback) before the checks here could name the
+    mistake.
     """
     out: Headers = [] if trailer else [(b":status", b"")]
     has_server = False
@@ -66,7 +70,7 @@ def prepare_headers(
         try:
             name, value = item
         except (TypeError, ValueError):
-            raise HeaderError(f"response header {item!r} is not a [name, value] pair") from None
+            raise caused(HeaderError(f"response header {item!r} is not a [name, value] pair"), None)
         if not isinstance(name, bytes) or not isinstance(value, bytes):
             raise HeaderError(f"response header {item!r} must be a pair of byte strings")
         lower = good.get(name)

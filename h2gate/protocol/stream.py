@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from h2gate.compiled import caused
 from h2gate.errors import ClientDisconnected, ErrorCode
 from h2gate.http.head import Headers, RequestHead, split_head
 from h2gate.observe import metrics
@@ -300,7 +301,7 @@ class Stream(OffTaskSends):
         try:
             self._core.codec.send_headers(self.stream_id, headers, end_stream)
         except StreamGone:
-            raise self._gone() from None
+            raise caused(self._gone(), None)
         self.state.apply(move)
         self.status = int(headers[0][1])
         self.response_headers = headers
@@ -318,7 +319,7 @@ class Stream(OffTaskSends):
         try:
             self._core.codec.send_informational(self.stream_id, headers)
         except StreamGone:
-            raise self._gone() from None
+            raise caused(self._gone(), None)
         core = self._core
         core.wake()
         if core.queued > HIGH_WATER:
@@ -331,7 +332,7 @@ class Stream(OffTaskSends):
         try:
             self._core.codec.send_trailers(self.stream_id, headers)
         except StreamGone:
-            raise self._gone() from None
+            raise caused(self._gone(), None)
         self.state.apply(Move.SEND_TRAILERS)
         self._core.turns.scheduler.forget(self.stream_id)
         self._response_finished()
@@ -366,7 +367,7 @@ class Stream(OffTaskSends):
                 try:
                     window = codec.window(self.stream_id)
                 except StreamGone:
-                    raise self._gone() from None
+                    raise caused(self._gone(), None)
                 if window <= 0:
                     metrics.recorder.flow_control_stall()
                     turns.leave(self.stream_id)  # not contending while it cannot send
@@ -383,7 +384,7 @@ class Stream(OffTaskSends):
                 try:
                     codec.send_data(self.stream_id, view[offset:end], last)
                 except StreamGone:
-                    raise self._gone() from None
+                    raise caused(self._gone(), None)
                 core.queued_data(end - offset)
                 offset = end
                 if last:
@@ -404,7 +405,7 @@ class Stream(OffTaskSends):
             try:
                 codec.send_data(self.stream_id, b"", True)
             except StreamGone:
-                raise self._gone() from None
+                raise caused(self._gone(), None)
             self._sent_end()
             core.wake()
 
@@ -434,7 +435,7 @@ class Stream(OffTaskSends):
         try:
             self._core.codec.end_stream(self.stream_id)
         except StreamGone:
-            raise self._gone() from None
+            raise caused(self._gone(), None)
         self.state.apply(Move.SEND_END)
         self._core.turns.scheduler.forget(self.stream_id)
         self._check_done()

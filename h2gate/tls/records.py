@@ -38,6 +38,7 @@ from typing import NoReturn
 import trio
 from OpenSSL import SSL
 
+from h2gate.compiled import caused
 from h2gate.errors import SendTimeout
 from h2gate.internals.openssl import direct_drain, direct_read
 from h2gate.net.socket_send import raw_sender, within
@@ -184,7 +185,7 @@ class TLSRecords:
             with trio.move_on_at(deadline) as waited:
                 await lock.acquire()
             if waited.cancelled_caught:
-                raise SendTimeout("the TLS records queued ahead were not sent before the send deadline") from None
+                raise caused(SendTimeout("the TLS records queued ahead were not sent before the send deadline"), None)
         try:
             outgoing = self._outgoing
             while outgoing:
@@ -213,14 +214,14 @@ class TLSRecords:
     def _raise_transport_error(self, exc: BaseException) -> NoReturn:
         """Map a transport failure: Closed if we closed it, else Broken."""
         if self._state is State.CLOSED:
-            raise trio.ClosedResourceError("this TLSStream was closed") from exc
+            raise caused(trio.ClosedResourceError("this TLSStream was closed"), exc)
         self._break()
-        raise trio.BrokenResourceError(f"transport failed: {exc!r}") from exc
+        raise caused(trio.BrokenResourceError(f"transport failed: {exc!r}"), exc)
 
     async def _fail(self, exc: SSL.Error) -> NoReturn:
         """Break the stream on an OpenSSL error, trying briefly to send its alert."""
         if self._state is State.CLOSED:
-            raise trio.ClosedResourceError("this TLSStream was closed") from exc
+            raise caused(trio.ClosedResourceError("this TLSStream was closed"), exc)
         self._break()
         if not self._handshook:
             self.peer_cert_error = client_cert_failure(self._conn, exc)
@@ -231,4 +232,4 @@ class TLSRecords:
                 contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError),
             ):
                 await self._send_queued()
-        raise trio.BrokenResourceError(f"TLS error: {exc}") from exc
+        raise caused(trio.BrokenResourceError(f"TLS error: {exc}"), exc)

@@ -36,6 +36,7 @@ from collections.abc import Awaitable
 import trio
 from OpenSSL import SSL
 
+from h2gate.compiled import caused
 from h2gate.internals.openssl import DirectRead, renew_bios
 from h2gate.tls.context import TLSInfo, tls_info
 from h2gate.tls.records import CLOSE_NOTIFY_TIMEOUT, State, TLSRecords
@@ -99,7 +100,9 @@ class TLSStream(TLSRecords, trio.abc.Stream):
                     data = await self._transport_receive()
                     if not data:
                         self._break()
-                        raise trio.BrokenResourceError("peer closed the connection during the TLS handshake") from None
+                        raise caused(
+                            trio.BrokenResourceError("peer closed the connection during the TLS handshake"), None
+                        )
                     conn.bio_write(data)
                 except SSL.Error as exc:
                     await self._fail(exc)

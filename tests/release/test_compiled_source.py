@@ -135,3 +135,46 @@ def test_compiled_subclasses_of_uncompiled_classes_are_not_native() -> None:
     sources = {path.relative_to(ROOT).as_posix(): path.read_text() for path in _compiled_sources()}
     found = foreign_native_classes(sources, frozenset(NATIVE_ON_PURPOSE))
     assert found == [], "add @mypyc_attr(native_class=False) (h2gate/compiled.py)"
+
+
+def raises_with_from(source: str) -> list[str]:
+    """``raise X from Y``: mypyc 2.4.1 compiles it as ``raise X``, losing the cause (and ``from None``'s hiding).
+
+    Found when TLS tests on the compiled build read ``__cause__`` of a failed
+    handshake and got None. Compiled modules write ``raise caused(X, Y)``
+    (h2gate/compiled.py), which sets the cause in both builds.
+    """
+    return [
+        f"line {node.lineno}: {ast.unparse(node)}"
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Raise) and node.cause is not None
+    ]
+
+
+def test_the_raise_check_sees_the_shape_it_names() -> None:
+    source = "raise A() from exc\nraise B() from None\nraise caused(C(), exc)\nraise\n"
+    assert raises_with_from(source) == ["line 1: raise A() from exc", "line 2: raise B() from None"]
+
+
+@pytest.mark.parametrize("path", _compiled_sources(), ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_no_raise_from_in_compiled_modules(path: Path) -> None:
+    assert raises_with_from(path.read_text()) == [], "write raise caused(error, cause) (h2gate/compiled.py)"
+
+
+def test_caused_chains_as_from_does() -> None:
+    from h2gate.compiled import caused
+
+    try:
+        try:
+            raise KeyError("inner")
+        except KeyError as exc:
+            raise caused(ValueError("outer"), exc)  # noqa: B904 (what this tests)
+    except ValueError as outer:
+        assert isinstance(outer.__cause__, KeyError) and outer.__suppress_context__
+    try:
+        try:
+            raise KeyError("inner")
+        except KeyError:
+            raise caused(ValueError("outer"), None)  # noqa: B904
+    except ValueError as outer:
+        assert outer.__cause__ is None and outer.__suppress_context__
