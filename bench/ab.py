@@ -81,18 +81,8 @@ def one_round(names: list[str], args: argparse.Namespace, workdir: Path) -> dict
         return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--servers", required=True, help="two names from bench/peers.py: A,B")
-    p.add_argument("--rounds", type=int, default=10)
-    p.add_argument("--requests", "-n", type=int, default=30000)
-    p.add_argument("--warmup", type=int, default=2000)
-    p.add_argument("--duration", type=float, default=300.0, help="time bound of each h2load run, seconds")
-    p.add_argument("--tree-a", help="run A (an h2gate row) with the h2gate package in this directory")
-    p.add_argument("--tree-b", help="run B (an h2gate row) with the h2gate package in this directory")
-    p.add_argument("--python-a", help="run A (an h2gate row) with the h2gate installed for this Python")
-    p.add_argument("--python-b", help="run B (an h2gate row) with the h2gate installed for this Python")
-    args = p.parse_args(argv)
+def resolve_sides(p: argparse.ArgumentParser, args: argparse.Namespace) -> list[str]:
+    """The two rows of ``--servers``, each side registered in SPECS with its --tree-x or --python-x applied."""
     names = [n for n in args.servers.split(",") if n]
     if len(names) != 2 or any(n not in SPECS for n in names):
         p.error(f"--servers takes two names from: {', '.join(SPECS)}")
@@ -114,6 +104,22 @@ def main(argv: list[str] | None = None) -> int:
             names[i] = side
     if names[0] == names[1]:
         p.error("--servers takes two different rows, or the same row with --tree-a/-b or --python-a/-b")
+    return names
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--servers", required=True, help="two names from bench/peers.py: A,B")
+    p.add_argument("--rounds", type=int, default=10)
+    p.add_argument("--requests", "-n", type=int, default=30000)
+    p.add_argument("--warmup", type=int, default=2000)
+    p.add_argument("--duration", type=float, default=300.0, help="time bound of each h2load run, seconds")
+    p.add_argument("--tree-a", help="run A (an h2gate row) with the h2gate package in this directory")
+    p.add_argument("--tree-b", help="run B (an h2gate row) with the h2gate package in this directory")
+    p.add_argument("--python-a", help="run A (an h2gate row) with the h2gate installed for this Python")
+    p.add_argument("--python-b", help="run B (an h2gate row) with the h2gate installed for this Python")
+    args = p.parse_args(argv)
+    names = resolve_sides(p, args)
 
     def body(workdir: Path) -> None:
         import os

@@ -41,7 +41,7 @@ import h2.settings
 
 from bench.delay import DelayProxy
 from bench.h2client import H2Client
-from bench.peers import _granian, _h2gate, _hypercorn
+from bench.peers import _granian, _h2gate, _hypercorn, installed_h2gate
 from bench.servers import HOST, ServerProcess, ServerSpec, free_port, interrupt_on_sigterm, make_cert, wait_ready
 
 APP = "bench.flow_app:app"
@@ -247,7 +247,17 @@ def main() -> int:
     parser.add_argument("--servers", default="h2gate,h2gate-fixed,hypercorn,granian")
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--time-limit", type=float, default=40, help="seconds per transfer at most (default 40)")
+    parser.add_argument(
+        "--h2gate-python",
+        metavar="PYTHON",
+        help="serve the h2gate rows with the h2gate installed for this Python (e.g. a venv with the compiled "
+        "wheel: the row as released), not this checkout",
+    )
     args = parser.parse_args()
+    if args.h2gate_python:
+        for name, spec in list(SPECS.items()):
+            if spec.module == "h2gate":
+                SPECS[name] = installed_h2gate(spec, args.h2gate_python)
     interrupt_on_sigterm()
     size = int(args.size * MB)
     rtts = [float(x) / 1000 for x in args.rtts.split(",")]

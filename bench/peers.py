@@ -218,12 +218,12 @@ def _probe(python: str) -> tuple[str, str, str, str | None] | str:
 
 @functools.cache
 def _app_dir() -> Path:
-    """A directory with only the bench apps (``bench.app``, ``bench.wsgi_app``): an --app-dir without h2gate/."""
+    """A directory with only the bench apps (``bench.app``, ``wsgi_app``, ``flow_app``): no h2gate/ in it."""
     where = Path(tempfile.mkdtemp(prefix="h2gate-bench-apps-"))
     atexit.register(shutil.rmtree, where, True)
     (where / "bench").mkdir()
     (where / "bench" / "__init__.py").write_text("")
-    for name in ("app.py", "wsgi_app.py"):
+    for name in ("app.py", "wsgi_app.py", "flow_app.py"):
         shutil.copy2(ROOT / "bench" / name, where / "bench" / name)
     return where
 

@@ -23,6 +23,8 @@ command -v debootstrap >/dev/null || optional+=(debootstrap)
 command -v nginx >/dev/null || optional+=(nginx)
 command -v haproxy >/dev/null || optional+=(haproxy)
 command -v prlimit >/dev/null || optional+=(util-linux)
+# tests/bench/test_instructions.py runs bench/instructions.py, which counts instructions under callgrind.
+command -v valgrind >/dev/null || optional+=(valgrind)
 # The compiled wheel built below (mypyc: a C compiler and the Python headers).
 command -v gcc >/dev/null || need+=(gcc)
 python -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(sysconfig.get_paths()["include"] + "/Python.h"))' \
