@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from h2gate.config.values import format_tokens
 
@@ -158,9 +158,9 @@ def _header_atom(name: bytes, side: str) -> Callable[[Entry], str]:
 
 
 #: ``str(status)`` for every status code, looked up rather than converted per line.
-_STATUS_TEXT = {code: str(code) for code in range(100, 600)}
+_STATUS_TEXT: Final = {code: str(code) for code in range(100, 600)}
 #: ``"host:port"`` of recent peers (a connection's many lines format its address once), cleared when full.
-_peer_text: dict[Any, str] = {}
+_peer_text: Final[dict[Any, str]] = {}  # (Final: compiled, a C static rather than a module-dict lookup)
 _PEER_TEXT_MAX = 4096
 
 

@@ -106,6 +106,9 @@ class LineSink:
     def _fresh_state(self) -> None:
         """Locks, queue and thread as new: at creation, and in a forked child (whose copies may be held)."""
         self._lock = threading.Lock()  # guards _pending
+        # put's own handles on it: compiled, ``lock.acquire()`` looks the method up by name on every call.
+        self._acquire = self._lock.acquire
+        self._release = self._lock.release
         self._write_lock = threading.Lock()  # held while a batch is taken and written: keeps the order
         self._wake = threading.Event()
         self._room = threading.Condition(self._lock)
@@ -121,14 +124,13 @@ class LineSink:
     def put(self, line: str) -> None:
         """Queue ``line`` (no newline): written by the stream's flusher in trio, or by the file's writer thread."""
         if self.stream is not None:  # (the default; inlined: this runs once per request)
-            lock = self._lock
-            lock.acquire()  # (not ``with``: compiled, the context manager protocol cost 25 ns more)
+            self._acquire()  # (not ``with``: compiled, the context manager protocol cost 25 ns more)
             try:
                 pending = self._pending
                 pending.append(line)
                 queued = len(pending)
             finally:
-                lock.release()
+                self._release()
             if queued == 1:
                 self._after_turn()
             elif queued >= MAX_STREAM_BATCH:

@@ -216,7 +216,7 @@ def test_reopen_hook_is_what_sigusr1_handling_calls(tmp_path: Path) -> None:
     config = Config(access_logfile=str(path), error_logfile=str(tmp_path / "error.log"))
     ours, access = logging.getLogger("h2gate"), logs.access_logger
     saved = (ours.handlers[:], ours.level, ours.propagate, access.handlers[:], access.propagate, access.level)
-    saved_sink, saved_disabled = logs._access_sink, access.disabled
+    saved_sink, saved_disabled = logs._state.sink, access.disabled
     logs.setup_logging("info", True, config)
     try:
         logs.access_logger.info("one")
@@ -228,4 +228,4 @@ def test_reopen_hook_is_what_sigusr1_handling_calls(tmp_path: Path) -> None:
         assert "one" in (tmp_path / "access.log.1").read_text() and "two" in path.read_text()
     finally:  # the test process's logging as it was
         ours.handlers[:], ours.level, ours.propagate, access.handlers[:], access.propagate, access.level = saved
-        logs._access_sink, access.disabled = saved_sink, saved_disabled
+        logs._state.sink, access.disabled = saved_sink, saved_disabled
