@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Final
 
 Headers = list[tuple[bytes, bytes]]
+
+#: :meth:`RequestHead.take_pseudo`'s answer per pseudo-header: bits, so a request's set of them is one int.
+METHOD: Final = 1
+PATH: Final = 2
+SCHEME: Final = 4
+AUTHORITY: Final = 8
+PROTOCOL: Final = 16
 
 
 @dataclass(slots=True)
@@ -18,21 +26,24 @@ class RequestHead:
     protocol: bytes | None = None  # :protocol of an extended CONNECT (RFC 8441)
     fields: Headers = field(default_factory=list)
 
-    def take_pseudo(self, name: bytes, value: bytes) -> bool:
-        """Keep a request pseudo-header field; False for a name requests do not have."""
+    def take_pseudo(self, name: bytes, value: bytes) -> int:
+        """Keep a request pseudo-header field and say which it was (its bit); 0 for a name requests do not have."""
         if name == b":method":
             self.method = value
-        elif name == b":path":
+            return METHOD
+        if name == b":path":
             self.target = value
-        elif name == b":scheme":
+            return PATH
+        if name == b":scheme":
             self.scheme = value
-        elif name == b":authority":
+            return SCHEME
+        if name == b":authority":
             self.authority = value
-        elif name == b":protocol":
+            return AUTHORITY
+        if name == b":protocol":
             self.protocol = value
-        else:
-            return False
-        return True
+            return PROTOCOL
+        return 0
 
 
 def split_head(headers: Headers) -> RequestHead:

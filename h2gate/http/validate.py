@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from h2gate.http.head import RequestHead
+from h2gate.http.head import AUTHORITY, METHOD, PATH, PROTOCOL, SCHEME, RequestHead
 
 Headers = Iterable[tuple[bytes, bytes]]
 
@@ -25,8 +25,18 @@ CONNECTION_SPECIFIC = frozenset({b"connection", b"proxy-connection", b"keep-aliv
 REQUEST_PSEUDO = frozenset({b":method", b":scheme", b":authority", b":path", b":protocol"})
 #: A whole valid name: visible ASCII without uppercase, a colon only as a pseudo-header's first byte.
 _NAME_OK = re.compile(rb":?[\x21-\x39\x3b-\x40\x5b-\x7e]+").fullmatch
-#: Finds a byte no field value may hold, in either direction (RFC 9113 §8.2.1).
-BAD_VALUE_BYTE = re.compile(rb"[\0\r\n]").search
+
+
+def has_bad_value_byte(value: bytes) -> bool:
+    """Whether ``value`` holds a byte no field value may hold, in either direction (RFC 9113 §8.2.1).
+
+    Three ``in`` tests (each a ``memchr``) rather than a regular expression's
+    character class: under callgrind the class cost about 2,000 instructions
+    for a request's or a response's values joined, the three tests about 200.
+    """
+    return b"\n" in value or b"\r" in value or b"\0" in value
+
+
 _WHITESPACE = (0x20, 0x09)
 
 
@@ -36,7 +46,7 @@ def _field_problem(name: bytes, value: bytes) -> str | None:
         return "empty field name"
     if _NAME_OK(name) is None:
         return f"invalid field name {name!r}"
-    if BAD_VALUE_BYTE(value) is not None:
+    if has_bad_value_byte(value):
         return f"invalid character in the value of {name!r}"
     if value and (value[0] in _WHITESPACE or value[-1] in _WHITESPACE):
         return f"value of {name!r} starts or ends with whitespace"
@@ -72,7 +82,7 @@ def parse_request(headers: Headers, *, ended: bool = False) -> RequestHead | str
     fields = head.fields
     append = fields.append
     good = _GOOD_NAMES
-    seen_pseudo: set[bytes] = set()
+    seen_pseudo = 0  # the pseudo-headers met so far, as RequestHead.take_pseudo's bits
     length: bytes | None = None
     regular_seen = False
     hosts: list[bytes] = []
@@ -91,11 +101,12 @@ def parse_request(headers: Headers, *, ended: bool = False) -> RequestHead | str
         if name[0] == 0x3A:  # b":"
             if regular_seen:
                 return f"pseudo-header {name!r} after a regular field"
-            if name in seen_pseudo:
-                return f"duplicate pseudo-header {name!r}"
-            seen_pseudo.add(name)
-            if not head.take_pseudo(name, value):
+            bit = head.take_pseudo(name, value)
+            if not bit:
                 return f"pseudo-header {name!r} is not allowed in a request"
+            if seen_pseudo & bit:
+                return f"duplicate pseudo-header {name!r}"
+            seen_pseudo |= bit
             continue
         regular_seen = True
         append((name, value))
@@ -109,26 +120,27 @@ def parse_request(headers: Headers, *, ended: bool = False) -> RequestHead | str
             length = value
             if ended and value.strip(b"0"):
                 return f"content-length {value.decode('latin-1')!r} on a request without a body"
-    if values and BAD_VALUE_BYTE(b"".join(values)) is not None:
+    if values and has_bad_value_byte(b"".join(values)):
         return next(p for name, value in headers if (p := _field_problem(name, value)))
     problem = _pseudo_problem(head, seen_pseudo, hosts)
     return head if problem is None else problem
 
 
-def _pseudo_problem(head: RequestHead, pseudo: set[bytes], hosts: list[bytes]) -> str | None:
+def _pseudo_problem(head: RequestHead, pseudo: int, hosts: list[bytes]) -> str | None:
+    """What the set of pseudo-headers (``pseudo``: RequestHead.take_pseudo's bits) breaks, or None."""
     method = head.method
-    if b":method" not in pseudo:
+    if not pseudo & METHOD:
         return "missing :method"
-    if method == b"CONNECT" and b":protocol" not in pseudo:
+    if method == b"CONNECT" and not pseudo & PROTOCOL:
         # Plain CONNECT (§8.5): just the authority.
-        if b":scheme" in pseudo or b":path" in pseudo:
+        if pseudo & (SCHEME | PATH):
             return "CONNECT with :scheme or :path"
     else:
-        if b":protocol" in pseudo and method != b"CONNECT":
+        if pseudo & PROTOCOL and method != b"CONNECT":
             return ":protocol outside an extended CONNECT"
-        if b":scheme" not in pseudo:
+        if not pseudo & SCHEME:
             return "missing :scheme"
-        if b":path" not in pseudo:
+        if not pseudo & PATH:
             return "missing :path"
         if not head.target:
             return "empty :path"
@@ -136,7 +148,7 @@ def _pseudo_problem(head: RequestHead, pseudo: set[bytes], hosts: list[bytes]) -
         return "more than one host field"
     # Neither :authority nor host is allowed: a client with no authority to convey sends
     # none (RFC 9113 §8.3.1), as HAProxy's HTTP/2 health check does.
-    if hosts and b":authority" in pseudo and hosts[0] != head.authority:
+    if hosts and pseudo & AUTHORITY and hosts[0] != head.authority:
         return "host and :authority differ"
     return None
 

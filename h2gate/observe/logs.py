@@ -47,7 +47,6 @@ TEXT_FORMAT = "%(asctime)s [%(levelname)s] %(message)s"
 TEXT_DATEFMT = "%Y-%m-%d %H:%M:%S"
 
 
-
 class _AccessState:
     """What :func:`access_log` needs per line, set by :func:`setup_logging`: one object, not module globals.
 

@@ -10,7 +10,7 @@ from typing import Any
 from h2gate.compiled import caused, mypyc_attr
 from h2gate.errors import ClientDisconnected, ErrorCode
 from h2gate.http.head import Headers
-from h2gate.http.validate import BAD_VALUE_BYTE
+from h2gate.http.validate import has_bad_value_byte
 from h2gate.observe.logs import http_date
 from h2gate.protocol.stream import Stream
 
@@ -97,8 +97,8 @@ def prepare_headers(pairs: Iterable[Any], server_header: bool, *, trailer: bool 
         elif name == b"server":
             has_server = True
         out.append((name, value))
-    if values and BAD_VALUE_BYTE(b"".join(values)) is not None:
-        name, value = next((n, v) for n, v in zip(names, values, strict=True) if BAD_VALUE_BYTE(v) is not None)
+    if values and has_bad_value_byte(b"".join(values)):
+        name, value = next((n, v) for n, v in zip(names, values, strict=True) if has_bad_value_byte(v))
         raise HeaderError(f"response header value {value!r} for {name!r} contains CR, LF or NUL")
     if trailer:
         return out, content_length
