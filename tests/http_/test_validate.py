@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+import re
 
-from h2gate.http.validate import request_problem, trailer_problem
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from h2gate.http.validate import has_bad_value_byte, request_problem, trailer_problem
 
 M, S, A, P = (b":method", b"GET"), (b":scheme", b"https"), (b":authority", b"example.com"), (b":path", b"/")
 CONNECT = (b":method", b"CONNECT")
@@ -40,6 +44,12 @@ def test_well_formed(headers: list[tuple[bytes, bytes]]) -> None:
         ([M, S, A, P, (b"a b", b"1")], "invalid field name"),
         ([M, S, A, P, (b"", b"1")], "empty field name"),
         ([M, S, A, P, (b"x", b"a\nb")], "invalid character"),
+        ([M, S, A, P, (b"x", b"a\rb")], "invalid character"),
+        ([M, S, A, P, (b"x", b"\0")], "invalid character"),
+        ([M, M, S, A, P], "duplicate"),
+        ([M, S, S, A, P], "duplicate"),
+        ([M, S, A, A, P], "duplicate"),
+        ([CONNECT, (b":protocol", b"websocket"), (b":protocol", b"websocket"), S, A, P], "duplicate"),
         ([M, S, A, P, (b"x", b"a\t")], "whitespace"),
         ([M, S, A, P, (b"connection", b"close")], "connection-specific"),
         ([M, S, A, P, (b"te", b"gzip")], "te:"),
@@ -77,3 +87,16 @@ def test_repeated_content_length() -> None:
     post = [(b":method", b"POST"), (b":scheme", b"https"), (b":authority", b"a"), (b":path", b"/")]
     assert request_problem([*post, (b"content-length", b"3"), (b"content-length", b"03")]) is None
     assert "conflicting" in (request_problem([*post, (b"content-length", b"3"), (b"content-length", b"4")]) or "")
+
+
+@pytest.mark.parametrize("bad", [b"\n", b"\r", b"\0"])
+def test_a_bad_byte_in_a_known_fields_value(bad: bytes) -> None:
+    """A name seen before skips the per-field check; its value is still searched, with all the others."""
+    assert request_problem([M, S, A, P, (b"user-agent", b"curl")]) is None  # remembered as a good name
+    problem = request_problem([M, S, A, P, (b"accept", b"*/*"), (b"user-agent", b"cu" + bad + b"rl")])
+    assert problem is not None and "invalid character in the value of b'user-agent'" in problem
+
+
+@given(st.binary(max_size=64))
+def test_bad_value_byte_is_nul_cr_or_lf(value: bytes) -> None:
+    assert has_bad_value_byte(value) == (re.search(rb"[\0\r\n]", value) is not None)
