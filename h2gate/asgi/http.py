@@ -79,7 +79,8 @@ def build_scope(
     if cookies:
         headers.append((b"cookie", b"; ".join(cookies)))
     raw_path, _, query = raw.partition(b"?")
-    path = (unquote_to_bytes(raw_path) if b"%" in raw_path else raw_path).decode("utf-8", "replace")
+    # (0x25 is "%": an int needle is a memchr; a bytes one first fails as an int, a TypeError made and cleared)
+    path = (unquote_to_bytes(raw_path) if 0x25 in raw_path else raw_path).decode("utf-8", "replace")
     root = root_path
     peer = transport.peer
     tls: TLSInfo | None = transport.tls

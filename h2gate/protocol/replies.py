@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Final
 
 from h2gate.compiled import caused, mypyc_attr
 from h2gate.errors import ClientDisconnected, ErrorCode
@@ -17,10 +17,12 @@ from h2gate.protocol.stream import Stream
 log = logging.getLogger("h2gate.error")
 
 #: HTTP/1-only fields that are illegal in HTTP/2 responses (RFC 9113 §8.2.2).
-HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade", b"te"})
+HOP_BY_HOP: Final = frozenset(
+    {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade", b"te"}
+)
 #: A whole name of RFC 9110 token characters (lowercase only: HTTP/2 field names must be lowercase, RFC 9113 §8.2.1).
-_NAME_OK = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+").fullmatch
-_warned: set[bytes] = set()
+_NAME_OK: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+").fullmatch
+_warned: set[bytes] = set()  # (not Final: tests give it a fresh set)
 
 
 @mypyc_attr(native_class=False)  # (a subclass of an uncompiled class: h2gate/compiled.py)
@@ -42,8 +44,8 @@ def _dropped(name: bytes) -> None:
 
 
 #: Names an app gave that were found valid, to their lowercase form (bounded): most responses repeat a few names.
-_GOOD_NAMES: dict[bytes, bytes] = {}
-_GOOD_NAMES_MAX = 1024
+_GOOD_NAMES: Final[dict[bytes, bytes]] = {}
+_GOOD_NAMES_MAX: Final = 1024
 
 
 def prepare_headers(pairs: Iterable[Any], server_header: bool, *, trailer: bool = False) -> tuple[Headers, int | None]:

@@ -78,7 +78,7 @@ def build_environ(exchange: Stream, transport: Transport, root_path: str) -> dic
     if transport.tls is not None:
         environ.update(wsgi_tls_environ(transport.tls))
     for name, values in fields.items():
-        if b"_" in name:
+        if 0x5F in name:  # "_" (an int needle: see h2gate.http.validate.has_bad_value_byte)
             # x_forwarded_for would collide with x-forwarded-for in the environ:
             # dropped, as nginx and Gunicorn do, so a client cannot spoof a proxy's header.
             continue
