@@ -81,6 +81,14 @@ def one_round(names: list[str], args: argparse.Namespace, workdir: Path) -> dict
         return out
 
 
+def add_side_options(p: argparse.ArgumentParser) -> None:
+    """--tree-a/-b and --python-a/-b: which h2gate build each side runs (read back by :func:`resolve_sides`)."""
+    for side in "ab":
+        which = f"{side.upper()} (an h2gate row)"
+        p.add_argument(f"--tree-{side}", help=f"run {which} with the h2gate package in this directory")
+        p.add_argument(f"--python-{side}", help=f"run {which} with the h2gate installed for this Python")
+
+
 def resolve_sides(p: argparse.ArgumentParser, args: argparse.Namespace) -> list[str]:
     """The two rows of ``--servers``, each side registered in SPECS with its --tree-x or --python-x applied."""
     names = [n for n in args.servers.split(",") if n]
@@ -114,10 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--requests", "-n", type=int, default=30000)
     p.add_argument("--warmup", type=int, default=2000)
     p.add_argument("--duration", type=float, default=300.0, help="time bound of each h2load run, seconds")
-    p.add_argument("--tree-a", help="run A (an h2gate row) with the h2gate package in this directory")
-    p.add_argument("--tree-b", help="run B (an h2gate row) with the h2gate package in this directory")
-    p.add_argument("--python-a", help="run A (an h2gate row) with the h2gate installed for this Python")
-    p.add_argument("--python-b", help="run B (an h2gate row) with the h2gate installed for this Python")
+    add_side_options(p)
     args = p.parse_args(argv)
     names = resolve_sides(p, args)
 

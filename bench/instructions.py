@@ -42,7 +42,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make ``bench`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.ab import resolve_sides
+from bench.ab import add_side_options, resolve_sides
 from bench.peers import SPECS
 from bench.scenarios import in_workdir, running
 from bench.servers import HOST, ServerSpec, run_h2load
@@ -114,10 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=500)
     p.add_argument("--duration", type=float, default=300.0, help="time bound of each h2load run, seconds")
     p.add_argument("--startup-timeout", type=float, default=120.0, help="seconds a server under valgrind gets")
-    p.add_argument("--tree-a", help="run A (an h2gate row) with the h2gate package in this directory")
-    p.add_argument("--tree-b", help="run B (an h2gate row) with the h2gate package in this directory")
-    p.add_argument("--python-a", help="run A (an h2gate row) with the h2gate installed for this Python")
-    p.add_argument("--python-b", help="run B (an h2gate row) with the h2gate installed for this Python")
+    add_side_options(p)
     args = p.parse_args(argv)
     for tool in ("valgrind", "callgrind_control", "h2load"):
         if shutil.which(tool) is None:
